@@ -1,0 +1,16 @@
+//! # tandem-parser
+//!
+//! The IMAP protocol logic of tandem: framing of a client or server byte
+//! stream into commands and responses, parsing of the commands and responses
+//! tandem acts on, the algebra of sequence and UID sets, and the rewriting of
+//! UIDs between canonical and backend-local numbers.
+//!
+//! What this crate never does: it never touches a socket, a clock, a thread
+//! or a file, and it never assumes its input is UTF-8. Bytes go in, values
+//! and bytes come out; the caller (the proxy) owns all I/O. This keeps every
+//! decision about the wire testable with plain byte strings and fuzzable.
+//!
+//! # Layout
+//! The modules arrive with the parser issue; at this stage the crate only
+//! marks its place in the workspace.
+#![forbid(unsafe_code)]

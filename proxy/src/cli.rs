@@ -1,0 +1,91 @@
+//! The command line of `tandem`.
+//!
+//! Exit codes: 0 success; 1 a check failed or a command could not finish;
+//! 2 the command line or the config is invalid.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Synchronous replication for existing IMAP servers.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and probe its backend: reachable, IMAP
+    /// greeting, the admin can act as a user, CAPABILITY has UIDPLUS.
+    Check {
+        /// The node's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The user the admin acts as during the probe.
+        #[arg(long, default_value = "alice")]
+        user: String,
+        /// Only validate the config; do not contact the backend.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check {
+            config,
+            user,
+            offline,
+        } => check(config, &user, offline),
+    }
+}
+
+fn check(path: PathBuf, user: &str, offline: bool) -> ExitCode {
+    println!("tandem check: {}", path.display());
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("  FAIL  config       {e}");
+            println!("check FAILED: the config is invalid");
+            return ExitCode::from(2);
+        }
+    };
+    if offline {
+        println!("  ok    config       valid (backend not probed: --offline)");
+        println!("check passed");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(crate::check::run(&config, user));
+    println!("{report}");
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

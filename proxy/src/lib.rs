@@ -1,0 +1,24 @@
+//! # tandem-proxy
+//!
+//! The `tandem` binary and the code that moves bytes: client sessions, the
+//! backend sessions behind them, TLS, metrics, and the wiring of a node to
+//! the replicated log.
+//!
+//! What this crate never does: it never decides protocol questions by itself
+//! (framing, parsing and UID rewriting belong to `tandem-parser`), never
+//! orders mutations on its own (that is `tandem-replicator`'s log), and never
+//! sends a client a UID that its log entry has not made durable on a majority.
+//!
+//! # Layout
+//! - [`config`]: the TOML config, validated before any socket is bound.
+//! - [`secret`]: `Secret<T>`, which keeps credentials out of logs.
+//! - [`backend`]: tandem's own IMAP client for its backend (admin sessions).
+//! - [`check`]: `tandem check`, the operator's pre-flight probe.
+//! - [`cli`]: the command line.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod secret;

@@ -1,0 +1,175 @@
+//! `tandem check` as an operator runs it: the real binary against real
+//! Dovecot instances, asserting the exit code and the report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tandem_tests::{ports, Dovecot};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn write_config(backend: &str, method: &str, password: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tandem.toml");
+    let text = format!(
+        r#"
+[node]
+id = 1
+data_dir = "{data}"
+
+[listen]
+imap = "127.0.0.1:{imap}"
+peer = "127.0.0.1:{peer}"
+
+[backend]
+kind = "dovecot"
+address = "{backend}"
+admin_user = "admin"
+admin_password = "{password}"
+admin_method = "{method}"
+connect_timeout_secs = 2
+command_timeout_secs = 10
+
+[[peer]]
+id = 2
+address = "127.0.0.1:{peer2}"
+"#,
+        data = dir.path().join("data").display(),
+        imap = ports::free_tcp_port(),
+        peer = ports::free_udp_port(),
+        peer2 = ports::free_udp_port(),
+    );
+    std::fs::write(&config, text).unwrap();
+    Setup { _dir: dir, config }
+}
+
+fn tandem_check(config: &Path) -> (Output, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["check", "--config"])
+        .arg(config)
+        .args(["--user", "alice"])
+        .output()
+        .expect("run tandem");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+#[test]
+fn check_passes_against_real_dovecot_with_authzid() {
+    let dovecot = Dovecot::start();
+    let setup = write_config(&dovecot.imap_addr().to_string(), "authzid", "admin-secret");
+    let (out, text) = tandem_check(&setup.config);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("has IMAP4REV1, UIDPLUS"), "{text}");
+    assert!(text.contains("acts as user \"alice\""), "{text}");
+    assert!(text.contains("check passed"), "{text}");
+    assert!(
+        !text.contains("admin-secret"),
+        "the password leaked: {text}"
+    );
+}
+
+#[test]
+fn check_passes_against_real_dovecot_with_master_login() {
+    let dovecot = Dovecot::start();
+    let setup = write_config(
+        &dovecot.imap_addr().to_string(),
+        "master-login",
+        "admin-secret",
+    );
+    let (out, text) = tandem_check(&setup.config);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("master-user LOGIN"), "{text}");
+}
+
+#[test]
+fn check_fails_clearly_on_a_wrong_port() {
+    let port = ports::free_tcp_port(); // nothing listens there
+    let setup = write_config(&format!("127.0.0.1:{port}"), "authzid", "admin-secret");
+    let (out, text) = tandem_check(&setup.config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  connect"), "{text}");
+    assert!(
+        text.contains(&format!("cannot connect to backend 127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(text.contains("check FAILED"), "{text}");
+}
+
+#[test]
+fn check_fails_clearly_on_a_wrong_admin_password() {
+    let dovecot = Dovecot::start();
+    for method in ["authzid", "master-login"] {
+        let setup = write_config(&dovecot.imap_addr().to_string(), method, "not-the-password");
+        let (out, text) = tandem_check(&setup.config);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("FAIL  admin"), "{text}");
+        assert!(text.contains("cannot act as user \"alice\""), "{text}");
+        assert!(text.contains("AUTHENTICATIONFAILED"), "{text}");
+        assert!(
+            !text.contains("not-the-password"),
+            "the password leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn check_fails_clearly_without_uidplus() {
+    let dovecot = Dovecot::builder()
+        .imap_capability("IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE MOVE")
+        .start();
+    let setup = write_config(&dovecot.imap_addr().to_string(), "authzid", "admin-secret");
+    let (out, text) = tandem_check(&setup.config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  capability"), "{text}");
+    assert!(text.contains("lacks UIDPLUS"), "{text}");
+}
+
+#[test]
+fn check_fails_clearly_on_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        r#"
+[node]
+id = 0
+data_dir = "/tmp/x"
+[listen]
+imap = "127.0.0.1:1"
+peer = "127.0.0.1:2"
+[backend]
+kind = "dovecot"
+address = "localhost"
+admin_user = "admin"
+admin_password = "pw"
+[limits]
+idle_timeout_secs = 10
+"#,
+    )
+    .unwrap();
+    let (out, text) = tandem_check(&config);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("node.id must be a positive integer"),
+        "{text}"
+    );
+    assert!(text.contains("backend.address"), "{text}");
+    assert!(text.contains("RFC 9051"), "{text}");
+
+    std::fs::write(&config, "[node]\nid = \"one\"\n").unwrap();
+    let (out, text) = tandem_check(&config);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("is not valid"), "{text}");
+
+    let (out, text) = tandem_check(&dir.path().join("missing.toml"));
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("cannot read config file"), "{text}");
+}

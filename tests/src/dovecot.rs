@@ -1,0 +1,397 @@
+//! Real Dovecot instances for tests.
+//!
+//! Each instance lives in its own temporary directory with its own config,
+//! base_dir, log and mail, listens for IMAP and LMTP on free 127.0.0.1 ports,
+//! knows the users alice and bob and a master user `admin` that can act as
+//! any of them (`alice*admin` LOGIN, or SASL PLAIN with authzid `alice`).
+//!
+//! Ordering invariants:
+//! - `start` returns only after the IMAP and LMTP listeners have greeted.
+//! - `stop` returns only after the master process has exited, so a restart
+//!   never races the old master for its ports or base_dir.
+//! - Dropping an instance stops it (SIGTERM, then SIGKILL) even during a
+//!   panic, and prints its log when the test is failing.
+//!
+//! Measured pitfalls of Dovecot 2.3.19 on Debian 12 that this module handles:
+//! mail processes may not run as uid 0 (mail runs as `mail`, with
+//! `first_valid_uid = 8`); a 0700 directory breaks the login and auth
+//! processes (the directory is made 0755); Unix socket paths must stay short
+//! (base_dir is a short path under /tmp).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::{Credentials, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
+
+/// The Dovecot binary installed by Debian's `dovecot-core`.
+pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
+
+/// The uid and gid of Debian's `mail` user, which owns the test mail.
+const MAIL_UID: u32 = 8;
+
+/// How long an instance may take to greet after start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Options for a new instance.
+#[derive(Debug, Default, Clone)]
+pub struct DovecotBuilder {
+    extra_config: String,
+    imap_capability: Option<String>,
+}
+
+impl DovecotBuilder {
+    /// Appends raw Dovecot settings to the generated config.
+    pub fn extra_config(mut self, text: &str) -> Self {
+        self.extra_config.push_str(text);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Overrides the post-login CAPABILITY (Dovecot's `imap_capability`),
+    /// e.g. to start a backend without UIDPLUS.
+    pub fn imap_capability(mut self, caps: &str) -> Self {
+        self.imap_capability = Some(caps.to_string());
+        self
+    }
+
+    /// Starts the instance and waits for its greetings. Retries with new
+    /// ports if a port was taken in the meantime.
+    pub fn start(self) -> Dovecot {
+        let dir = tempfile::Builder::new()
+            .prefix("tdv")
+            .tempdir_in("/tmp")
+            .expect("create temp dir for Dovecot");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .expect("chmod Dovecot dir");
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let mut instance = Dovecot {
+                imap_port: crate::ports::free_tcp_port(),
+                lmtp_port: crate::ports::free_tcp_port(),
+                dir: Some(dir_path(&dir)),
+                child: None,
+                options: self.clone(),
+                _tmp: None,
+            };
+            instance.write_files();
+            match instance.spawn() {
+                Ok(()) => {
+                    instance._tmp = Some(dir);
+                    return instance;
+                }
+                Err(e) => {
+                    last_error = e;
+                    instance.dir = None; // keep the tempdir for the next try
+                    let _ = fs::remove_file(dir.path().join("dovecot.log"));
+                }
+            }
+        }
+        panic!("Dovecot did not start:\n{last_error}");
+    }
+}
+
+fn dir_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
+
+/// A running Dovecot.
+#[derive(Debug)]
+pub struct Dovecot {
+    imap_port: u16,
+    lmtp_port: u16,
+    dir: Option<PathBuf>,
+    child: Option<Child>,
+    options: DovecotBuilder,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Dovecot {
+    /// A builder for an instance with non-default settings.
+    pub fn builder() -> DovecotBuilder {
+        DovecotBuilder::default()
+    }
+
+    /// Starts an instance with the default settings.
+    pub fn start() -> Dovecot {
+        DovecotBuilder::default().start()
+    }
+
+    /// Where clients connect for IMAP.
+    pub fn imap_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.imap_port))
+    }
+
+    /// Where mail is delivered with LMTP.
+    pub fn lmtp_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.lmtp_port))
+    }
+
+    /// The instance's directory (config, log, mail).
+    pub fn dir(&self) -> &Path {
+        self.dir.as_deref().expect("instance has a directory")
+    }
+
+    /// The PID of the Dovecot master process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The credentials of a regular user (`alice` or `bob`).
+    pub fn user(&self, name: &str) -> Credentials {
+        assert!(USERS.contains(&name), "no test user {name:?}");
+        Credentials {
+            user: name.to_string(),
+            password: USER_PASSWORD.to_string(),
+        }
+    }
+
+    /// The master user's credentials.
+    pub fn admin(&self) -> Credentials {
+        Credentials {
+            user: ADMIN_USER.to_string(),
+            password: ADMIN_PASSWORD.to_string(),
+        }
+    }
+
+    /// The instance's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Stops the master (SIGTERM, SIGKILL after 10 s) and waits until it has
+    /// exited.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Kills the master with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the instance again on the same ports and directory, after a
+    /// `stop` or `kill`; waits for the greetings.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn()
+            .unwrap_or_else(|e| panic!("Dovecot did not restart:\n{e}"));
+    }
+
+    fn write_files(&self) {
+        let dir = self.dir();
+        let home = dir.join("home");
+        let run = dir.join("run");
+        for d in [&home, &run, &dir.join("state")] {
+            fs::create_dir_all(d).expect("create Dovecot dirs");
+        }
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).expect("chmod run");
+        nix::unistd::chown(
+            &home,
+            Some(nix::unistd::Uid::from_raw(MAIL_UID)),
+            Some(nix::unistd::Gid::from_raw(MAIL_UID)),
+        )
+        .expect("chown mail home to the mail user");
+
+        let users: String = USERS
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{USER_PASSWORD}\n"))
+            .collect();
+        fs::write(dir.join("users"), users).expect("write users");
+        fs::write(
+            dir.join("masters"),
+            format!("{ADMIN_USER}:{{PLAIN}}{ADMIN_PASSWORD}\n"),
+        )
+        .expect("write masters");
+
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tdv")
+            .to_string();
+        let capability = self
+            .options
+            .imap_capability
+            .as_deref()
+            .map(|c| format!("  imap_capability = {c}\n"))
+            .unwrap_or_default();
+        let d = dir.display();
+        let config = format!(
+            "# Generated by tandem-tests for one test; not for production.
+instance_name = {name}
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_master_user_separator = *
+mail_location = maildir:~/Maildir
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = {MAIL_UID}
+login_trusted_networks = 127.0.0.0/8
+mail_debug = no
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/masters
+  master = yes
+  result_success = continue
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={d}/home/%u
+}}
+
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+protocol imap {{
+  mail_max_userip_connections = 10000
+{capability}}}
+protocol lmtp {{
+  postmaster_address = postmaster@localhost
+}}
+{extra}",
+            imap = self.imap_port,
+            lmtp = self.lmtp_port,
+            extra = self.options.extra_config,
+        );
+        fs::write(dir.join("dovecot.conf"), config).expect("write dovecot.conf");
+    }
+
+    /// Starts the master in the foreground (`-F`, so its PID is ours) and
+    /// waits for both greetings.
+    fn spawn(&mut self) -> Result<(), String> {
+        let dir = self.dir().to_path_buf();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(DOVECOT_BIN)
+            .arg("-F")
+            .arg("-c")
+            .arg(dir.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| {
+                format!("cannot run {DOVECOT_BIN} (is dovecot-imapd installed? `make deps`): {e}")
+            })?;
+        self.child = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut ready = [false, false];
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(format!(
+                    "dovecot exited with {status}\n{}\n{}",
+                    fs::read_to_string(dir.join("stderr.log")).unwrap_or_default(),
+                    self.log()
+                ));
+            }
+            ready[0] = ready[0] || greets(self.imap_addr(), b"* OK");
+            ready[1] = ready[1] || greets(self.lmtp_addr(), b"220 ");
+            if ready == [true, true] {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let log = self.log();
+        self.stop();
+        Err(format!("no greeting within {START_TIMEOUT:?}\n{log}"))
+    }
+}
+
+/// True when a server at `addr` sends a greeting that starts with `prefix`.
+fn greets(addr: SocketAddr, prefix: &[u8]) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while got.len() < prefix.len() {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let ok = got.starts_with(prefix);
+    let quit: &[u8] = if prefix.starts_with(b"*") {
+        b"x LOGOUT\r\n"
+    } else {
+        b"QUIT\r\n"
+    };
+    let _ = s.write_all(quit);
+    ok
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.dir.is_some() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            eprintln!(
+                "---- dovecot log ({}), last {} lines ----",
+                self.dir().display(),
+                tail.len()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            eprintln!("---- end of dovecot log ----");
+        }
+        self.stop();
+    }
+}

@@ -1,0 +1,45 @@
+//! # tandem-tests
+//!
+//! The harness for tandem's integration and fault-injection suites, and the
+//! suites themselves (under `tests/`). It starts real IMAP servers (Debian's
+//! Dovecot) in temporary directories on free 127.0.0.1 ports, hands out
+//! their addresses and credentials, and stops them by PID when dropped, also
+//! when a test panics, printing the server's log so a failure can be read.
+//!
+//! What this crate never does: it never mocks a server, never binds a fixed
+//! port (the demo's ports, n143, n144, n993, n024, n090, n700, are left
+//! alone), and never sends traffic beyond 127.0.0.0/8.
+//!
+//! # Layout
+//! - [`dovecot`]: start, stop and restart real Dovecot instances.
+//! - [`imap`]: a small blocking IMAP client for asserting what a server says.
+//! - [`ports`]: free-port picking that avoids the demo's fixed ports.
+#![forbid(unsafe_code)]
+
+pub mod dovecot;
+pub mod imap;
+pub mod ports;
+
+pub use dovecot::{Dovecot, DovecotBuilder};
+pub use imap::{ImapClient, Reply, Status};
+
+/// A user's name and password as the test servers know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Login name.
+    pub user: String,
+    /// Password (test-only; never a real secret).
+    pub password: String,
+}
+
+/// The regular users every test server has.
+pub const USERS: &[&str] = &["alice", "bob"];
+
+/// The password of every regular test user.
+pub const USER_PASSWORD: &str = "demo";
+
+/// The admin (Dovecot master user) that can act as any user.
+pub const ADMIN_USER: &str = "admin";
+
+/// The admin's password.
+pub const ADMIN_PASSWORD: &str = "admin-secret";

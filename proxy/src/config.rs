@@ -573,6 +573,21 @@ mod tests {
     }
 
     #[test]
+    fn example_config_in_deploy_parses_and_validates() {
+        let text = include_str!("../../deploy/tandem.example.toml");
+        let c = Config::from_toml(text, Path::new("deploy/tandem.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.node.id, 1);
+        assert_eq!(c.peers.len(), 2);
+        let b = c.backend().unwrap();
+        assert_eq!(b.kind, BackendKind::Dovecot);
+        assert!(b.admin_password.is_none() && b.admin_password_file.is_some());
+        let defaults = Limits::default();
+        assert_eq!(c.limits.max_literal_bytes, defaults.max_literal_bytes);
+        assert_eq!(c.limits.max_line_bytes, defaults.max_line_bytes);
+    }
+
+    #[test]
     fn host_port_forms() {
         assert!(check_host_port("mail1.example.org:7700").is_ok());
         assert!(check_host_port("[::1]:7700").is_ok());

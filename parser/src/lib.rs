@@ -11,6 +11,9 @@
 //! decision about the wire testable with plain byte strings and fuzzable.
 //!
 //! # Layout
-//! The modules arrive with the parser issue; at this stage the crate only
-//! marks its place in the workspace.
+//! - [`frame`]: where a command or a response ends in a byte stream, literals
+//!   (`{n}`, `{n+}`, `~{n}`), limits, AUTHENTICATE / IDLE line mode, and a
+//!   streaming mode that reports literal data as it arrives.
 #![forbid(unsafe_code)]
+
+pub mod frame;

@@ -14,6 +14,14 @@
 //! - [`frame`]: where a command or a response ends in a byte stream, literals
 //!   (`{n}`, `{n+}`, `~{n}`), limits, AUTHENTICATE / IDLE line mode, and a
 //!   streaming mode that reports literal data as it arrives.
+//! - [`seqset`]: sequence and UID sets as written ([`seqset::SequenceSet`],
+//!   re-encoded byte for byte) and resolved ([`seqset::Ranges`]: membership,
+//!   iteration, union, intersection, difference, compact encoding).
+//! - [`uidmap`]: the [`uidmap::UidMap`] trait the proxy implements over its
+//!   canonical <-> local maps, and how a set is carried through one (unmapped
+//!   UIDs are dropped, never replaced).
 #![forbid(unsafe_code)]
 
 pub mod frame;
+pub mod seqset;
+pub mod uidmap;

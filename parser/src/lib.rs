@@ -20,8 +20,17 @@
 //! - [`uidmap`]: the [`uidmap::UidMap`] trait the proxy implements over its
 //!   canonical <-> local maps, and how a set is carried through one (unmapped
 //!   UIDs are dropped, never replaced).
+//! - [`lexer`]: spans, string tokens and parse errors shared by the command
+//!   and response parsers (the cursor itself is private).
+//! - [`command`]: client commands tandem acts on, with the spans of their UID
+//!   sets and mailbox names; everything else is `Other`, forwarded as is.
+//! - [`response`]: server responses, with the spans of every UID, UID set,
+//!   UIDVALIDITY and UIDNEXT they carry.
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod frame;
+pub mod lexer;
+pub mod response;
 pub mod seqset;
 pub mod uidmap;

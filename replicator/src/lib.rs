@@ -1,15 +1,35 @@
 //! # tandem-replicator
 //!
 //! The consensus log that orders every mutation of the cluster: a Raft log
-//! (from an existing, well-tested implementation) carried over QUIC with
-//! mutual TLS, kept in an embedded crash-safe store, and applied in order to
-//! a deterministic state machine that owns canonical UIDVALIDITY and UIDNEXT.
+//! (openraft 0.9, the stable branch) carried over QUIC (quinn) with mutual
+//! TLS (rustls, ring), kept in an embedded crash-safe store (redb), and
+//! applied in order to a deterministic state machine supplied by the
+//! application.
 //!
 //! What this crate never does: it never parses or speaks IMAP, and it never
 //! decides on its own that a write succeeded: an entry counts only once a
-//! majority of voters holds it. No home-made election, lease or lock.
+//! majority of voters holds it. No home-made election, lease or lock: terms
+//! and votes are openraft's.
 //!
 //! # Layout
-//! The modules arrive with the replicator issue; at this stage the crate only
-//! marks its place in the workspace.
+//! - [`types`]: the openraft type configuration; opaque payloads.
+//! - [`sm`]: the [`StateMachine`] trait the application implements.
+//! - [`store`]: the redb store of log, vote, applied index and snapshots.
+//! - [`tls`]: cluster CA, node certificates pinned to node ids, rustls
+//!   configurations for quinn.
+//! - [`transport`]: Raft RPCs and forwarded proposals over QUIC streams.
+//! - [`node`]: [`Node`], which wires it all and offers `propose`.
+//! - [`relay`]: the UDP fault relay used by tests and the chaos campaign.
 #![forbid(unsafe_code)]
+
+pub mod node;
+pub mod relay;
+pub mod sm;
+pub mod store;
+pub mod tls;
+pub mod transport;
+pub mod types;
+
+pub use node::{Node, NodeConfig, NodeError, ProposeError};
+pub use sm::{SmError, StateMachine};
+pub use types::NodeId;

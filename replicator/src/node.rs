@@ -1,0 +1,494 @@
+//! One member of the cluster: storage, transport and Raft wired together,
+//! and the proposal path the proxy uses.
+//!
+//! Ordering invariants:
+//! - `propose` resolves `Ok` only after the entry is committed (held durably
+//!   by a majority) and applied on this node: read-your-writes.
+//! - A proposal is retried only when it provably was not taken (this node or
+//!   the node asked is not the leader, or the leader could not be dialled).
+//!   Once a request may have reached a leader, a failure is reported as
+//!   such and never retried, so an entry is never proposed twice.
+//! - Without a quorum a proposal fails after `proposal_timeout`; it never
+//!   succeeds locally.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::sm::StateMachine;
+use crate::store::{self, LogStore, ResyncNeeded, SmStore};
+use crate::tls::{TlsError, TlsMaterial};
+use crate::transport::{
+    self, CallError, ForwardError, Network, PeerClient, ProposeFuture, Proposed, Request, Response,
+    TransportConfig,
+};
+use crate::types::raft::Raft;
+use crate::types::{NodeId, Payload};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// The UDP address to serve peers on.
+    pub listen: SocketAddr,
+    /// Every voter of the cluster, this node included, with the `host:port`
+    /// this node uses to reach it.
+    pub members: BTreeMap<NodeId, String>,
+    /// Where the log and the state machine are kept.
+    pub data_dir: PathBuf,
+    /// This node's certificate, key and the cluster CA.
+    pub tls: TlsMaterial,
+    /// Leader heartbeat interval. openraft 0.9 also uses it as the timeout
+    /// of every AppendEntries RPC, so it must exceed the round trip plus the
+    /// time to send and fsync a full batch of entries.
+    pub heartbeat: Duration,
+    /// Election timeout range: a follower that hears no leader for a random
+    /// time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// How long a proposal may wait for commit and local apply.
+    pub proposal_timeout: Duration,
+    /// Applied entries kept in the log for lagging nodes. A node further
+    /// behind than this receives a snapshot and must resync its backend.
+    pub keep_log_entries: u64,
+    /// How often the log is compacted.
+    pub compaction_interval: Duration,
+    /// Transport limits.
+    pub transport: TransportConfig,
+}
+
+impl NodeConfig {
+    /// A config with production defaults.
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        members: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+        tls: TlsMaterial,
+    ) -> NodeConfig {
+        NodeConfig {
+            id,
+            listen,
+            members,
+            data_dir,
+            tls,
+            heartbeat: Duration::from_millis(250),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            proposal_timeout: Duration::from_secs(5),
+            keep_log_entries: 100_000,
+            compaction_interval: Duration::from_secs(10),
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The config is inconsistent.
+    #[error("invalid node config: {0}")]
+    Config(String),
+    /// The data directory could not be created.
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// TLS material was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// openraft refused to start.
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal did not resolve. Every variant means the client must not
+/// be told the mutation happened; the proxy answers `NO [UNAVAILABLE]`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// No commit within the timeout: no quorum, or no leader. The entry may
+    /// still commit later (then it applies everywhere, as any entry).
+    #[error("not committed within {0:?}: no quorum reachable")]
+    Timeout(Duration),
+    /// The request reached the leader but its reply was lost; the outcome
+    /// is unknown.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The node is shutting down or its Raft stopped.
+    #[error("the node is shutting down")]
+    Shutdown,
+    /// The entry could not be encoded or the output decoded.
+    #[error("cannot encode or decode: {0}")]
+    Codec(String),
+    /// Raft stopped with an error.
+    #[error("raft failed: {0}")]
+    Fatal(String),
+}
+
+/// A running node.
+pub struct Node<S: StateMachine> {
+    id: NodeId,
+    raft: Raft,
+    db: Arc<redb::Database>,
+    sm: Arc<std::sync::Mutex<S>>,
+    peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
+    endpoint: quinn::Endpoint,
+    proposal_timeout: Duration,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<S: StateMachine> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish()
+    }
+}
+
+impl<S: StateMachine> Node<S> {
+    /// Opens the store, binds the peer socket, starts Raft and, on a fresh
+    /// store, initializes the cluster with the configured members (every
+    /// node does this with the same list, which openraft allows).
+    pub async fn start(config: NodeConfig, state_machine: S) -> Result<Node<S>, NodeError> {
+        if !config.members.contains_key(&config.id) {
+            return Err(NodeError::Config(format!(
+                "node {} is not among the members {:?}",
+                config.id,
+                config.members.keys().collect::<Vec<_>>()
+            )));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = store::open_database(&config.data_dir.join("raft.redb"))?;
+
+        let mut server = config.tls.quinn_server()?;
+        server.transport_config(transport::quic_transport());
+        let mut client = config.tls.quinn_client()?;
+        client.transport_config(transport::quic_transport());
+        let mut endpoint =
+            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        endpoint.set_default_client_config(client);
+
+        let peers: BTreeMap<NodeId, Arc<PeerClient>> = config
+            .members
+            .iter()
+            .filter(|(id, _)| **id != config.id)
+            .map(|(id, addr)| {
+                let client = PeerClient::new(
+                    *id,
+                    addr.clone(),
+                    endpoint.clone(),
+                    config.transport.clone(),
+                );
+                (*id, Arc::new(client))
+            })
+            .collect();
+        let peers = Arc::new(peers);
+
+        let raft_config = openraft::Config {
+            cluster_name: "tandem".to_string(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 16,
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+
+        let sm = Arc::new(std::sync::Mutex::new(state_machine));
+        let log_store = LogStore::new(db.clone());
+        let sm_store =
+            SmStore::new(db.clone(), sm.clone()).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = openraft::Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            sm_store,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+        let members: Arc<Vec<NodeId>> = Arc::new(config.members.keys().copied().collect());
+        let leader_raft = raft.clone();
+        let propose_here: Arc<dyn Fn(Payload) -> ProposeFuture + Send + Sync> =
+            Arc::new(move |payload| {
+                let raft = leader_raft.clone();
+                Box::pin(async move { write_as_leader(&raft, payload).await })
+            });
+        let mut tasks = vec![tokio::spawn(transport::serve(
+            endpoint.clone(),
+            raft.clone(),
+            members,
+            config.transport.clone(),
+            propose_here,
+        ))];
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if !initialized {
+            let voters: BTreeMap<NodeId, BasicNode> = config
+                .members
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            // Every node initializes with the same members; a node that
+            // already received the membership from another refuses, which
+            // is fine.
+            if let Err(e) = raft.initialize(voters).await {
+                tracing::debug!(error = %e, "initialize skipped");
+            }
+        }
+
+        tasks.push(tokio::spawn(compact(
+            raft.clone(),
+            config.keep_log_entries,
+            config.compaction_interval,
+        )));
+
+        Ok(Node {
+            id: config.id,
+            raft,
+            db,
+            sm,
+            peers,
+            endpoint,
+            proposal_timeout: config.proposal_timeout,
+            tasks,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The Raft handle (metrics, waits).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The application's state machine, for reads. Reads see applied
+    /// entries only.
+    pub fn state_machine(&self) -> &Arc<std::sync::Mutex<S>> {
+        &self.sm
+    }
+
+    /// The node's database, for the state machine's read transactions.
+    pub fn database(&self) -> &Arc<redb::Database> {
+        &self.db
+    }
+
+    /// The current leader, as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// True while this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The index of the last entry applied here.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().last_applied.map(|l| l.index)
+    }
+
+    /// Whether this node skipped entries by installing a snapshot, so its
+    /// backend must be resynchronized (see [`ResyncNeeded`]).
+    pub fn needs_resync(&self) -> Option<ResyncNeeded> {
+        store::resync_needed(&self.db).ok().flatten()
+    }
+
+    /// Proposes `entry`; resolves with the state machine's output once the
+    /// entry is committed and applied on this node.
+    pub async fn propose<E, O>(&self, entry: &E) -> Result<O, ProposeError>
+    where
+        E: Serialize,
+        O: DeserializeOwned,
+    {
+        let payload =
+            Payload(postcard::to_stdvec(entry).map_err(|e| ProposeError::Codec(e.to_string()))?);
+        let started = Instant::now();
+        let deadline = started + self.proposal_timeout;
+        let proposed = tokio::time::timeout(self.proposal_timeout, self.submit(payload))
+            .await
+            .map_err(|_| ProposeError::Timeout(self.proposal_timeout))??;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(proposed.index), "proposal applied locally")
+            .await
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => {
+                    ProposeError::Timeout(self.proposal_timeout)
+                }
+                openraft::metrics::WaitError::ShuttingDown => ProposeError::Shutdown,
+            })?;
+        postcard::from_bytes(&proposed.output.0).map_err(|e| ProposeError::Codec(e.to_string()))
+    }
+
+    async fn submit(&self, payload: Payload) -> Result<Proposed, ProposeError> {
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let leader = match write_as_leader(&self.raft, payload.clone()).await {
+                Ok(p) => return Ok(p),
+                Err(ForwardError::NotLeader(leader)) => leader,
+                Err(ForwardError::Failed(e)) => return Err(ProposeError::Fatal(e)),
+            };
+            if let Some(client) = leader
+                .filter(|l| *l != self.id)
+                .and_then(|l| self.peers.get(&l))
+            {
+                match client
+                    .call(&Request::Propose(payload.clone()), self.proposal_timeout)
+                    .await
+                {
+                    Ok(Response::Propose(Ok(p))) => return Ok(p),
+                    // Not taken: the leader moved on. Ask again.
+                    Ok(Response::Propose(Err(ForwardError::NotLeader(_)))) => {}
+                    Ok(Response::Propose(Err(ForwardError::Failed(e)))) => {
+                        return Err(ProposeError::Unknown(e))
+                    }
+                    Ok(other) => {
+                        return Err(ProposeError::Unknown(format!("unexpected reply {other:?}")))
+                    }
+                    // Never sent: safe to ask again.
+                    Err(CallError::Unreachable { .. }) => {}
+                    Err(e @ CallError::Failed { .. }) => {
+                        return Err(ProposeError::Unknown(e.to_string()))
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops Raft, the transport and the background tasks.
+    pub async fn shutdown(self) {
+        let _ = self.raft.shutdown().await;
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Appends `payload` if this node is the leader; waits for commit and apply
+/// on the leader.
+async fn write_as_leader(raft: &Raft, payload: Payload) -> Result<Proposed, ForwardError> {
+    match raft.client_write(payload).await {
+        Ok(resp) => Ok(Proposed {
+            index: resp.log_id.index,
+            output: resp.data,
+        }),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ForwardError::NotLeader(f.leader_id))
+        }
+        Err(e) => Err(ForwardError::Failed(e.to_string())),
+    }
+}
+
+/// Keeps at most `keep` applied entries beyond what every voter has (on the
+/// leader) or beyond this node's applied index (elsewhere): snapshots the
+/// state machine, then purges the log up to the snapshot.
+async fn compact(raft: Raft, keep: u64, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let m = raft.metrics().borrow().clone();
+        if m.running_state.is_err() {
+            return;
+        }
+        let Some(applied) = m.last_applied.map(|l| l.index) else {
+            continue;
+        };
+        let behind_floor = applied.saturating_sub(keep);
+        let upto = match (&m.state, &m.replication) {
+            (ServerState::Leader, Some(repl)) => {
+                let members: BTreeSet<NodeId> = m.membership_config.voter_ids().collect();
+                let slowest = members
+                    .iter()
+                    .map(|id| {
+                        if *id == m.id {
+                            applied
+                        } else {
+                            repl.get(id)
+                                .copied()
+                                .flatten()
+                                .map(|l| l.index)
+                                .unwrap_or(0)
+                        }
+                    })
+                    .min()
+                    .unwrap_or(0);
+                slowest.min(applied).max(behind_floor)
+            }
+            _ => behind_floor,
+        };
+        let purged = m.purged.map(|l| l.index);
+        let batch = (keep / 10).clamp(1, 1000);
+        if upto == 0 || purged.is_some_and(|p| upto < p + batch) {
+            continue;
+        }
+        if m.snapshot.map(|l| l.index) < Some(upto) {
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            let waited = raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(
+                    |mm| mm.snapshot.map(|l| l.index) >= Some(upto),
+                    "snapshot for compaction",
+                )
+                .await;
+            if waited.is_err() {
+                continue;
+            }
+        }
+        if raft.trigger().purge_log(upto).await.is_err() {
+            return;
+        }
+        tracing::debug!(upto, "log compacted");
+    }
+}

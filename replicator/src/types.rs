@@ -1,0 +1,72 @@
+//! The Raft type configuration and the opaque payloads the log carries.
+//!
+//! The log itself never looks inside an entry: the application's typed
+//! entries are encoded with postcard into [`Payload`] by [`crate::Node`] and
+//! decoded again only by the application's [`crate::StateMachine`].
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's id in the cluster.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of tandem's log.
+    pub TypeConfig:
+        D = Payload,
+        R = Output,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// An application entry, encoded. `Debug` shows only its size: entries carry
+/// mail, which never goes to logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload(pub Vec<u8>);
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying an entry produced, encoded.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Output(pub Vec<u8>);
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Output({} bytes)", self.0.len())
+    }
+}
+
+/// Shorthands for openraft's generic types over [`TypeConfig`].
+pub mod raft {
+    use super::{NodeId, TypeConfig};
+
+    /// An entry of the log.
+    pub type Entry = openraft::Entry<TypeConfig>;
+    /// A log position (term, leader, index).
+    pub type LogId = openraft::LogId<NodeId>;
+    /// A persisted vote.
+    pub type Vote = openraft::Vote<NodeId>;
+    /// The cluster's member list as stored in the log.
+    pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+    /// A snapshot's identity and position.
+    pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+    /// A storage failure, as openraft wants it.
+    pub type StorageError = openraft::StorageError<NodeId>;
+    /// The Raft handle.
+    pub type Raft = openraft::Raft<TypeConfig>;
+}

@@ -1,0 +1,281 @@
+//! The replicated log in-process: election, commit, quorum loss, partitions,
+//! loss and delay, restart from the store, compaction and resync, refused
+//! certificates. Section numbers refer to the Raft paper (Ongaro and
+//! Ousterhout, 2014).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{items, Cluster, Options};
+use tandem_replicator::tls::{self, TlsMaterial};
+use tandem_replicator::{Node, ProposeError};
+
+const SECS: Duration = Duration::from_secs(1);
+
+/// §5.2, §5.3: one leader is elected; entries proposed through any node
+/// commit and apply on every node with the same allocated numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_is_elected_and_entries_apply_everywhere_in_order() {
+    let cluster = Cluster::start(Options::default()).await;
+    let leader = cluster.leader(10 * SECS).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+
+    let a = cluster.propose(leader, "via-leader").await.unwrap();
+    let b = cluster.propose(follower, "via-follower").await.unwrap();
+    assert_eq!(b, a + 1, "numbers allocated in log order");
+    // Read-your-writes: the proposing follower already applied it.
+    assert!(items(cluster.node(follower)).contains(&(b, "via-follower".to_string())));
+
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 5 * SECS).await;
+    let expected = items(cluster.node(1));
+    assert_eq!(expected.len(), 2);
+    for id in 2..=3 {
+        assert_eq!(items(cluster.node(id)), expected, "node {id} diverged");
+    }
+    cluster.shutdown().await;
+}
+
+/// §5.3: a majority suffices; with one of three down, proposals commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_with_one_of_three_down() {
+    let mut cluster = Cluster::start(Options::default()).await;
+    let leader = cluster.leader(10 * SECS).await;
+    let down = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop_node(down).await;
+    for i in 0..10 {
+        cluster.propose(leader, &format!("m{i}")).await.unwrap();
+    }
+    // The leader itself going down: the two survivors elect one of them.
+    let mut cluster2 = cluster;
+    cluster2.start_node(down).await;
+    let leader = cluster2.leader(10 * SECS).await;
+    cluster2.stop_node(leader).await;
+    let new_leader = cluster2.leader(10 * SECS).await;
+    assert_ne!(new_leader, leader);
+    let n = cluster2
+        .propose(new_leader, "after-failover")
+        .await
+        .unwrap();
+    assert_eq!(n, 11, "no number reused or skipped across failover");
+    cluster2.shutdown().await;
+}
+
+/// §5.4.1: without a majority nothing commits; the proposal fails with the
+/// timeout error instead of succeeding locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_commit_with_two_of_three_down() {
+    let mut cluster = Cluster::start(Options {
+        proposal_timeout: Duration::from_millis(1500),
+        ..Options::default()
+    })
+    .await;
+    let leader = cluster.leader(10 * SECS).await;
+    cluster.propose(leader, "before").await.unwrap();
+    for id in 1..=3 {
+        if id != leader {
+            cluster.stop_node(id).await;
+        }
+    }
+    let err = cluster.propose(leader, "lonely").await.unwrap_err();
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+    let held = items(cluster.node(leader));
+    assert!(
+        !held.iter().any(|(_, v)| v == "lonely"),
+        "applied without quorum: {held:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// §5.4 and §8: a leader cut off from the others cannot commit; its pending
+/// proposal fails; the majority elects a new leader (higher term) that
+/// commits; after healing the old leader's uncommitted entry is gone and all
+/// nodes agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_old_leader_cannot_commit() {
+    let cluster = Cluster::start(Options {
+        relay: true,
+        proposal_timeout: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    let old = cluster.leader(10 * SECS).await;
+    cluster.propose(old, "before").await.unwrap();
+    let old_term = cluster.node(old).term();
+
+    let net = cluster.net.as_ref().unwrap();
+    net.isolate(old);
+    let err = cluster
+        .propose(old, "from-isolated-leader")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+
+    let other = (1..=3).find(|id| *id != old).unwrap();
+    let mut new = None;
+    for _ in 0..100 {
+        let l = cluster.node(other).leader();
+        if l.is_some() && l != Some(old) {
+            new = l;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new = new.expect("the majority elects a new leader");
+    assert!(cluster.node(new).term() > old_term);
+    let n = cluster.propose(new, "from-majority").await.unwrap();
+    assert_eq!(n, 2);
+
+    net.heal();
+    let index = cluster.node(new).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    let expected = items(cluster.node(new));
+    assert_eq!(
+        expected,
+        vec![(1, "before".to_string()), (2, "from-majority".to_string())]
+    );
+    for id in 1..=3 {
+        assert_eq!(items(cluster.node(id)), expected, "node {id}");
+    }
+    cluster.shutdown().await;
+}
+
+/// The mailing-list scenario: 2% datagram loss and 50 ms delay on every
+/// replication link; proposals still commit, in order, everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_through_two_percent_loss_and_fifty_ms_delay() {
+    let cluster = Cluster::start(Options {
+        relay: true,
+        proposal_timeout: Duration::from_secs(10),
+        // Production timing: AppendEntries must fit in one heartbeat
+        // interval, and a round trip here is over 100 ms.
+        heartbeat: Duration::from_millis(250),
+        election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+        ..Options::default()
+    })
+    .await;
+    cluster.leader(10 * SECS).await;
+    cluster.net.as_ref().unwrap().degrade_all(
+        0.02,
+        Duration::from_millis(50),
+        Duration::from_millis(5),
+    );
+    let mut numbers = Vec::new();
+    for i in 0..20 {
+        let via = 1 + (i % 3);
+        numbers.push(cluster.propose(via, &format!("lossy{i}")).await.unwrap());
+    }
+    assert_eq!(numbers, (1..=20).collect::<Vec<u64>>());
+    let leader = cluster.leader(10 * SECS).await;
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 20 * SECS).await;
+    for id in 2..=3 {
+        assert_eq!(items(cluster.node(id)), items(cluster.node(1)));
+    }
+    cluster.shutdown().await;
+}
+
+/// A node restarted on its data directory recovers its log and state; a
+/// whole cluster restarted continues numbering where it stopped (no reuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_nodes_recover_from_their_store() {
+    let mut cluster = Cluster::start(Options::default()).await;
+    let leader = cluster.leader(10 * SECS).await;
+    for i in 0..5 {
+        cluster.propose(leader, &format!("a{i}")).await.unwrap();
+    }
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop_node(follower).await;
+    for i in 0..5 {
+        cluster.propose(leader, &format!("b{i}")).await.unwrap();
+    }
+    cluster.start_node(follower).await;
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    assert_eq!(items(cluster.node(follower)).len(), 10);
+
+    for id in 1..=3 {
+        cluster.stop_node(id).await;
+    }
+    for id in 1..=3 {
+        cluster.start_node(id).await;
+    }
+    let leader = cluster.leader(10 * SECS).await;
+    let n = cluster.propose(leader, "after-restart").await.unwrap();
+    assert_eq!(n, 11);
+    cluster.shutdown().await;
+}
+
+/// A node further behind than the kept log receives a snapshot and reports
+/// that its backend must be resynchronized; its state still converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_node_past_the_kept_log_is_told_to_resync() {
+    let mut cluster = Cluster::start(Options {
+        keep_log_entries: 5,
+        compaction_interval: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
+    let leader = cluster.leader(10 * SECS).await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.propose(leader, "first").await.unwrap();
+    cluster.stop_node(lagging).await;
+    for i in 0..40 {
+        cluster.propose(leader, &format!("x{i}")).await.unwrap();
+    }
+    // Wait until the leader purged beyond what the lagging node has.
+    let raft = cluster.node(leader).raft().clone();
+    raft.wait(Some(10 * SECS))
+        .metrics(|m| m.purged.map(|l| l.index) >= Some(20), "purged")
+        .await
+        .expect("leader compacts its log");
+    assert!(cluster.node(leader).needs_resync().is_none());
+
+    cluster.start_node(lagging).await;
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    let resync = cluster
+        .node(lagging)
+        .needs_resync()
+        .expect("told to resync");
+    assert!(resync.snapshot_upto >= 20, "{resync:?}");
+    assert_eq!(items(cluster.node(lagging)), items(cluster.node(leader)));
+    cluster.shutdown().await;
+}
+
+/// A node whose certificate comes from another CA, or that is not a member,
+/// is refused: it never receives entries, the others commit without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_with_a_foreign_certificate_are_refused() {
+    let mut cluster = Cluster::start(Options {
+        nodes: 3,
+        ..Options::default()
+    })
+    .await;
+    // Replace node 3 with an impostor holding a certificate for node 3 from
+    // a different CA.
+    cluster.stop_node(3).await;
+    std::fs::remove_dir_all(cluster.data_dir(3)).unwrap();
+    let rogue_ca = tls::generate_ca().unwrap();
+    let rogue = tls::issue_node_cert(&rogue_ca.key, 3).unwrap();
+    let material = TlsMaterial::from_pem(&rogue_ca.cert, &rogue.cert, &rogue.key).unwrap();
+    let impostor = Node::start(cluster.config(3, material), common::Seq)
+        .await
+        .unwrap();
+
+    let leader = cluster.leader(10 * SECS).await;
+    assert_ne!(leader, 3);
+    for i in 0..3 {
+        cluster.propose(leader, &format!("m{i}")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(impostor.applied_index().unwrap_or(0) < cluster.node(leader).applied_index().unwrap());
+    assert!(items_of(&impostor).is_empty(), "the impostor got entries");
+    impostor.shutdown().await;
+    cluster.shutdown().await;
+}
+
+fn items_of(node: &Node<common::Seq>) -> Vec<(u64, String)> {
+    items(node)
+}

@@ -26,11 +26,14 @@
 //!   sets and mailbox names; everything else is `Other`, forwarded as is.
 //! - [`response`]: server responses, with the spans of every UID, UID set,
 //!   UIDVALIDITY and UIDNEXT they carry.
+//! - [`rewrite`]: edits that translate those spans (commands canonical ->
+//!   local, responses local -> canonical) and leave every other byte as is.
 #![forbid(unsafe_code)]
 
 pub mod command;
 pub mod frame;
 pub mod lexer;
 pub mod response;
+pub mod rewrite;
 pub mod seqset;
 pub mod uidmap;

@@ -15,7 +15,7 @@
 //! - `Debug` of a command shows offsets, never bytes: a LOGIN password or a
 //!   SASL response cannot reach a log through it.
 
-use crate::lexer::{is_tag_char, Lexer, ParseError, Span, StrToken, DEFAULT_MAX_DEPTH};
+use crate::lexer::{is_tag_char, Lexer, ParseError, Span, StrToken, Upper, DEFAULT_MAX_DEPTH};
 use crate::seqset::SequenceSet;
 
 /// A sequence set or UID set argument.
@@ -271,7 +271,7 @@ impl<'a> Command<'a> {
                 "command name",
             )?;
         }
-        let upper = name.of(buf).to_ascii_uppercase();
+        let upper = Upper::of(name.of(buf));
         let body = if uid {
             match &upper[..] {
                 b"COPY" => copy_or_move(&mut l, false)?,
@@ -668,7 +668,7 @@ fn search_key(l: &mut Lexer<'_>, uids: &mut Vec<SetArg>) -> Result<(), ParseErro
         return Ok(());
     }
     let word = l.atom()?;
-    let key = word.of(l.buf).to_ascii_uppercase();
+    let key = Upper::of(word.of(l.buf));
     match &key[..] {
         b"ALL" | b"ANSWERED" | b"DELETED" | b"DRAFT" | b"FLAGGED" | b"NEW" | b"OLD" | b"RECENT"
         | b"SEEN" | b"UNANSWERED" | b"UNDELETED" | b"UNDRAFT" | b"UNFLAGGED" | b"UNSEEN"

@@ -167,6 +167,37 @@ pub(crate) fn is_tag_char(b: u8) -> bool {
     is_astring_char(b) && b != b'+'
 }
 
+/// A keyword folded to upper case without allocating: up to 24 bytes;
+/// longer words fold to an empty key, which matches no known keyword.
+#[derive(Clone, Copy)]
+pub(crate) struct Upper {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Upper {
+    pub(crate) fn of(word: &[u8]) -> Self {
+        let mut bytes = [0u8; 24];
+        if word.len() > bytes.len() {
+            return Upper { bytes, len: 0 };
+        }
+        for (d, s) in bytes.iter_mut().zip(word) {
+            *d = s.to_ascii_uppercase();
+        }
+        Upper {
+            bytes,
+            len: word.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for Upper {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The cursor.
 #[derive(Debug, Clone)]
 pub(crate) struct Lexer<'a> {

@@ -10,7 +10,7 @@
 //! - Responses tandem does not look into are [`ResponseBody::Other`]; their
 //!   extent was fixed by [`crate::frame::ResponseFramer`], literals included.
 
-use crate::lexer::{is_tag_char, Lexer, ParseError, Span, StrToken, DEFAULT_MAX_DEPTH};
+use crate::lexer::{is_tag_char, Lexer, ParseError, Span, StrToken, Upper, DEFAULT_MAX_DEPTH};
 use crate::seqset::SequenceSet;
 
 /// The status of a status response.
@@ -300,7 +300,7 @@ fn code(l: &mut Lexer<'_>) -> Result<Code, ParseError> {
         |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.',
         "code name",
     )?;
-    let upper = name.of(l.buf).to_ascii_uppercase();
+    let upper = Upper::of(name.of(l.buf));
     let code = match &upper[..] {
         b"UIDNEXT" => {
             l.sp()?;
@@ -404,7 +404,7 @@ fn fetch_items(l: &mut Lexer<'_>) -> Result<Vec<FetchItem>, ParseError> {
     }
     loop {
         let name = l.value()?;
-        let upper = name.of(l.buf).to_ascii_uppercase();
+        let upper = Upper::of(name.of(l.buf));
         l.sp()?;
         let item = match &upper[..] {
             b"UID" => {
@@ -456,7 +456,7 @@ fn esearch(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
         }
         loop {
             let name = l.atom()?;
-            let upper = name.of(l.buf).to_ascii_uppercase();
+            let upper = Upper::of(name.of(l.buf));
             l.sp()?;
             let item = match &upper[..] {
                 b"MIN" => {
@@ -575,7 +575,7 @@ fn untagged(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
         let (n, _) = l.number()?;
         l.sp()?;
         let name = l.atom()?;
-        let upper = name.of(l.buf).to_ascii_uppercase();
+        let upper = Upper::of(name.of(l.buf));
         return Ok(match &upper[..] {
             b"EXISTS" => ResponseBody::Exists(n),
             b"RECENT" => ResponseBody::Recent(n),
@@ -613,7 +613,7 @@ fn untagged(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
         });
     }
     let name = l.atom()?;
-    let upper = name.of(l.buf).to_ascii_uppercase();
+    let upper = Upper::of(name.of(l.buf));
     Ok(match &upper[..] {
         b"CAPABILITY" => ResponseBody::Capability(atoms_to_end(l)?),
         b"ENABLED" => ResponseBody::Enabled(atoms_to_end(l)?),

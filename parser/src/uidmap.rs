@@ -71,6 +71,126 @@ impl UidMap for BTreeMap<u32, u32> {
     }
 }
 
+/// A monotonic map kept as runs of consecutive UIDs mapped to consecutive
+/// UIDs, the shape tandem's maps have (messages applied in log order get
+/// increasing UIDs on both sides). `map_range` costs O(log runs + runs
+/// touched), so `1:*` over a mailbox of a million messages stays cheap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunMap {
+    /// `(from, to, len)`: `from + i` maps to `to + i` for `i < len`;
+    /// sorted by `from`, and by `to`, without overlaps.
+    runs: Vec<(u32, u32, u32)>,
+}
+
+/// Why [`RunMap::push`] refused a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("pair {from} -> {to} is not above the last pair of the map")]
+pub struct NotIncreasing {
+    /// The UID mapped from.
+    pub from: u32,
+    /// The UID mapped to.
+    pub to: u32,
+}
+
+impl RunMap {
+    /// The empty map.
+    pub fn new() -> Self {
+        RunMap::default()
+    }
+
+    /// Adds `from -> to`; both must be above every pair already in the map
+    /// (and non-zero), which keeps the map strictly increasing.
+    pub fn push(&mut self, from: u32, to: u32) -> Result<(), NotIncreasing> {
+        let err = NotIncreasing { from, to };
+        if from == 0 || to == 0 {
+            return Err(err);
+        }
+        match self.runs.last_mut() {
+            Some(&mut (f, t, len))
+                if u64::from(from) < u64::from(f) + u64::from(len)
+                    || u64::from(to) < u64::from(t) + u64::from(len) =>
+            {
+                Err(err)
+            }
+            Some(last)
+                if u64::from(from) == u64::from(last.0) + u64::from(last.2)
+                    && u64::from(to) == u64::from(last.1) + u64::from(last.2) =>
+            {
+                last.2 += 1;
+                Ok(())
+            }
+            _ => {
+                self.runs.push((from, to, 1));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the mapping of `from` (an expunged message), if any.
+    pub fn remove(&mut self, from: u32) {
+        let i = self
+            .runs
+            .partition_point(|&(f, _, len)| u64::from(f) + u64::from(len) <= u64::from(from));
+        let Some(&(f, t, len)) = self.runs.get(i) else {
+            return;
+        };
+        if from < f {
+            return;
+        }
+        let k = from - f;
+        let mut repl = Vec::with_capacity(2);
+        if k > 0 {
+            repl.push((f, t, k));
+        }
+        if k + 1 < len {
+            repl.push((from + 1, t + k + 1, len - k - 1));
+        }
+        self.runs.splice(i..=i, repl);
+    }
+
+    /// The inverse map (local -> canonical from canonical -> local).
+    pub fn inverse(&self) -> RunMap {
+        RunMap {
+            runs: self.runs.iter().map(|&(f, t, l)| (t, f, l)).collect(),
+        }
+    }
+
+    /// Number of mapped UIDs.
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|r| u64::from(r.2)).sum()
+    }
+
+    /// Whether no UID is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The largest UID mapped from (the `*` of the source side).
+    pub fn max_from(&self) -> Option<u32> {
+        self.runs.last().map(|&(f, _, l)| f + (l - 1))
+    }
+}
+
+impl UidMap for RunMap {
+    fn map_range(&self, lo: u32, hi: u32, out: &mut Ranges) {
+        let mut i = self
+            .runs
+            .partition_point(|&(f, _, len)| u64::from(f) + u64::from(len) <= u64::from(lo));
+        while let Some(&(f, t, len)) = self.runs.get(i) {
+            if f > hi {
+                break;
+            }
+            let last = f + (len - 1);
+            let a = lo.max(f);
+            let b = hi.min(last);
+            if a <= b {
+                out.insert(t + (a - f), t + (b - f));
+            }
+            i += 1;
+        }
+    }
+}
+
 /// A map given as a function of one UID. `map_range` calls it once per UID
 /// of the range, so use it with resolved sets of reasonable size (tests,
 /// small mailboxes); real maps should implement `map_range` over their runs.
@@ -206,6 +326,34 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn run_map_maps_ranges_by_runs_and_refuses_decreasing_pairs() {
+        let mut m = RunMap::new();
+        for (f, t) in [(1, 101), (2, 102), (3, 103), (7, 104), (8, 110)] {
+            m.push(f, t).unwrap();
+        }
+        assert_eq!(m.runs.len(), 3);
+        assert_eq!(m.push(8, 200), Err(NotIncreasing { from: 8, to: 200 }));
+        assert_eq!(m.push(9, 110), Err(NotIncreasing { from: 9, to: 110 }));
+        assert_eq!(
+            map_ranges(&Ranges::from_ranges([(2, 7)]), &m).to_bytes(),
+            b"102:104"
+        );
+        assert_eq!(
+            map_ranges(&Ranges::from_ranges([(4, 6)]), &m).to_bytes(),
+            b""
+        );
+        assert_eq!(m.map_one(8), Some(110));
+        assert_eq!(m.inverse().map_one(104), Some(7));
+        m.remove(2);
+        assert_eq!(
+            map_ranges(&Ranges::from_ranges([(1, 3)]), &m).to_bytes(),
+            b"101,103"
+        );
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.max_from(), Some(8));
+    }
+
     fn set_without_star() -> impl Strategy<Value = SequenceSet> {
         let num = (1u32..60).prop_map(SeqNum::Value);
         let item = prop_oneof![
@@ -216,6 +364,38 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #[test]
+        fn run_map_agrees_with_a_btree_map(
+            steps in proptest::collection::vec((1u32..4, 1u32..4), 0..40),
+            removals in proptest::collection::vec(1u32..120, 0..10),
+            lo in 1u32..130, len in 0u32..130,
+        ) {
+            let (mut f, mut t) = (0u32, 0u32);
+            let mut runs = RunMap::new();
+            let mut tree = BTreeMap::new();
+            for (df, dt) in steps {
+                f += df;
+                t += dt;
+                runs.push(f, t).unwrap();
+                tree.insert(f, t);
+            }
+            for r in removals {
+                runs.remove(r);
+                tree.remove(&r);
+            }
+            let hi = lo.saturating_add(len);
+            let mut a = Ranges::new();
+            let mut b = Ranges::new();
+            runs.map_range(lo, hi, &mut a);
+            tree.map_range(lo, hi, &mut b);
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(runs.len(), tree.len() as u64);
+            let inv = runs.inverse();
+            for (&k, &v) in &tree {
+                prop_assert_eq!(inv.map_one(v), Some(k));
+            }
+        }
+
         #[test]
         fn identity_map_gives_the_same_bytes(s in set_without_star()) {
             prop_assert_eq!(map_sequence_set(&s, 60, &Identity).unwrap().to_bytes(), s.to_bytes());

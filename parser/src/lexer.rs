@@ -73,6 +73,17 @@ pub enum ParseError {
     },
 }
 
+impl ParseError {
+    /// The offset in the buffer where the error was found.
+    pub fn offset(&self) -> usize {
+        match *self {
+            ParseError::Expected { offset, .. }
+            | ParseError::BadSet { offset, .. }
+            | ParseError::TooDeep { offset, .. } => offset,
+        }
+    }
+}
+
 /// Default bound on nesting of parenthesized lists and brackets.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
@@ -205,6 +216,9 @@ pub(crate) struct Lexer<'a> {
     pub(crate) pos: usize,
     depth: usize,
     max_depth: usize,
+    /// Literal data is not in the buffer: a literal ends right after the
+    /// CRLF of its announcement (see `Response::parse_skeleton`).
+    pub(crate) elided_literals: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -214,6 +228,7 @@ impl<'a> Lexer<'a> {
             pos: 0,
             depth: 0,
             max_depth,
+            elided_literals: false,
         }
     }
 
@@ -407,7 +422,11 @@ impl<'a> Lexer<'a> {
         match literal_suffix(head) {
             Ok(Some((lit, 0))) => {
                 let data_start = lf + 1;
-                let len = usize::try_from(lit.length).map_err(|_| self.err("literal data"))?;
+                let len = if self.elided_literals {
+                    0
+                } else {
+                    usize::try_from(lit.length).map_err(|_| self.err("literal data"))?
+                };
                 let data_end = data_start
                     .checked_add(len)
                     .filter(|&e| e <= self.buf.len())

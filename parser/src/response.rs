@@ -397,38 +397,56 @@ fn atoms_to_end(l: &mut Lexer<'_>) -> Result<Vec<Span>, ParseError> {
 }
 
 fn fetch_items(l: &mut Lexer<'_>) -> Result<Vec<FetchItem>, ParseError> {
+    fetch_items_inner(l, false).map(|(items, _)| items)
+}
+
+/// The items of a FETCH. With `head`, the buffer may end anywhere after a
+/// literal announcement: the items complete so far are returned with
+/// `false` (not complete).
+fn fetch_items_inner(l: &mut Lexer<'_>, head: bool) -> Result<(Vec<FetchItem>, bool), ParseError> {
     l.expect(b'(', "(")?;
     let mut items = Vec::new();
     if l.eat(b')') {
-        return Ok(items);
+        return Ok((items, true));
     }
     loop {
-        let name = l.value()?;
-        let upper = Upper::of(name.of(l.buf));
-        l.sp()?;
-        let item = match &upper[..] {
-            b"UID" => {
-                let (value, span) = nz(l)?;
-                FetchItem::Uid { value, span }
-            }
-            b"FLAGS" => FetchItem::Flags(l.atom_list()?.0),
-            b"MODSEQ" => {
-                l.expect(b'(', "(")?;
-                let (value, span) = l.number64()?;
-                l.expect(b')', ")")?;
-                FetchItem::ModSeq { value, span }
-            }
-            _ => FetchItem::Other {
-                name,
-                value: l.value()?,
-            },
+        let item = match fetch_item(l) {
+            Ok(item) => item,
+            Err(e) if head && e.offset() >= l.buf.len() => return Ok((items, false)),
+            Err(e) => return Err(e),
         };
         items.push(item);
+        if head && l.pos == l.buf.len() {
+            return Ok((items, false));
+        }
         if l.eat(b')') {
-            return Ok(items);
+            return Ok((items, true));
         }
         l.sp()?;
     }
+}
+
+fn fetch_item(l: &mut Lexer<'_>) -> Result<FetchItem, ParseError> {
+    let name = l.value()?;
+    let upper = Upper::of(name.of(l.buf));
+    l.sp()?;
+    Ok(match &upper[..] {
+        b"UID" => {
+            let (value, span) = nz(l)?;
+            FetchItem::Uid { value, span }
+        }
+        b"FLAGS" => FetchItem::Flags(l.atom_list()?.0),
+        b"MODSEQ" => {
+            l.expect(b'(', "(")?;
+            let (value, span) = l.number64()?;
+            l.expect(b')', ")")?;
+            FetchItem::ModSeq { value, span }
+        }
+        _ => FetchItem::Other {
+            name,
+            value: l.value()?,
+        },
+    })
 }
 
 fn esearch(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
@@ -502,9 +520,52 @@ impl<'a> Response<'a> {
         Self::parse_with_depth(buf, DEFAULT_MAX_DEPTH)
     }
 
+    /// Parses a response whose literal data has been left out: `buf` is
+    /// the concatenation of the [`crate::frame::Segment::Line`]s of one
+    /// response, without the [`crate::frame::Segment::LiteralData`]
+    /// between them. This is how a FETCH with a large body is rewritten
+    /// without buffering the body: every span this returns lies in a line,
+    /// and a literal's value reads as empty (its `data` span is empty).
+    pub fn parse_skeleton(buf: &'a [u8]) -> Result<Self, ParseError> {
+        Self::parse_inner(buf, DEFAULT_MAX_DEPTH, true)
+    }
+
+    /// Parses the first line of a FETCH response that announces a literal
+    /// (the first [`crate::frame::Segment::Line`] of a streamed response,
+    /// `* n FETCH (... BODY[] {n}\r\n`): the items before the literal, and
+    /// the literal's item with an empty value. Lets the proxy rewrite the
+    /// UID of a FETCH whose body it streams, when the UID comes before the
+    /// body (as Dovecot sends it). A line that is a complete response
+    /// parses as with [`Response::parse`]. Returns `Fetch` or an error.
+    pub fn parse_fetch_head(line: &'a [u8]) -> Result<Self, ParseError> {
+        let mut l = Lexer::new(line, DEFAULT_MAX_DEPTH);
+        l.elided_literals = true;
+        l.expect(b'*', "*")?;
+        l.sp()?;
+        let (seq, _) = l.number()?;
+        l.sp()?;
+        if !l.keyword(b"FETCH") {
+            return Err(l.err("FETCH"));
+        }
+        l.sp()?;
+        let (items, complete) = fetch_items_inner(&mut l, true)?;
+        if complete {
+            l.end()?;
+        }
+        Ok(Response {
+            buf: line,
+            body: ResponseBody::Fetch { seq, items },
+        })
+    }
+
     /// Parses one complete response; lists may nest `max_depth` deep.
     pub fn parse_with_depth(buf: &'a [u8], max_depth: usize) -> Result<Self, ParseError> {
+        Self::parse_inner(buf, max_depth, false)
+    }
+
+    fn parse_inner(buf: &'a [u8], max_depth: usize, elided: bool) -> Result<Self, ParseError> {
         let mut l = Lexer::new(buf, max_depth);
+        l.elided_literals = elided;
         let body = if l.eat(b'+') {
             if l.at_end() {
                 ResponseBody::Continue {
@@ -830,6 +891,45 @@ mod tests {
             panic!()
         };
         assert!(matches!(items[1], FetchItem::Uid { value: 4, .. }));
+    }
+
+    #[test]
+    fn skeleton_without_literal_data_gives_the_uid_spans() {
+        let b = b"* 12 FETCH (BODY[] {100000}\r\n UID 4827313 FLAGS (\\Seen))\r\n";
+        let r = Response::parse_skeleton(b).unwrap();
+        let ResponseBody::Fetch { items, .. } = &r.body else {
+            panic!()
+        };
+        let FetchItem::Uid { value, span } = &items[1] else {
+            panic!()
+        };
+        assert_eq!(*value, 4827313);
+        assert_eq!(span.of(b), b"4827313");
+        // The same bytes are not a complete response: the data is missing.
+        assert!(Response::parse(b).is_err());
+    }
+
+    #[test]
+    fn fetch_head_gives_the_uid_before_a_streamed_body() {
+        let b = b"* 12 FETCH (UID 4827313 FLAGS (\\Seen) BODY[] {100000}\r\n";
+        let r = Response::parse_fetch_head(b).unwrap();
+        let ResponseBody::Fetch { seq, items } = &r.body else {
+            panic!()
+        };
+        assert_eq!(*seq, 12);
+        assert_eq!(items.len(), 3);
+        assert!(matches!(items[0], FetchItem::Uid { value: 4827313, .. }));
+        // A literal nested inside ENVELOPE ends the head too.
+        let b = b"* 1 FETCH (UID 5 ENVELOPE (\"date\" {300}\r\n";
+        let r = Response::parse_fetch_head(b).unwrap();
+        let ResponseBody::Fetch { items, .. } = &r.body else {
+            panic!()
+        };
+        assert_eq!(items.len(), 1);
+        // A whole response is a head too.
+        assert!(Response::parse_fetch_head(b"* 1 FETCH (UID 5)\r\n").is_ok());
+        assert!(Response::parse_fetch_head(b"* 1 FETCH (UID 5) x\r\n").is_err());
+        assert!(Response::parse_fetch_head(b"* 1 FETCH (UID 0 BODY[] {3}\r\n").is_err());
     }
 
     #[test]

@@ -587,6 +587,30 @@ mod tests {
     }
 
     #[test]
+    fn streamed_fetch_head_rewrite_matches_the_whole_rewrite() {
+        use crate::frame::{Limits, ResponseFramer, Segment};
+        let sel = FnMap(|u: u32| Some(u + 100));
+        let maps = Maps {
+            selected: &sel,
+            ..identity_maps()
+        };
+        let whole = b"* 3 FETCH (UID 7 BODY[] {11}\r\nhello UID 7 FLAGS (\\Seen))\r\n";
+        let mut f = ResponseFramer::new(Limits::default());
+        let Ok(Segment::Line {
+            len,
+            literal: Some(_),
+        }) = f.next_segment(whole)
+        else {
+            panic!()
+        };
+        let head = Response::parse_fetch_head(&whole[..len]).unwrap();
+        let mut streamed = rewrite_response(&head, &maps).unwrap().into_owned();
+        streamed.extend_from_slice(&whole[len..]);
+        assert_eq!(streamed, rw_resp(whole, &maps).unwrap());
+        assert_eq!(&streamed[..20], b"* 3 FETCH (UID 107 B");
+    }
+
+    #[test]
     fn search_numbers_are_rewritten_only_after_uid_search() {
         let sel = sparse(&[2, 84, 882], 10);
         let mut maps = Maps {

@@ -189,6 +189,14 @@ impl UidMap for RunMap {
             i += 1;
         }
     }
+
+    fn map_one(&self, uid: u32) -> Option<u32> {
+        let i = self
+            .runs
+            .partition_point(|&(f, _, len)| u64::from(f) + u64::from(len) <= u64::from(uid));
+        let &(f, t, _) = self.runs.get(i)?;
+        (uid >= f).then(|| t + (uid - f))
+    }
 }
 
 /// A map given as a function of one UID. `map_range` calls it once per UID
@@ -390,6 +398,9 @@ pub(crate) mod tests {
             tree.map_range(lo, hi, &mut b);
             prop_assert_eq!(a, b);
             prop_assert_eq!(runs.len(), tree.len() as u64);
+            for x in lo..=hi.min(140) {
+                prop_assert_eq!(runs.map_one(x), tree.get(&x).copied());
+            }
             let inv = runs.inverse();
             for (&k, &v) in &tree {
                 prop_assert_eq!(inv.map_one(v), Some(k));

@@ -35,6 +35,17 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Create a cluster CA and node certificates for replication (mutual
+    /// TLS). Reuses DIR/ca.key when present, so nodes can be added later;
+    /// never overwrites a node's files.
+    Certs {
+        /// Where to write ca.pem, ca.key, node-<id>.pem and node-<id>.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node ids, comma-separated (e.g. 1,2,3).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<u64>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -53,6 +64,29 @@ pub fn main() -> ExitCode {
             user,
             offline,
         } => check(config, &user, offline),
+        Command::Certs { dir, nodes } => certs(&dir, &nodes),
+    }
+}
+
+fn certs(dir: &std::path::Path, nodes: &[u64]) -> ExitCode {
+    if let Some(bad) = nodes.iter().find(|id| **id == 0) {
+        eprintln!("tandem certs: node id {bad} is invalid: ids are positive integers");
+        return ExitCode::from(2);
+    }
+    match tandem_replicator::tls::write_cluster_certs(dir, nodes) {
+        Ok(written) => {
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "Give each node ca.pem, its node-<id>.pem and node-<id>.key; keep ca.key offline."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem certs: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

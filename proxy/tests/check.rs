@@ -173,3 +173,26 @@ idle_timeout_secs = 10
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("cannot read config file"), "{text}");
 }
+
+#[test]
+fn certs_creates_a_ca_and_node_certificates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |nodes: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["certs", "--dir"])
+            .arg(dir.path())
+            .args(["--nodes", nodes])
+            .output()
+            .unwrap()
+    };
+    let out = run("1,2,3");
+    assert!(out.status.success(), "{out:?}");
+    for f in ["ca.pem", "ca.key", "node-1.pem", "node-2.key", "node-3.pem"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let out = run("4");
+    assert!(out.status.success(), "a node added later: {out:?}");
+    let out = run("2");
+    assert_eq!(out.status.code(), Some(1), "overwrite refused: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
+}

@@ -20,12 +20,14 @@
 //! - [`transport`]: Raft RPCs and forwarded proposals over QUIC streams.
 //! - [`node`]: [`Node`], which wires it all and offers `propose`.
 //! - [`relay`]: the UDP fault relay used by tests and the chaos campaign.
+//! - [`testing`]: a tiny state machine for tests and benchmarks of the log.
 #![forbid(unsafe_code)]
 
 pub mod node;
 pub mod relay;
 pub mod sm;
 pub mod store;
+pub mod testing;
 pub mod tls;
 pub mod transport;
 pub mod types;

@@ -373,14 +373,32 @@ impl<S: StateMachine> Node<S> {
                 Err(ForwardError::NotLeader(leader)) => leader,
                 Err(ForwardError::Failed(e)) => return Err(ProposeError::Fatal(e)),
             };
-            if let Some(client) = leader
+            if let Some((leader, client)) = leader
                 .filter(|l| *l != self.id)
-                .and_then(|l| self.peers.get(&l))
+                .and_then(|l| self.peers.get(&l).map(|c| (l, c)))
             {
-                match client
-                    .call(&Request::Propose(payload.clone()), self.proposal_timeout)
-                    .await
-                {
+                // Give up early when this node learns of another leader: the
+                // old one is gone or deposed. The request may have reached
+                // it, so the outcome is unknown, and it is not retried.
+                let mut metrics = self.raft.metrics();
+                let deposed = async move {
+                    while metrics.borrow().current_leader == Some(leader) {
+                        if metrics.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let request = Request::Propose(payload.clone());
+                let call = client.call(&request, self.proposal_timeout);
+                let reply = tokio::select! {
+                    reply = call => reply,
+                    () = deposed => {
+                        return Err(ProposeError::Unknown(format!(
+                            "leader {leader} was replaced while it had the proposal"
+                        )))
+                    }
+                };
+                match reply {
                     Ok(Response::Propose(Ok(p))) => return Ok(p),
                     // Not taken: the leader moved on. Ask again.
                     Ok(Response::Propose(Err(ForwardError::NotLeader(_)))) => {}

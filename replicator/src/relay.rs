@@ -274,7 +274,7 @@ mod tests {
             let msg = format!("ping {i}");
             client.send_to(msg.as_bytes(), to).await.unwrap();
             if let Ok(Ok((n, _))) =
-                tokio::time::timeout(Duration::from_millis(50), client.recv_from(&mut buf)).await
+                tokio::time::timeout(Duration::from_millis(25), client.recv_from(&mut buf)).await
             {
                 if &buf[..n] == msg.as_bytes() {
                     ok += 1;

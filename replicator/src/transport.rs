@@ -107,9 +107,9 @@ pub(crate) enum CallError {
 /// peer; windows let large entries through.
 pub(crate) fn quic_transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(Duration::from_millis(500)));
+    t.keep_alive_interval(Some(Duration::from_millis(300)));
     t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s is a valid idle timeout"),
+        quinn::IdleTimeout::try_from(Duration::from_secs(2)).expect("2 s is a valid idle timeout"),
     ));
     t.stream_receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));

@@ -13,11 +13,14 @@
 //! # Layout
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
 //! - [`imap`]: a small blocking IMAP client for asserting what a server says.
+//! - [`lognode`]: replicator nodes as separate processes (the `lognode`
+//!   binary), for SIGKILL tests.
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
 #![forbid(unsafe_code)]
 
 pub mod dovecot;
 pub mod imap;
+pub mod lognode;
 pub mod ports;
 
 pub use dovecot::{Dovecot, DovecotBuilder};

@@ -94,7 +94,7 @@ pub enum CommandBody {
         /// The password. Never log its value.
         password: StrToken,
     },
-    /// AUTHENTICATE mechanism [initial-response] (RFC 9051 section 6.2.2,
+    /// AUTHENTICATE mechanism \[initial-response\] (RFC 9051 section 6.2.2,
     /// RFC 4959 SASL-IR).
     Authenticate {
         /// The mechanism name, e.g. `PLAIN`.
@@ -102,21 +102,21 @@ pub enum CommandBody {
         /// The base64 initial response, or `=` for an empty one.
         initial: Option<Span>,
     },
-    /// SELECT mailbox [params].
+    /// SELECT mailbox \[params\].
     Select {
         /// The mailbox.
         mailbox: StrToken,
         /// Raw parameter list, e.g. `(CONDSTORE)`.
         params: Option<Span>,
     },
-    /// EXAMINE mailbox [params].
+    /// EXAMINE mailbox \[params\].
     Examine {
         /// The mailbox.
         mailbox: StrToken,
         /// Raw parameter list.
         params: Option<Span>,
     },
-    /// CREATE mailbox [params].
+    /// CREATE mailbox \[params\].
     Create {
         /// The mailbox.
         mailbox: StrToken,
@@ -173,7 +173,7 @@ pub enum CommandBody {
         /// Destination.
         mailbox: StrToken,
     },
-    /// STORE / UID STORE set [modifiers] (+|-)FLAGS[.SILENT] flags.
+    /// STORE / UID STORE set \[modifiers\] (+|-)FLAGS[.SILENT] flags.
     Store {
         /// Message numbers or UIDs.
         set: SetArg,
@@ -191,7 +191,7 @@ pub enum CommandBody {
         /// The UIDs of UID EXPUNGE.
         uids: Option<SetArg>,
     },
-    /// FETCH / UID FETCH set items [modifiers].
+    /// FETCH / UID FETCH set items \[modifiers\].
     Fetch {
         /// Message numbers or UIDs.
         set: SetArg,

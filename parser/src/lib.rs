@@ -10,6 +10,48 @@
 //! and bytes come out; the caller (the proxy) owns all I/O. This keeps every
 //! decision about the wire testable with plain byte strings and fuzzable.
 //!
+//! # Why hand-written, on bytes
+//! The base is a hand-written parser over `&[u8]` (with `memchr` for line
+//! ends), not `imap-codec` 2.0.0-alpha.10 nor `imap-proto`. What decided it:
+//! - **Exact pass-through.** A proxy that rewrites UIDs must forward every
+//!   other byte untouched. `imap-codec` builds an owned syntax tree and
+//!   re-encodes it normalized (`uid store` becomes `UID STORE`), with no
+//!   offsets back into the input; span-based rewriting would have to be built
+//!   beside it anyway. Here every rewritable part carries its [`lexer::Span`]
+//!   and [`rewrite`] splices only those spans.
+//! - **Coverage of what Dovecot speaks.** `imap-codec` does not model
+//!   MULTIAPPEND or ESEARCH, both of which tandem must understand to rewrite
+//!   UIDs; `imap-proto` parses no commands at all.
+//! - **Speed.** Framing skips literal data by its announced length without
+//!   touching it and never re-scans a byte when input arrives in pieces; the
+//!   parsers build no tree for what tandem does not rewrite (a FETCH body is
+//!   a span, an ENVELOPE is skipped). See `benches/parse.rs`.
+//! - **A small trusted base.** One dependency (`memchr`) besides `thiserror`;
+//!   the grammar subset is written down in each module and tested against
+//!   RFC examples, real Dovecot lines, property tests and fuzz targets.
+//!
+//! The price: the grammar is written here, and a command outside it is
+//! [`command::CommandBody::Other`] (forwarded as is) only if it is made of
+//! well-formed tokens; a mutation tandem does not understand fully is a
+//! parse error, which the proxy answers with BAD rather than forwarding.
+//!
+//! # How the proxy uses it
+//! 1. Client bytes: [`frame::CommandFramer::next`] until `Complete { len }`,
+//!    deciding on each synchronizing literal; limit errors say whether the
+//!    stream can resume ([`frame::FrameError::discard`]).
+//! 2. [`command::Command::parse`] the complete command; for a UID command,
+//!    [`rewrite::rewrite_command`] with the canonical -> local map of the
+//!    selected mailbox (e.g. a [`uidmap::RunMap`]) and its largest canonical
+//!    UID for `*`.
+//! 3. Backend bytes: [`frame::ResponseFramer::next`] (or `next_segment` to
+//!    stream large literals, with [`response::Response::parse_fetch_head`]),
+//!    [`response::Response::parse`], [`rewrite::rewrite_response`] with a
+//!    [`rewrite::ResponseMaps`] for the command being answered.
+//!
+//! A UID without a mapping is never replaced by another: sets lose it,
+//! single UIDs and the position-paired sets of APPENDUID / COPYUID make the
+//! rewrite fail ([`rewrite::RewriteError`]); see [`uidmap`] and [`rewrite`].
+//!
 //! # Layout
 //! - [`frame`]: where a command or a response ends in a byte stream, literals
 //!   (`{n}`, `{n+}`, `~{n}`), limits, AUTHENTICATE / IDLE line mode, and a

@@ -1063,3 +1063,113 @@ mod tests {
         assert!(Response::parse(b"* 1 FETCH (UID 0)\r\n").is_err());
     }
 }
+
+#[cfg(test)]
+mod roundtrip {
+    //! parse(encode(x)) == x: responses built from generated parts parse
+    //! back into the same parts.
+    use super::*;
+    use crate::seqset::{SeqItem, SeqNum};
+    use proptest::prelude::*;
+
+    fn uid_set() -> impl Strategy<Value = SequenceSet> {
+        let num = (1u32..=u32::MAX).prop_map(SeqNum::Value);
+        let item = prop_oneof![
+            num.clone().prop_map(SeqItem::One),
+            (num.clone(), num).prop_map(|(a, b)| SeqItem::Range(a, b)),
+        ];
+        proptest::collection::vec(item, 1..5).prop_map(|v| SequenceSet::from_items(v).unwrap())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Item {
+        Uid(u32),
+        Flags(Vec<String>),
+        Body(Vec<u8>),
+        Size(u32),
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            (1u32..=u32::MAX).prop_map(Item::Uid),
+            proptest::collection::vec("\\\\?[A-Za-z$][A-Za-z0-9]{0,6}", 0..4).prop_map(Item::Flags),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Item::Body),
+            any::<u32>().prop_map(Item::Size),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fetch_parses_back(seq in 1u32..=u32::MAX, items in proptest::collection::vec(item(), 0..6)) {
+            let mut b = format!("* {seq} FETCH (").into_bytes();
+            for (k, it) in items.iter().enumerate() {
+                if k > 0 {
+                    b.push(b' ');
+                }
+                match it {
+                    Item::Uid(u) => b.extend_from_slice(format!("UID {u}").as_bytes()),
+                    Item::Flags(f) => b.extend_from_slice(format!("FLAGS ({})", f.join(" ")).as_bytes()),
+                    Item::Size(s) => b.extend_from_slice(format!("RFC822.SIZE {s}").as_bytes()),
+                    Item::Body(d) => {
+                        b.extend_from_slice(format!("BODY[] {{{}}}\r\n", d.len()).as_bytes());
+                        b.extend_from_slice(d);
+                    }
+                }
+            }
+            b.extend_from_slice(b")\r\n");
+            let r = Response::parse(&b).unwrap();
+            let ResponseBody::Fetch { seq: s, items: got } = &r.body else {
+                return Err(TestCaseError::fail("not a FETCH"));
+            };
+            prop_assert_eq!(*s, seq);
+            prop_assert_eq!(got.len(), items.len());
+            for (g, want) in got.iter().zip(&items) {
+                match (g, want) {
+                    (FetchItem::Uid { value, .. }, Item::Uid(u)) => prop_assert_eq!(value, u),
+                    (FetchItem::Flags(f), Item::Flags(w)) => {
+                        let f: Vec<&[u8]> = f.iter().map(|s| s.of(&b)).collect();
+                        let w: Vec<&[u8]> = w.iter().map(|s| s.as_bytes()).collect();
+                        prop_assert_eq!(f, w);
+                    }
+                    (FetchItem::Other { name, value }, Item::Size(s)) => {
+                        prop_assert_eq!(name.of(&b), b"RFC822.SIZE");
+                        let want = s.to_string();
+                        prop_assert_eq!(value.of(&b), want.as_bytes());
+                    }
+                    (FetchItem::Other { name, value }, Item::Body(d)) => {
+                        prop_assert_eq!(name.of(&b), b"BODY[]");
+                        prop_assert!(value.of(&b).ends_with(d));
+                    }
+                    _ => return Err(TestCaseError::fail(format!("{g:?} for {want:?}"))),
+                }
+            }
+        }
+
+        #[test]
+        fn uid_codes_parse_back(tag in "[A-Za-z0-9]{1,6}", v in 1u32..=u32::MAX, a in uid_set(), b in uid_set(), which in 0u8..4) {
+            let (a_s, b_s) = (String::from_utf8(a.to_bytes()).unwrap(), String::from_utf8(b.to_bytes()).unwrap());
+            let line = match which {
+                0 => format!("{tag} OK [APPENDUID {v} {a_s}] APPEND completed\r\n"),
+                1 => format!("{tag} OK [COPYUID {v} {a_s} {b_s}] Done\r\n"),
+                2 => format!("* OK [UIDNEXT {v}] Predicted next UID\r\n"),
+                _ => format!("* VANISHED (EARLIER) {a_s}\r\n"),
+            };
+            let r = Response::parse(line.as_bytes()).unwrap();
+            match (&r.body, which) {
+                (ResponseBody::Status { code: Some(Code::AppendUid { uidvalidity, uids, .. }), .. }, 0) => {
+                    prop_assert_eq!(*uidvalidity, v);
+                    prop_assert_eq!(uids, &a);
+                    prop_assert_eq!(r.tag(), Some(tag.as_bytes()));
+                }
+                (ResponseBody::Status { code: Some(Code::CopyUid { uidvalidity, source, dest, .. }), .. }, 1) => {
+                    prop_assert_eq!(*uidvalidity, v);
+                    prop_assert_eq!(source, &a);
+                    prop_assert_eq!(dest, &b);
+                }
+                (ResponseBody::Status { code: Some(Code::UidNext { value, .. }), tag: None, .. }, 2) => prop_assert_eq!(*value, v),
+                (ResponseBody::Vanished { uids, earlier: true, .. }, 3) => prop_assert_eq!(uids, &a),
+                _ => return Err(TestCaseError::fail(format!("{:?}", r.body))),
+            }
+        }
+    }
+}

@@ -468,6 +468,41 @@ impl<'a> Command<'a> {
     }
 }
 
+/// A line a client sends during AUTHENTICATE, read with
+/// [`crate::frame::CommandFramer::next_line`] (RFC 9051 section 6.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthLine {
+    /// `*`: the client cancels; answer with a tagged BAD.
+    Cancel,
+    /// A base64 response (possibly empty); the span excludes the CRLF.
+    Response(Span),
+}
+
+/// Parses an AUTHENTICATE continuation line (CRLF included).
+pub fn parse_auth_line(line: &[u8]) -> Result<AuthLine, ParseError> {
+    let mut l = Lexer::new(line, 1);
+    if l.eat(b'*') {
+        l.end()?;
+        return Ok(AuthLine::Cancel);
+    }
+    let start = l.pos;
+    while l
+        .peek()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    {
+        l.pos += 1;
+    }
+    let span = Span { start, end: l.pos };
+    l.end()?;
+    Ok(AuthLine::Response(span))
+}
+
+/// Whether `line` (CRLF included) is the `DONE` that ends IDLE (RFC 2177),
+/// in any case.
+pub fn is_idle_done(line: &[u8]) -> bool {
+    line.len() == 6 && line[..4].eq_ignore_ascii_case(b"DONE") && &line[4..] == b"\r\n"
+}
+
 /// A parenthesized list, raw.
 fn list(l: &mut Lexer<'_>) -> Result<Span, ParseError> {
     if !l.at(b'(') {
@@ -1035,6 +1070,25 @@ mod tests {
         assert_eq!(parse(b"a UID XFOO 1\r\n").body, CommandBody::Other);
         assert!(Command::parse(b"a LIST \"unterminated\r\n").is_err());
         assert!(Command::parse(b"a XFOO ((\r\n").is_err());
+    }
+
+    #[test]
+    fn authenticate_lines_and_idle_done() {
+        assert_eq!(parse_auth_line(b"*\r\n"), Ok(AuthLine::Cancel));
+        assert_eq!(
+            parse_auth_line(b"dGVzdAB0ZXN0AHRlc3Q=\r\n"),
+            Ok(AuthLine::Response(Span { start: 0, end: 20 }))
+        );
+        assert_eq!(
+            parse_auth_line(b"\r\n"),
+            Ok(AuthLine::Response(Span { start: 0, end: 0 }))
+        );
+        assert!(parse_auth_line(b"abc def\r\n").is_err());
+        assert!(parse_auth_line(b"* x\r\n").is_err());
+        assert!(is_idle_done(b"DONE\r\n"));
+        assert!(is_idle_done(b"done\r\n"));
+        assert!(!is_idle_done(b"DONE \r\n"));
+        assert!(!is_idle_done(b"a DONE\r\n"));
     }
 
     #[test]

@@ -402,6 +402,37 @@ pub fn rewrite_response<'a>(
     Ok(apply(resp.buf, &response_edits(resp, maps)?))
 }
 
+/// The edits that remove from a CAPABILITY response, a `[CAPABILITY ...]`
+/// code or an ENABLED response every name for which `drop` says yes (with
+/// the SP before it), so that capabilities tandem cannot keep consistent
+/// across nodes (CONDSTORE, QRESYNC, OBJECTID, ...) never reach a client.
+/// Names are compared as written; `drop` should compare case-insensitively.
+pub fn capability_edits(resp: &Response<'_>, drop: &dyn Fn(&[u8]) -> bool) -> Vec<Edit> {
+    let names: &[Span] = match &resp.body {
+        ResponseBody::Capability(v) | ResponseBody::Enabled(v) => v,
+        ResponseBody::Status {
+            code: Some(Code::Capability(v)),
+            ..
+        }
+        | ResponseBody::Continue {
+            code: Some(Code::Capability(v)),
+            ..
+        } => v,
+        _ => return Vec::new(),
+    };
+    names
+        .iter()
+        .filter(|s| drop(s.of(resp.buf)))
+        .map(|s| Edit {
+            span: Span {
+                start: s.start - 1,
+                end: s.end,
+            },
+            bytes: Vec::new(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +710,32 @@ mod tests {
             rw_resp(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n", &maps).unwrap(),
             b"* OK [UIDVALIDITY 3857529050] UIDs valid\r\n"
         );
+    }
+
+    #[test]
+    fn capabilities_are_filtered_in_responses_and_codes() {
+        let hide = |c: &[u8]| {
+            [&b"CONDSTORE"[..], b"QRESYNC", b"OBJECTID"]
+                .iter()
+                .any(|h| c.eq_ignore_ascii_case(h))
+        };
+        let b = b"* CAPABILITY IMAP4rev1 condstore UIDPLUS QRESYNC MOVE\r\n";
+        let r = Response::parse(b).unwrap();
+        assert_eq!(
+            &*apply(b, &capability_edits(&r, &hide)),
+            b"* CAPABILITY IMAP4rev1 UIDPLUS MOVE\r\n"
+        );
+        let b = b"a OK [CAPABILITY IMAP4rev1 CONDSTORE] Logged in\r\n";
+        let r = Response::parse(b).unwrap();
+        assert_eq!(
+            &*apply(b, &capability_edits(&r, &hide)),
+            b"a OK [CAPABILITY IMAP4rev1] Logged in\r\n"
+        );
+        let b = b"* ENABLED CONDSTORE\r\n";
+        let r = Response::parse(b).unwrap();
+        assert_eq!(&*apply(b, &capability_edits(&r, &hide)), b"* ENABLED\r\n");
+        let b = b"* 1 EXISTS\r\n";
+        assert!(capability_edits(&Response::parse(b).unwrap(), &hide).is_empty());
     }
 
     #[test]

@@ -428,6 +428,33 @@ impl<'a> Command<'a> {
         v
     }
 
+    /// Whether the command may carry UIDs (or a UIDVALIDITY) that this
+    /// parser does not locate, so that [`Command::uid_sets`] is not the
+    /// whole story: a `UID` form of a command it does not know (`UID SORT`,
+    /// `UID THREAD`, ...), SORT and THREAD (RFC 5256: their criteria may hold
+    /// `UID set`, their results are UIDs after `UID`), and SELECT / EXAMINE
+    /// with QRESYNC parameters (RFC 7162: UIDVALIDITY and known UIDs). The
+    /// proxy must not forward such a command untranslated: answer BAD, and
+    /// keep SORT, THREAD and QRESYNC out of the advertised capabilities.
+    pub fn has_unparsed_uids(&self) -> bool {
+        match &self.body {
+            CommandBody::Other => {
+                let name = Upper::of(self.name());
+                self.uid || matches!(&name[..], b"SORT" | b"THREAD" | b"ESEARCH")
+            }
+            CommandBody::Select {
+                params: Some(p), ..
+            }
+            | CommandBody::Examine {
+                params: Some(p), ..
+            } => p
+                .of(self.buf)
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"QRESYNC")),
+            _ => false,
+        }
+    }
+
     /// Every mailbox name argument, in order.
     pub fn mailboxes(&self) -> Vec<&StrToken> {
         match &self.body {
@@ -1089,6 +1116,35 @@ mod tests {
         assert!(is_idle_done(b"done\r\n"));
         assert!(!is_idle_done(b"DONE \r\n"));
         assert!(!is_idle_done(b"a DONE\r\n"));
+    }
+
+    #[test]
+    fn commands_with_uids_this_parser_does_not_locate_are_flagged() {
+        for line in [
+            &b"a UID SORT (DATE) UTF-8 ALL\r\n"[..],
+            b"a SORT (DATE) UTF-8 UID 1:5\r\n",
+            b"a THREAD REFERENCES UTF-8 UID 1:5\r\n",
+            b"a UID XFOO 1:5\r\n",
+            b"a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211))\r\n",
+        ] {
+            assert!(
+                parse(line).has_unparsed_uids(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [
+            &b"a UID FETCH 1:5 FLAGS\r\n"[..],
+            b"a SELECT INBOX (CONDSTORE)\r\n",
+            b"a LIST \"\" *\r\n",
+            b"a SEARCH UID 1:5\r\n",
+        ] {
+            assert!(
+                !parse(line).has_unparsed_uids(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]

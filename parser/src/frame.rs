@@ -50,6 +50,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Limits for a backend's responses: 16 MiB lines (a `* SEARCH` or
+    /// `* VANISHED` over a large mailbox is one long line), 1 GiB literals,
+    /// 2 GiB per response. In whole-response mode the caller buffers up to
+    /// `max_message`; stream larger responses with
+    /// [`ResponseFramer::next_segment`], which never buffers a literal.
+    pub fn responses() -> Self {
+        Limits {
+            max_line: 16 * 1024 * 1024,
+            max_literal: 1024 * 1024 * 1024,
+            max_nonsync_literal: u64::MAX,
+            max_message: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
 /// How a literal was announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Literal {
@@ -1133,6 +1149,22 @@ mod tests {
                 literal: None
             }
         );
+    }
+
+    #[test]
+    fn response_limits_admit_a_long_search_line() {
+        let mut line = b"* SEARCH".to_vec();
+        for uid in 1..200_000u32 {
+            line.extend_from_slice(format!(" {uid}").as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        let mut f = ResponseFramer::new(Limits::responses());
+        assert_eq!(
+            f.next(&line).unwrap(),
+            ResponseProgress::Complete { len: line.len() }
+        );
+        let mut f = ResponseFramer::new(Limits::default());
+        assert!(matches!(f.next(&line), Err(FrameError::LineTooLong { .. })));
     }
 
     #[test]

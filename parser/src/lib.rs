@@ -66,6 +66,9 @@
 //!   and response parsers (the cursor itself is private).
 //! - [`command`]: client commands tandem acts on, with the spans of their UID
 //!   sets and mailbox names; everything else is `Other`, forwarded as is.
+//! - [`encode`]: writing the commands a node sends its own backend to apply
+//!   a log entry (APPEND, UID STORE / COPY / MOVE / EXPUNGE, mailbox
+//!   commands), with strings in the lightest form that holds them.
 //! - [`response`]: server responses, with the spans of every UID, UID set,
 //!   UIDVALIDITY and UIDNEXT they carry.
 //! - [`rewrite`]: edits that translate those spans (commands canonical ->
@@ -73,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod encode;
 pub mod frame;
 pub mod lexer;
 pub mod response;

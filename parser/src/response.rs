@@ -686,6 +686,10 @@ fn untagged(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
             let mut numbers = Vec::new();
             let mut modseq = None;
             while l.eat(b' ') {
+                // Some servers end an empty or full result with a space.
+                if l.at_end() {
+                    break;
+                }
                 if l.at(b'(') {
                     let start = l.pos;
                     l.pos += 1;

@@ -115,6 +115,24 @@ fn frame_responses(buf: &[u8]) -> usize {
     n
 }
 
+/// Frames `buf` as it would arrive from a socket in `chunk`-byte reads:
+/// each call sees the bytes arrived so far, from the start of the response.
+fn frame_responses_chunked(buf: &[u8], chunk: usize) -> usize {
+    let mut f = ResponseFramer::new(Limits::default());
+    let (mut start, mut filled, mut n) = (0, 0, 0);
+    while start < buf.len() {
+        match f.next(&buf[start..filled]) {
+            Ok(ResponseProgress::Complete { len }) => {
+                start += len;
+                n += 1;
+            }
+            Ok(ResponseProgress::Incomplete) => filled = (filled + chunk).min(buf.len()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    n
+}
+
 fn frame_commands(buf: &[u8]) -> usize {
     let mut f = CommandFramer::new(Limits::default());
     let mut at = 0;
@@ -184,6 +202,9 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(responses.len() as u64));
     g.bench_function("responses_100k_bodies", |b| {
         b.iter(|| frame_responses(black_box(&responses)))
+    });
+    g.bench_function("responses_100k_bodies_16k_reads", |b| {
+        b.iter(|| frame_responses_chunked(black_box(&responses), 16 * 1024))
     });
     g.throughput(Throughput::Bytes(commands.len() as u64));
     g.bench_function("commands_100k_appends", |b| {

@@ -539,6 +539,67 @@ pub fn parse_auth_line(line: &[u8]) -> Result<AuthLine, ParseError> {
     Ok(AuthLine::Response(span))
 }
 
+/// The credentials of a SASL PLAIN response (RFC 4616). `Debug` never
+/// shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslPlain {
+    /// The identity to act as; empty when the same as `authcid`.
+    pub authzid: Vec<u8>,
+    /// The identity whose password is given.
+    pub authcid: Vec<u8>,
+    /// The password. Never log it.
+    pub password: Vec<u8>,
+}
+
+impl fmt::Debug for SaslPlain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaslPlain")
+            .field("authzid", &String::from_utf8_lossy(&self.authzid))
+            .field("authcid", &String::from_utf8_lossy(&self.authcid))
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a SASL PLAIN response was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SaslError {
+    /// Not valid base64.
+    #[error("SASL response is not valid base64")]
+    Base64,
+    /// Not `authzid NUL authcid NUL password` with non-empty authcid and
+    /// password.
+    #[error("malformed SASL PLAIN message")]
+    Malformed,
+}
+
+/// Decodes a base64 SASL PLAIN response, as given in AUTHENTICATE's
+/// initial response or continuation line (`=` is an empty response).
+pub fn sasl_plain(b64: &[u8]) -> Result<SaslPlain, SaslError> {
+    use base64::Engine as _;
+    let raw = if b64 == b"=" {
+        Vec::new()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| SaslError::Base64)?
+    };
+    let mut parts = raw.split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed);
+    };
+    if authcid.is_empty() || password.is_empty() {
+        return Err(SaslError::Malformed);
+    }
+    Ok(SaslPlain {
+        authzid: authzid.to_vec(),
+        authcid: authcid.to_vec(),
+        password: password.to_vec(),
+    })
+}
+
 /// Whether `line` (CRLF included) is the `DONE` that ends IDLE (RFC 2177),
 /// in any case.
 pub fn is_idle_done(line: &[u8]) -> bool {
@@ -1163,6 +1224,26 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn rfc4616_sasl_plain_is_decoded_and_redacted() {
+        // "\0tim\0tanstaaftanstaaf", RFC 4616 section 4.
+        let p = sasl_plain(b"AHRpbQB0YW5zdGFhZnRhbnN0YWFm").unwrap();
+        assert_eq!(p.authzid, b"");
+        assert_eq!(p.authcid, b"tim");
+        assert_eq!(p.password, b"tanstaaftanstaaf");
+        assert!(!format!("{p:?}").contains("tanstaaf"));
+        // "Ursel\0Kurt\0xipj3plmq"
+        let p = sasl_plain(b"VXJzZWwAS3VydAB4aXBqM3BsbXE=").unwrap();
+        assert_eq!(
+            (&p.authzid[..], &p.authcid[..]),
+            (&b"Ursel"[..], &b"Kurt"[..])
+        );
+        assert_eq!(sasl_plain(b"!!"), Err(SaslError::Base64));
+        assert_eq!(sasl_plain(b"="), Err(SaslError::Malformed));
+        // "a\0b" has no password.
+        assert_eq!(sasl_plain(b"YQBi"), Err(SaslError::Malformed));
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //!   touching it and never re-scans a byte when input arrives in pieces; the
 //!   parsers build no tree for what tandem does not rewrite (a FETCH body is
 //!   a span, an ENVELOPE is skipped). See `benches/parse.rs`.
-//! - **A small trusted base.** One dependency (`memchr`) besides `thiserror`;
+//! - **A small trusted base.** `memchr` and `base64` (SASL PLAIN) besides
+//!   `thiserror`;
 //!   the grammar subset is written down in each module and tested against
 //!   RFC examples, real Dovecot lines, property tests and fuzz targets.
 //!

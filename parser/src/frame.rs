@@ -33,7 +33,9 @@ pub struct Limits {
     /// (RFC 7888 section 4); a larger one is an error even if it is below
     /// `max_literal`.
     pub max_nonsync_literal: u64,
-    /// Largest command or response: all lines and literals together.
+    /// Largest command or response: all lines and literals together. It is
+    /// checked when a literal is announced, so a command can exceed it by
+    /// at most the one `max_line` line that follows its last literal.
     pub max_message: u64,
 }
 

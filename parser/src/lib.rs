@@ -27,9 +27,9 @@
 //!   parsers build no tree for what tandem does not rewrite (a FETCH body is
 //!   a span, an ENVELOPE is skipped). See `benches/parse.rs`.
 //! - **A small trusted base.** `memchr` and `base64` (SASL PLAIN) besides
-//!   `thiserror`;
-//!   the grammar subset is written down in each module and tested against
-//!   RFC examples, real Dovecot lines, property tests and fuzz targets.
+//!   `thiserror`; the grammar subset is written down in each module and
+//!   tested against RFC examples, real Dovecot lines, property tests and
+//!   fuzz targets.
 //!
 //! The price: the grammar is written here, and a command outside it is
 //! [`command::CommandBody::Other`] (forwarded as is) only if it is made of

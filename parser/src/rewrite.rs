@@ -20,6 +20,8 @@
 //!   every UID in them must be mapped, or the whole code is an error.
 //! - SEARCH numbers are rewritten only when the caller says they are UIDs
 //!   (the answer to UID SEARCH); plain SEARCH returns sequence numbers.
+//! - ESEARCH COUNT is left as the backend sent it, even when unmapped UIDs
+//!   were dropped from ALL (with a consistent map none are).
 
 use std::borrow::Cow;
 

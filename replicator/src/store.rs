@@ -3,23 +3,32 @@
 //!
 //! Ordering invariants:
 //! - An append is reported flushed to openraft only after its redb
-//!   transaction committed with `Durability::Immediate` (an fsync). openraft
-//!   batches the entries it has ready into one `append`, so concurrent
-//!   proposals share one sync (group commit).
+//!   transaction committed with `Durability::Immediate` (an fsync). The
+//!   writer puts every operation queued during one fsync into the next
+//!   transaction, so concurrent proposals share one sync (group commit).
 //! - A vote is durable before `save_vote` returns, hence before any message
 //!   that depends on it is sent.
 //! - The state machine's own writes and the applied log id are committed in
 //!   one transaction: after a crash, the state and the applied index agree.
+//!   That transaction is not fsync'd on its own (the log holds the entries
+//!   durably and the next log write persists it); after a crash the state
+//!   machine may restart a few entries back and re-apply them.
+//! - Log writes (appends, truncations, purges, votes) go through one writer
+//!   thread in the order openraft issued them; an append is readable as soon
+//!   as `append` returns and reported flushed only after the writer's fsync.
+//!   State machine writes run on the blocking pool. Neither blocks the async
+//!   workers.
 
 // openraft's traits fix the error type (StorageError, over 200 bytes); the
 // private helpers return the same type so `?` works without conversions.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
@@ -27,6 +36,7 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::sm::StateMachine;
 use crate::types::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Vote};
@@ -117,32 +127,175 @@ fn io_write(e: impl ToString) -> StorageError {
     StorageIOError::write(&std::io::Error::other(e.to_string())).into()
 }
 
+/// One write for the log writer thread, in the order openraft issued it.
+enum WriteOp {
+    /// Entries to persist; `callback` reports the flush to openraft.
+    Append {
+        entries: Vec<(LogId, Vec<u8>)>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    /// Remove `[from, +oo)`.
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Remove `(-oo, upto]` and record the purge point.
+    Purge {
+        upto: u64,
+        purged: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// A key of the raft meta table (vote, committed index).
+    Meta {
+        key: &'static str,
+        bytes: Vec<u8>,
+        /// `None` for writes nobody waits for (the committed index).
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+}
+
 /// The log and the vote.
-#[derive(Debug, Clone)]
+///
+/// `append` keeps the entries in memory (readable at once, as openraft
+/// requires) and hands them to one writer thread, which writes every
+/// operation queued meanwhile in a single fsync'd transaction and then calls
+/// each append's flush callback: group commit. Truncate, purge and vote
+/// writes go through the same queue, so all writes keep openraft's order,
+/// and their callers wait until they are durable.
+#[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    writer: std::sync::mpsc::Sender<WriteOp>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
 }
 
 impl LogStore {
-    /// A log store over `db`.
+    /// A log store over `db`, with its writer thread. The thread ends when
+    /// the last clone of the store is dropped.
     pub fn new(db: Arc<Database>) -> LogStore {
-        LogStore { db }
+        let pending = Arc::new(Mutex::new(BTreeMap::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (wdb, wpending) = (db.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("tandem-log-writer".to_string())
+            .spawn(move || log_writer(wdb, wpending, rx))
+            .expect("spawn the log writer thread");
+        LogStore {
+            db,
+            pending,
+            writer: tx,
+        }
     }
 
-    fn write_meta(&self, key: &str, bytes: &[u8]) -> Result<(), redb::Error> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut t = txn.open_table(RAFT_META)?;
-            t.insert(key, bytes)?;
-        }
-        txn.commit()?;
-        Ok(())
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an operation and waits until the writer made it durable.
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> WriteOp,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(make(tx))
+            .map_err(|_| "the log writer stopped".to_string())?;
+        rx.await.map_err(|_| "the log writer stopped".to_string())?
     }
 
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
         get_meta(&self.db, RAFT_META, KEY_LAST_PURGED).map_err(io_read)
     }
+}
+
+/// The writer thread: drains the queue, writes everything in one
+/// transaction (fsync'd unless it only holds the committed-index hint),
+/// then reports.
+fn log_writer(
+    db: Arc<Database>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    rx: std::sync::mpsc::Receiver<WriteOp>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        if result.is_ok() {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            for op in &batch {
+                if let WriteOp::Append { entries, .. } = op {
+                    for (id, _) in entries {
+                        if p.get(&id.index).map(|e| e.log_id) == Some(*id) {
+                            p.remove(&id.index);
+                        }
+                    }
+                }
+            }
+        }
+        for op in batch {
+            match op {
+                WriteOp::Append { callback, .. } => {
+                    callback.log_io_completed(result.clone().map_err(std::io::Error::other))
+                }
+                WriteOp::Truncate { done, .. } | WriteOp::Purge { done, .. } => {
+                    let _ = done.send(result.clone());
+                }
+                WriteOp::Meta { done, .. } => {
+                    if let Some(done) = done {
+                        let _ = done.send(result.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
+    let hint_only = batch
+        .iter()
+        .all(|op| matches!(op, WriteOp::Meta { done: None, .. }));
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if hint_only {
+        Durability::None
+    } else {
+        Durability::Immediate
+    })?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(RAFT_META)?;
+        for op in batch {
+            match op {
+                WriteOp::Append { entries, .. } => {
+                    for (id, bytes) in entries {
+                        log.insert(id.index, bytes.as_slice())?;
+                    }
+                }
+                WriteOp::Truncate { from, .. } => {
+                    log.retain_in(*from.., |_, _| false)?;
+                }
+                WriteOp::Purge { upto, purged, .. } => {
+                    meta.insert(KEY_LAST_PURGED, purged.as_slice())?;
+                    log.retain_in(..=*upto, |_, _| false)?;
+                }
+                WriteOp::Meta { key, bytes, .. } => {
+                    meta.insert(*key, bytes.as_slice())?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -160,14 +313,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Bound::Excluded(e),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let txn = self.db.begin_read().map_err(io_read)?;
-        let t = txn.open_table(LOG).map_err(io_read)?;
-        let mut out = Vec::new();
-        for item in t.range((Bound::Included(start), end)).map_err(io_read)? {
-            let (_, v) = item.map_err(io_read)?;
-            out.push(decode::<Entry>(v.value()).map_err(io_read)?);
+        let bounds = (Bound::Included(start), end);
+        let mut out = BTreeMap::new();
+        {
+            let txn = self.db.begin_read().map_err(io_read)?;
+            let t = txn.open_table(LOG).map_err(io_read)?;
+            for item in t.range(bounds).map_err(io_read)? {
+                let (k, v) = item.map_err(io_read)?;
+                out.insert(k.value(), decode::<Entry>(v.value()).map_err(io_read)?);
+            }
         }
-        Ok(out)
+        // Entries not yet flushed supersede what is on disk.
+        for (k, e) in self.pending().range(bounds) {
+            out.insert(*k, e.clone());
+        }
+        Ok(out.into_values().collect())
     }
 }
 
@@ -176,11 +336,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id = self.last_purged()?;
-        let txn = self.db.begin_read().map_err(io_read)?;
-        let t = txn.open_table(LOG).map_err(io_read)?;
-        let last = match t.last().map_err(io_read)? {
-            Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(io_read)?.log_id),
-            None => None,
+        let last_pending = self.pending().values().next_back().map(|e| e.log_id);
+        let last = match last_pending {
+            Some(id) => Some(id),
+            None => {
+                let txn = self.db.begin_read().map_err(io_read)?;
+                let t = txn.open_table(LOG).map_err(io_read)?;
+                let last = match t.last().map_err(io_read)? {
+                    Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(io_read)?.log_id),
+                    None => None,
+                };
+                last
+            }
         };
         Ok(LogState {
             last_purged_log_id,
@@ -194,8 +361,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let bytes = encode(vote).map_err(io_write)?;
-        self.write_meta(KEY_VOTE, &bytes)
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+        self.submit(|done| WriteOp::Meta {
+            key: KEY_VOTE,
+            bytes,
+            done: Some(done),
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(&std::io::Error::other(e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -203,8 +375,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // A hint for a faster restart, not a safety property: openraft
+        // recomputes the commit index from a quorum, so it is not waited for
+        // and not fsync'd on its own (the next log write makes it durable).
         let bytes = encode(&committed).map_err(io_write)?;
-        self.write_meta(KEY_COMMITTED, &bytes).map_err(io_write)
+        self.writer
+            .send(WriteOp::Meta {
+                key: KEY_COMMITTED,
+                bytes,
+                done: None,
+            })
+            .map_err(|_| io_write("the log writer stopped"))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -224,66 +405,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let write = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            {
-                let mut t = txn.open_table(LOG)?;
-                for entry in entries {
-                    let bytes =
-                        encode(&entry).map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
-                    t.insert(entry.log_id.index, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        let result = write();
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let err: StorageError = StorageIOError::write_logs(&e).into();
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(err)
+        let mut encoded = Vec::new();
+        {
+            let mut pending = self.pending();
+            for entry in entries {
+                encoded.push((entry.log_id, encode(&entry).map_err(io_write)?));
+                pending.insert(entry.log_id.index, entry);
             }
         }
+        self.writer
+            .send(WriteOp::Append {
+                entries: encoded,
+                callback,
+            })
+            .map_err(|_| io_write("the log writer stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Remove [log_id.index, +oo): conflicting entries of an old term.
-        let run = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            {
-                let mut t = txn.open_table(LOG)?;
-                t.retain_in(log_id.index.., |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        run().map_err(|e| StorageIOError::write_logs(&e).into())
+        self.pending().retain(|index, _| *index < log_id.index);
+        self.submit(|done| WriteOp::Truncate {
+            from: log_id.index,
+            done,
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e)).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Remove (-oo, log_id.index], recording the purge point first.
-        let run = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            {
-                let mut meta = txn.open_table(RAFT_META)?;
-                let bytes =
-                    encode(&log_id).map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
-                meta.insert(KEY_LAST_PURGED, bytes.as_slice())?;
-                let mut t = txn.open_table(LOG)?;
-                t.retain_in(..=log_id.index, |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        run().map_err(|e| StorageIOError::write_logs(&e).into())
+        // Remove (-oo, log_id.index], recording the purge point with it.
+        let purged = encode(&log_id).map_err(io_write)?;
+        self.pending().retain(|index, _| *index > log_id.index);
+        self.submit(|done| WriteOp::Purge {
+            upto: log_id.index,
+            purged,
+            done,
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e)).into())
     }
 }
 
@@ -393,44 +552,56 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut outputs = Vec::new();
-        let mut txn = self.db.begin_write().map_err(io_write)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(io_write)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let sm = self.sm.clone();
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
-        {
-            let mut sm = self.sm.lock().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
-                applied = Some(entry.log_id);
-                match entry.payload {
-                    EntryPayload::Blank => outputs.push(Output::default()),
-                    EntryPayload::Membership(m) => {
-                        membership = StoredMembership::new(Some(entry.log_id), m);
-                        outputs.push(Output::default());
-                    }
-                    EntryPayload::Normal(payload) => {
-                        let out = sm
-                            .apply_encoded(&txn, entry.log_id.index, &payload.0)
-                            .map_err(|e| {
-                                StorageIOError::apply(
-                                    entry.log_id,
-                                    &std::io::Error::other(e.to_string()),
-                                )
-                            })?;
-                        outputs.push(Output(out));
+        let task = tokio::task::spawn_blocking(move || {
+            let mut outputs = Vec::with_capacity(entries.len());
+            // Durability::None: the log already holds these entries durably;
+            // after a crash the state machine may be a few entries behind
+            // (state and applied index always agree) and openraft applies
+            // them again. The next fsync'd log write persists this commit.
+            let mut txn = db.begin_write().map_err(io_write)?;
+            txn.set_durability(Durability::None).map_err(io_write)?;
+            {
+                let mut sm = sm.lock().unwrap_or_else(|p| p.into_inner());
+                for entry in entries {
+                    applied = Some(entry.log_id);
+                    match entry.payload {
+                        EntryPayload::Blank => outputs.push(Output::default()),
+                        EntryPayload::Membership(m) => {
+                            membership = StoredMembership::new(Some(entry.log_id), m);
+                            outputs.push(Output::default());
+                        }
+                        EntryPayload::Normal(payload) => {
+                            let out = sm
+                                .apply_encoded(&txn, entry.log_id.index, &payload.0)
+                                .map_err(|e| {
+                                    StorageIOError::apply(
+                                        entry.log_id,
+                                        &std::io::Error::other(e.to_string()),
+                                    )
+                                })?;
+                            outputs.push(Output(out));
+                        }
                     }
                 }
             }
-        }
-        {
-            let mut t = txn.open_table(SM_META).map_err(io_write)?;
-            let a = encode(&applied).map_err(io_write)?;
-            t.insert(KEY_APPLIED, a.as_slice()).map_err(io_write)?;
-            let m = encode(&membership).map_err(io_write)?;
-            t.insert(KEY_MEMBERSHIP, m.as_slice()).map_err(io_write)?;
-        }
-        txn.commit().map_err(io_write)?;
+            {
+                let mut t = txn.open_table(SM_META).map_err(io_write)?;
+                let a = encode(&applied).map_err(io_write)?;
+                t.insert(KEY_APPLIED, a.as_slice()).map_err(io_write)?;
+                let m = encode(&membership).map_err(io_write)?;
+                t.insert(KEY_MEMBERSHIP, m.as_slice()).map_err(io_write)?;
+            }
+            txn.commit().map_err(io_write)?;
+            Ok::<_, StorageError>((outputs, applied, membership))
+        });
+        let (outputs, applied, membership) = task
+            .await
+            .map_err(|e| io_write(format!("apply task failed: {e}")))??;
         self.applied = applied;
         self.membership = membership;
         Ok(outputs)

@@ -102,6 +102,9 @@ async fn partitioned_old_leader_cannot_commit() {
     .await;
     let old = cluster.leader(10 * SECS).await;
     cluster.propose(old, "before").await.unwrap();
+    // Under load a leader can change between the two calls; isolate the
+    // node that leads now.
+    let old = cluster.leader(10 * SECS).await;
     let old_term = cluster.node(old).term();
 
     let net = cluster.net.as_ref().unwrap();

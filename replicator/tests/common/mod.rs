@@ -3,7 +3,7 @@
 //! and a small deterministic state machine that allocates sequence numbers
 //! the way the mail state machine allocates UIDs.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -42,8 +42,8 @@ impl Default for Options {
             proposal_timeout: Duration::from_secs(5),
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(3600),
-            heartbeat: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
     }
 }

@@ -18,11 +18,14 @@
 //! - [`tls`]: cluster CA, node certificates pinned to node ids, rustls
 //!   configurations for quinn.
 //! - [`transport`]: Raft RPCs and forwarded proposals over QUIC streams.
+//! - [`blob`]: large payloads as content-addressed files pushed to a
+//!   majority beside the log; only their hash goes through Raft.
 //! - [`node`]: [`Node`], which wires it all and offers `propose`.
 //! - [`relay`]: the UDP fault relay used by tests and the chaos campaign.
 //! - [`testing`]: a tiny state machine for tests and benchmarks of the log.
 #![forbid(unsafe_code)]
 
+pub mod blob;
 pub mod node;
 pub mod relay;
 pub mod sm;

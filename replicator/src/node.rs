@@ -21,6 +21,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::blob::Blobs as Blob;
 use crate::sm::StateMachine;
 use crate::store::{self, LogStore, ResyncNeeded, SmStore};
 use crate::tls::{TlsError, TlsMaterial};
@@ -61,6 +62,8 @@ pub struct NodeConfig {
     pub compaction_interval: Duration,
     /// Transport limits.
     pub transport: TransportConfig,
+    /// Encoded entries larger than this travel as blobs beside the log.
+    pub inline_limit: usize,
 }
 
 impl NodeConfig {
@@ -84,6 +87,7 @@ impl NodeConfig {
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(10),
             transport: TransportConfig::default(),
+            inline_limit: 64 * 1024,
         }
     }
 }
@@ -133,6 +137,10 @@ pub enum ProposeError {
     /// is unknown.
     #[error("outcome unknown: {0}")]
     Unknown(String),
+    /// A large payload could not be stored on a majority; nothing was
+    /// proposed.
+    #[error("payload not replicated: {0}")]
+    Unreplicated(String),
     /// The node is shutting down or its Raft stopped.
     #[error("the node is shutting down")]
     Shutdown,
@@ -153,6 +161,9 @@ pub struct Node<S: StateMachine> {
     peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
     endpoint: quinn::Endpoint,
     proposal_timeout: Duration,
+    inline_limit: usize,
+    quorum: usize,
+    blobs: Arc<Blob>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -222,10 +233,21 @@ impl<S: StateMachine> Node<S> {
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))?;
 
+        let blobs = Arc::new(
+            Blob::open(
+                config.data_dir.join("blobs"),
+                peers.clone(),
+                config.proposal_timeout,
+            )
+            .map_err(|source| NodeError::DataDir {
+                path: config.data_dir.join("blobs"),
+                source,
+            })?,
+        );
         let sm = Arc::new(std::sync::Mutex::new(state_machine));
         let log_store = LogStore::new(db.clone());
-        let sm_store =
-            SmStore::new(db.clone(), sm.clone()).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let sm_store = SmStore::new(db.clone(), sm.clone(), blobs.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let network = Network {
             peers: peers.clone(),
         };
@@ -252,6 +274,7 @@ impl<S: StateMachine> Node<S> {
             members,
             config.transport.clone(),
             propose_here,
+            blobs.clone(),
         ))];
 
         let initialized = raft
@@ -286,6 +309,9 @@ impl<S: StateMachine> Node<S> {
             peers,
             endpoint,
             proposal_timeout: config.proposal_timeout,
+            inline_limit: config.inline_limit,
+            quorum: config.members.len() / 2 + 1,
+            blobs,
             tasks,
         })
     }
@@ -344,11 +370,24 @@ impl<S: StateMachine> Node<S> {
         E: Serialize,
         O: DeserializeOwned,
     {
-        let payload =
-            Payload(postcard::to_stdvec(entry).map_err(|e| ProposeError::Codec(e.to_string()))?);
+        let bytes = postcard::to_stdvec(entry).map_err(|e| ProposeError::Codec(e.to_string()))?;
         let started = Instant::now();
         let deadline = started + self.proposal_timeout;
-        let proposed = tokio::time::timeout(self.proposal_timeout, self.submit(payload))
+        let submit = async {
+            let payload = if bytes.len() > self.inline_limit {
+                let len = bytes.len() as u64;
+                let hash = self
+                    .blobs
+                    .replicate(Arc::new(bytes), self.quorum)
+                    .await
+                    .map_err(ProposeError::Unreplicated)?;
+                Payload::Blob { hash, len }
+            } else {
+                Payload::Inline(bytes)
+            };
+            self.submit(payload).await
+        };
+        let proposed = tokio::time::timeout(self.proposal_timeout, submit)
             .await
             .map_err(|_| ProposeError::Timeout(self.proposal_timeout))??;
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 
 use crate::sm::StateMachine;
 use crate::types::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Vote};
-use crate::types::{Output, TypeConfig};
+use crate::types::{Output, Payload, TypeConfig};
 
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
 const RAFT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_meta");
@@ -461,6 +461,7 @@ struct StoredSnapshot {
 pub struct SmStore<S> {
     db: Arc<Database>,
     sm: Arc<std::sync::Mutex<S>>,
+    blobs: Arc<crate::blob::Blobs>,
     applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -470,6 +471,7 @@ impl<S: StateMachine> SmStore<S> {
     pub fn new(
         db: Arc<Database>,
         sm: Arc<std::sync::Mutex<S>>,
+        blobs: Arc<crate::blob::Blobs>,
     ) -> Result<SmStore<S>, StorageError> {
         let applied = get_meta::<Option<LogId>>(&db, SM_META, KEY_APPLIED)
             .map_err(io_read)?
@@ -480,6 +482,7 @@ impl<S: StateMachine> SmStore<S> {
         Ok(SmStore {
             db,
             sm,
+            blobs,
             applied,
             membership,
         })
@@ -553,6 +556,14 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        // Large payloads come from the blob store; a node that missed the
+        // push fetches them from its peers before applying (and waits).
+        let mut fetched: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for entry in &entries {
+            if let EntryPayload::Normal(Payload::Blob { hash, .. }) = &entry.payload {
+                fetched.insert(entry.log_id.index, self.blobs.fetch(hash).await);
+            }
+        }
         let db = self.db.clone();
         let sm = self.sm.clone();
         let mut applied = self.applied;
@@ -576,14 +587,21 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                             outputs.push(Output::default());
                         }
                         EntryPayload::Normal(payload) => {
-                            let out = sm
-                                .apply_encoded(&txn, entry.log_id.index, &payload.0)
-                                .map_err(|e| {
-                                    StorageIOError::apply(
-                                        entry.log_id,
-                                        &std::io::Error::other(e.to_string()),
-                                    )
-                                })?;
+                            let bytes = match &payload {
+                                Payload::Inline(bytes) => bytes.as_slice(),
+                                Payload::Blob { .. } => fetched
+                                    .get(&entry.log_id.index)
+                                    .map(Vec::as_slice)
+                                    .unwrap_or_default(),
+                            };
+                            let out =
+                                sm.apply_encoded(&txn, entry.log_id.index, bytes)
+                                    .map_err(|e| {
+                                        StorageIOError::apply(
+                                            entry.log_id,
+                                            &std::io::Error::other(e.to_string()),
+                                        )
+                                    })?;
                             outputs.push(Output(out));
                         }
                     }
@@ -612,6 +630,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
             inner: SmStore {
                 db: self.db.clone(),
                 sm: self.sm.clone(),
+                blobs: self.blobs.clone(),
                 applied: self.applied,
                 membership: self.membership.clone(),
             },

@@ -41,6 +41,15 @@ pub(crate) enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower forwards an application entry to the leader.
     Propose(Payload),
+    /// Store a large payload (see [`crate::blob`]).
+    PutBlob {
+        hash: crate::blob::Hash,
+        data: Vec<u8>,
+    },
+    /// Send a large payload this node may hold.
+    GetBlob {
+        hash: crate::blob::Hash,
+    },
 }
 
 /// A reply on the wire.
@@ -52,6 +61,8 @@ pub(crate) enum Response {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Propose(Result<Proposed, ForwardError>),
+    BlobStored(Result<(), String>),
+    Blob(Option<Vec<u8>>),
     /// The server refused the request (wrong sender, undecodable).
     Refused(String),
 }
@@ -321,8 +332,10 @@ pub(crate) async fn serve(
     members: Arc<Vec<NodeId>>,
     config: TransportConfig,
     propose: Arc<dyn Fn(Payload) -> ProposeFuture + Send + Sync>,
+    blobs: Arc<crate::blob::Blobs>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
+        let blobs = blobs.clone();
         let raft = raft.clone();
         let members = members.clone();
         let config = config.clone();
@@ -348,8 +361,9 @@ pub(crate) async fn serve(
                 let raft = raft.clone();
                 let config = config.clone();
                 let propose = propose.clone();
+                let blobs = blobs.clone();
                 tokio::spawn(async move {
-                    handle_stream(peer, send, recv, raft, config, propose).await;
+                    handle_stream(peer, send, recv, raft, config, propose, blobs).await;
                 });
             }
         });
@@ -376,6 +390,7 @@ async fn handle_stream(
     raft: Raft,
     config: TransportConfig,
     propose: Arc<dyn Fn(Payload) -> ProposeFuture + Send + Sync>,
+    blobs: Arc<crate::blob::Blobs>,
 ) {
     let Ok(bytes) = recv.read_to_end(config.max_message_bytes).await else {
         return;
@@ -404,6 +419,25 @@ async fn handle_stream(
             Response::InstallSnapshot(raft.install_snapshot(rpc).await)
         }
         Ok(Request::Propose(payload)) => Response::Propose(propose(payload).await),
+        Ok(Request::PutBlob { hash, data }) => {
+            let blobs = blobs.clone();
+            let stored = tokio::task::spawn_blocking(move || blobs.put(&data)).await;
+            Response::BlobStored(match stored {
+                Ok(Ok(h)) if h == hash => Ok(()),
+                Ok(Ok(_)) => Err("content does not match its hash".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+        Ok(Request::GetBlob { hash }) => {
+            let blobs = blobs.clone();
+            Response::Blob(
+                tokio::task::spawn_blocking(move || blobs.get(&hash))
+                    .await
+                    .ok()
+                    .flatten(),
+            )
+        }
     };
     let Ok(bytes) = postcard::to_stdvec(&response) else {
         return;

@@ -24,14 +24,28 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// An application entry, encoded. `Debug` shows only its size: entries carry
-/// mail, which never goes to logs.
+/// An application entry, encoded: inline when small, else the hash of a
+/// blob that travels beside the log (see [`crate::blob`]). `Debug` shows only
+/// sizes: entries carry mail, which never goes to logs.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(pub Vec<u8>);
+pub enum Payload {
+    /// The encoded entry itself.
+    Inline(Vec<u8>),
+    /// The SHA-256 of the encoded entry, stored as a blob on a majority.
+    Blob {
+        /// Content hash.
+        hash: [u8; 32],
+        /// Length in bytes.
+        len: u64,
+    },
+}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({} bytes)", self.0.len())
+        match self {
+            Payload::Inline(b) => write!(f, "Payload({} bytes)", b.len()),
+            Payload::Blob { len, .. } => write!(f, "Payload(blob, {len} bytes)"),
+        }
     }
 }
 

@@ -1,0 +1,202 @@
+//! Large payloads travel beside the log, not in it.
+//!
+//! openraft 0.9 gives every AppendEntries RPC one heartbeat interval to
+//! complete, so a batch of multi-megabyte entries over a lossy link would
+//! time out and be resent forever. A payload over `inline_limit` is instead
+//! stored as a content-addressed file (SHA-256) and pushed to the peers on
+//! its own QUIC streams; only its hash goes through the log.
+//!
+//! Ordering invariants:
+//! - The hash is proposed only after a majority of voters (this node
+//!   included) has the blob durably (file and directory fsync'd). Any
+//!   majority that later survives intersects that one, so a committed entry's
+//!   blob is always on some survivor.
+//! - A blob is accepted from a peer only if its content hashes to its name.
+//! - A node applies a blob entry only with the blob's bytes in hand: it
+//!   fetches a missing blob from its peers, and waits, rather than skip it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::transport::{PeerClient, Request, Response};
+use crate::types::NodeId;
+
+/// A SHA-256 content hash.
+pub type Hash = [u8; 32];
+
+/// The hash of `data`.
+pub fn hash(data: &[u8]) -> Hash {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The blobs of one node, and the peers it fetches missing ones from.
+#[derive(Debug)]
+pub struct Blobs {
+    dir: PathBuf,
+    peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
+    /// How long one push or fetch RPC may take.
+    rpc_timeout: Duration,
+}
+
+impl Blobs {
+    /// Blobs under `dir` (created if missing).
+    pub(crate) fn open(
+        dir: PathBuf,
+        peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
+        rpc_timeout: Duration,
+    ) -> std::io::Result<Blobs> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Blobs {
+            dir,
+            peers,
+            rpc_timeout,
+        })
+    }
+
+    fn path(&self, h: &Hash) -> PathBuf {
+        self.dir.join(hex(h))
+    }
+
+    /// Stores `data` under its hash, durably. Idempotent.
+    pub fn put(&self, data: &[u8]) -> std::io::Result<Hash> {
+        let h = hash(data);
+        let path = self.path(&h);
+        if path.exists() {
+            return Ok(h);
+        }
+        let tmp = self
+            .dir
+            .join(format!("{}.tmp{}", hex(&h), std::process::id()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(h)
+    }
+
+    /// The blob's bytes, if this node has it and they match the hash.
+    pub fn get(&self, h: &Hash) -> Option<Vec<u8>> {
+        let data = std::fs::read(self.path(h)).ok()?;
+        (hash(&data) == *h).then_some(data)
+    }
+
+    /// Stores `data` here and pushes it to the peers; returns its hash once
+    /// `quorum` nodes (this one included) hold it durably, or an error when
+    /// that cannot happen.
+    pub(crate) async fn replicate(
+        &self,
+        data: Arc<Vec<u8>>,
+        quorum: usize,
+    ) -> Result<Hash, String> {
+        let local = data.clone();
+        let dir_blobs = Blobs {
+            dir: self.dir.clone(),
+            peers: self.peers.clone(),
+            rpc_timeout: self.rpc_timeout,
+        };
+        let h = tokio::task::spawn_blocking(move || dir_blobs.put(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot store the payload: {e}"))?;
+        let mut have = 1;
+        if have >= quorum {
+            return Ok(h);
+        }
+        let mut pushes = tokio::task::JoinSet::new();
+        for client in self.peers.values() {
+            let client = client.clone();
+            let data = data.clone();
+            let timeout = self.rpc_timeout;
+            pushes.spawn(async move {
+                let req = Request::PutBlob {
+                    hash: h,
+                    data: data.as_ref().clone(),
+                };
+                matches!(
+                    client.call(&req, timeout).await,
+                    Ok(Response::BlobStored(Ok(())))
+                )
+            });
+        }
+        while let Some(done) = pushes.join_next().await {
+            if done.unwrap_or(false) {
+                have += 1;
+                if have >= quorum {
+                    // The remaining pushes go on in the background.
+                    pushes.detach_all();
+                    return Ok(h);
+                }
+            }
+        }
+        Err(format!(
+            "the payload reached {have} of the {quorum} nodes a majority needs"
+        ))
+    }
+
+    /// The blob's bytes: from this node, else from the first peer that has
+    /// it (stored here on the way). Retries until found.
+    pub(crate) async fn fetch(&self, h: &Hash) -> Vec<u8> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if let Some(data) = self.get(h) {
+                return data;
+            }
+            for client in self.peers.values() {
+                let req = Request::GetBlob { hash: *h };
+                if let Ok(Response::Blob(Some(data))) = client.call(&req, self.rpc_timeout).await {
+                    if hash(&data) == *h {
+                        if let Err(e) = self.put(&data) {
+                            tracing::warn!(error = %e, "cannot store a fetched blob");
+                        }
+                        return data;
+                    }
+                }
+            }
+            tracing::warn!(blob = %hex(h), "no peer has a committed entry's payload yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The directory blobs are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_content_addressed_durable_and_verified_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(
+            dir.path().join("b"),
+            Arc::new(BTreeMap::new()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let h = blobs.put(b"hello").unwrap();
+        assert_eq!(h, hash(b"hello"));
+        assert_eq!(blobs.put(b"hello").unwrap(), h, "idempotent");
+        assert_eq!(blobs.get(&h).unwrap(), b"hello");
+        // A corrupted file is not returned.
+        std::fs::write(blobs.path(&h), b"evil").unwrap();
+        assert!(blobs.get(&h).is_none());
+        assert!(blobs.get(&hash(b"absent")).is_none());
+    }
+}

@@ -126,6 +126,9 @@ pub(crate) fn quic_transport() -> Arc<quinn::TransportConfig> {
     t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));
     t.send_window(64 * 1024 * 1024);
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    // BBR does not read random loss as congestion the way Cubic does; with
+    // 2% loss it keeps large transfers moving.
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Arc::new(t)
 }
 

@@ -35,6 +35,13 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Serve IMAP clients as a proxy in front of the configured backend
+    /// (plain IMAP on listen.imap). Not yet replicating: see README.
+    Run {
+        /// The node's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Create a cluster CA and node certificates for replication (mutual
     /// TLS). Reuses DIR/ca.key when present, so nodes can be added later;
     /// never overwrites a node's files.
@@ -65,6 +72,56 @@ pub fn main() -> ExitCode {
             offline,
         } => check(config, &user, offline),
         Command::Certs { dir, nodes } => certs(&dir, &nodes),
+        Command::Run { config } => run(config),
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(addr) = config.listen.imap else {
+        eprintln!("tandem: listen.imap is required for `tandem run` (IMAPS comes with TLS)");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tandem: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%addr, "serving IMAP");
+        crate::server::run(listener, std::sync::Arc::new(config), shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 

@@ -14,6 +14,9 @@
 //! - [`secret`]: `Secret<T>`, which keeps credentials out of logs.
 //! - [`backend`]: tandem's own IMAP client for its backend (admin sessions).
 //! - [`check`]: `tandem check`, the operator's pre-flight probe.
+//! - [`server`]: the client listener, connection limits, graceful shutdown.
+//! - [`session`]: one client and its backend connection: framing, literal
+//!   limits, capability filtering, timeouts.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
@@ -22,3 +25,5 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod secret;
+pub mod server;
+pub mod session;

@@ -190,11 +190,43 @@ impl Dovecot {
         }
     }
 
-    /// Kills the master with SIGKILL (a crash) and reaps it.
+    /// Kills the master with SIGKILL (a crash) and reaps it. Its session
+    /// processes (imap, auth) live on until they notice; see
+    /// [`Dovecot::kill_all`] for a machine that dies.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Kills the master and every process it started with SIGKILL, as when
+    /// the machine dies: open IMAP sessions end at once.
+    pub fn kill_all(&mut self) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        // Freeze the master so it starts no process while its tree is read.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+        let victims = descendants(pid);
+        for &p in &victims {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        self.kill();
+        // Wait until they are gone (or zombies), so their sockets are closed
+        // before a restart looks at them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && victims.iter().any(|p| {
+                fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|st| {
+                        !st.rsplit_once(')')
+                            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                    })
+                    .unwrap_or(false)
+            })
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -351,6 +383,44 @@ protocol lmtp {{
         self.stop();
         Err(format!("no greeting within {START_TIMEOUT:?}\n{log}"))
     }
+}
+
+/// Every process below `root` in the process tree, from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split
+            // after its closing parenthesis.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
 }
 
 /// True when a server at `addr` sends a greeting that starts with `prefix`.

@@ -1,0 +1,711 @@
+//! One client session: a client connection and the backend connection made
+//! for it, joined in one `select!` loop. Commands are framed and parsed
+//! before they are forwarded, so the session can act on them; responses are
+//! framed as they stream back, so capabilities can be filtered and large
+//! literals pass through without being buffered.
+//!
+//! Ordering invariants:
+//! - No byte of a command reaches the backend before the whole command
+//!   (literals included) has been framed, checked against the limits and
+//!   parsed.
+//! - The proxy, not the backend, answers a client's synchronizing literal
+//!   (`+`), after checking its size; the command is forwarded with
+//!   non-synchronizing literals (the backend must offer LITERAL+).
+//! - Capabilities tandem cannot keep consistent across nodes never reach
+//!   the client, in the greeting, in CAPABILITY or in `[CAPABILITY]` codes.
+//! - Credentials are never logged.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_parser::command::{is_idle_done, sasl_plain, Command, CommandBody};
+use tandem_parser::frame::{
+    CommandFramer, CommandProgress, FrameError, Limits, LineProgress, ResponseFramer, Segment,
+};
+use tandem_parser::response::{Code, Response, ResponseBody};
+use tandem_parser::rewrite::{apply, capability_edits};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Capabilities a client never sees through tandem, because their values
+/// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
+/// (COMPRESS, NOTIFY, UIDONLY, SORT/THREAD results not rewritten yet), or
+/// because tandem cannot learn the user (SASL mechanisms other than PLAIN).
+pub fn is_filtered_capability(name: &[u8]) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let exact: &[&[u8]] = &[
+        b"CONDSTORE",
+        b"QRESYNC",
+        b"OBJECTID",
+        b"NOTIFY",
+        b"UIDONLY",
+        b"STARTTLS",
+        b"SORT",
+        b"ESORT",
+        b"SEARCHRES",
+        b"CATENATE",
+        b"LOGINDISABLED",
+    ];
+    let prefixes: &[&[u8]] = &[
+        b"COMPRESS=",
+        b"SORT=",
+        b"THREAD=",
+        b"CONTEXT=",
+        b"UTF8=",
+        b"APPENDLIMIT",
+        b"X-",
+        b"XLIST",
+    ];
+    if exact.contains(&upper.as_slice()) || prefixes.iter().any(|p| upper.starts_with(p)) {
+        return true;
+    }
+    if let Some(mech) = upper.strip_prefix(b"AUTH=") {
+        return mech != b"PLAIN";
+    }
+    false
+}
+
+/// What kind of command is waiting for its tagged response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Login,
+    Authenticate,
+    Logout,
+    Other,
+}
+
+/// How the next client bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Commands.
+    Commands,
+    /// AUTHENTICATE continuation lines until the tagged response.
+    Authenticating,
+    /// IDLE: one `DONE` line.
+    Idling { since: Instant },
+}
+
+struct Session {
+    config: Arc<Config>,
+    peer: SocketAddr,
+    framer: CommandFramer,
+    rframer: ResponseFramer,
+    mode: Mode,
+    /// Offsets of the `}` of synchronizing literal announcements in the
+    /// command being framed, where a `+` is inserted before forwarding.
+    sync_literals: Vec<usize>,
+    pending: VecDeque<(Vec<u8>, Pending)>,
+    /// The user named by the LOGIN or AUTHENTICATE in flight.
+    candidate_user: Option<String>,
+    user: Option<String>,
+    /// Whether the next response line continues a response (after a literal).
+    continuing: bool,
+    logging_out: bool,
+    commands: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Why a session ended early.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("backend closed the connection")]
+    BackendClosed,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Serves one client until it logs out, breaks a limit, times out, or the
+/// server shuts down.
+pub async fn serve<S>(
+    mut client: S,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let Some(backend_cfg) = config.backend() else {
+        return;
+    };
+    let connect = tokio::time::timeout(
+        backend_cfg.connect_timeout(),
+        TcpStream::connect(&backend_cfg.address),
+    )
+    .await;
+    let mut backend = match connect {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            tracing::warn!(client = %peer, error = %e, "backend unreachable");
+            let _ = client
+                .write_all(b"* BYE [UNAVAILABLE] Mail backend unavailable, try again later\r\n")
+                .await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(client = %peer, "backend connect timed out");
+            let _ = client
+                .write_all(b"* BYE [UNAVAILABLE] Mail backend unavailable, try again later\r\n")
+                .await;
+            return;
+        }
+    };
+    let _ = backend.set_nodelay(true);
+
+    let limits = Limits {
+        max_line: config.limits.max_line_bytes as usize,
+        max_literal: config.limits.max_literal_bytes,
+        max_nonsync_literal: config.limits.max_literal_bytes,
+        max_message: config.limits.max_literal_bytes.saturating_mul(4),
+    };
+    let mut s = Session {
+        config: config.clone(),
+        peer,
+        framer: CommandFramer::new(limits),
+        rframer: ResponseFramer::new(Limits::responses()),
+        mode: Mode::Commands,
+        sync_literals: Vec::new(),
+        pending: VecDeque::new(),
+        candidate_user: None,
+        user: None,
+        continuing: false,
+        logging_out: false,
+        commands: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let result = s.run(&mut client, &mut backend, &mut stop).await;
+    let _ = client.flush().await;
+    tracing::info!(
+        client = %peer,
+        user = s.user.as_deref().unwrap_or("-"),
+        seconds = started.elapsed().as_secs_f64(),
+        commands = s.commands,
+        bytes_in = s.bytes_in,
+        bytes_out = s.bytes_out,
+        end = match &result { Ok(()) => "logout".to_string(), Err(e) => e.to_string() },
+        "session ended"
+    );
+}
+
+impl Session {
+    async fn run<S>(
+        &mut self,
+        client: &mut S,
+        backend: &mut TcpStream,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let command_timeout = self.config.backend().map(|b| b.command_timeout());
+        let command_timeout = command_timeout.unwrap_or(Duration::from_secs(30));
+
+        // Greeting, then ID with the client's address so the backend logs
+        // and rate-limits the real client (needs login_trusted_networks).
+        let mut bbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let greeting = read_line(backend, &mut bbuf, command_timeout).await?;
+        if !greeting.starts_with(b"* OK") {
+            client
+                .write_all(b"* BYE [UNAVAILABLE] Mail backend refused the connection\r\n")
+                .await?;
+            return Err(End::Protocol("backend greeting is not OK".to_string()));
+        }
+        let id = format!(
+            "tandem-id ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")\r\n",
+            self.peer.ip(),
+            self.peer.port()
+        );
+        backend.write_all(id.as_bytes()).await?;
+        loop {
+            let line = read_line(backend, &mut bbuf, command_timeout).await?;
+            if line.starts_with(b"tandem-id ") {
+                break;
+            }
+        }
+        let greeting = self.filter_single(&greeting);
+        client.write_all(&greeting).await?;
+        self.bytes_out += greeting.len() as u64;
+
+        let mut cbuf: Vec<u8> = Vec::with_capacity(8 * 1024);
+        let mut cread = vec![0u8; 16 * 1024];
+        let mut bread = vec![0u8; 64 * 1024];
+        let login_deadline =
+            Instant::now() + Duration::from_secs(self.config.limits.login_timeout_secs);
+        let autologout = Duration::from_secs(self.config.limits.idle_timeout_secs);
+        let idle_limit = Duration::from_secs(self.config.limits.idle_command_timeout_secs);
+        let mut last_activity = Instant::now();
+
+        loop {
+            // Backend bytes already buffered (e.g. after the ID reply).
+            self.pump_backend(&mut bbuf, client).await?;
+            if self.logging_out && self.pending.is_empty() {
+                return Ok(());
+            }
+            let deadline = match self.mode {
+                _ if self.user.is_none() => login_deadline,
+                Mode::Idling { since } => since + idle_limit,
+                _ => last_activity + autologout,
+            };
+            tokio::select! {
+                n = client.read(&mut cread) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Err(End::ClientClosed);
+                    }
+                    self.bytes_in += n as u64;
+                    last_activity = Instant::now();
+                    cbuf.extend_from_slice(&cread[..n]);
+                    self.pump_client(&mut cbuf, client, backend).await?;
+                }
+                n = backend.read(&mut bread) => {
+                    let n = n?;
+                    if n == 0 {
+                        self.pump_backend(&mut bbuf, client).await?;
+                        if !self.logging_out {
+                            let _ = client.write_all(b"* BYE [UNAVAILABLE] Mail backend closed the connection\r\n").await;
+                        }
+                        return if self.logging_out { Ok(()) } else { Err(End::BackendClosed) };
+                    }
+                    bbuf.extend_from_slice(&bread[..n]);
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let why: &[u8] = match self.mode {
+                        _ if self.user.is_none() => b"* BYE Login timeout\r\n",
+                        Mode::Idling { .. } => b"* BYE IDLE lasted too long\r\n",
+                        _ => b"* BYE Autologout; idle for too long\r\n",
+                    };
+                    client.write_all(why).await?;
+                    return Err(End::Protocol("timeout".to_string()));
+                }
+                changed = stop.changed(), if self.pending.is_empty() && self.mode == Mode::Commands => {
+                    if changed.is_err() || *stop.borrow() {
+                        client.write_all(b"* BYE Server shutting down, reconnect later\r\n").await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frames and handles every complete client command in `cbuf`.
+    async fn pump_client<S>(
+        &mut self,
+        cbuf: &mut Vec<u8>,
+        client: &mut S,
+        backend: &mut TcpStream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.mode {
+                Mode::Authenticating | Mode::Idling { .. } => {
+                    let len = match self.framer.next_line(cbuf) {
+                        Ok(LineProgress::Incomplete) => return Ok(()),
+                        Ok(LineProgress::Line { len }) => len,
+                        Err(e) => return self.frame_error(e, client).await,
+                    };
+                    let line: Vec<u8> = cbuf.drain(..len).collect();
+                    if self.mode == Mode::Authenticating {
+                        if let Some(user) = plain_user(line.strip_suffix(b"\r\n").unwrap_or(&line))
+                        {
+                            self.candidate_user = Some(user);
+                        }
+                    } else if is_idle_done(&line) {
+                        self.mode = Mode::Commands;
+                    }
+                    backend.write_all(&line).await?;
+                }
+                Mode::Commands => {
+                    let progress = match self.framer.next(cbuf) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.sync_literals.clear();
+                            if let Some(discard) = e.discard() {
+                                cbuf.drain(..discard.min(cbuf.len()));
+                                let msg = format!("{} NO [TOOBIG] {}\r\n", tag_or_star(e.tag()), e);
+                                client.write_all(msg.as_bytes()).await?;
+                                continue;
+                            }
+                            return self.frame_error(e, client).await;
+                        }
+                    };
+                    match progress {
+                        CommandProgress::Incomplete => return Ok(()),
+                        CommandProgress::LiteralAnnounced(ann) => {
+                            if ann.literal.synchronizing {
+                                self.framer.accept_literal();
+                                // "}" sits before the CRLF that ends the announcement.
+                                self.sync_literals.push(ann.data_start - 3);
+                                client.write_all(b"+ Ready for literal data\r\n").await?;
+                            }
+                        }
+                        CommandProgress::Complete { len } => {
+                            let command: Vec<u8> = cbuf.drain(..len).collect();
+                            let marks = std::mem::take(&mut self.sync_literals);
+                            self.commands += 1;
+                            self.handle_command(&command, &marks, client, backend)
+                                .await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn frame_error<S>(&mut self, e: FrameError, client: &mut S) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let code = match e {
+            FrameError::LiteralTooBig { .. } | FrameError::MessageTooBig { .. } => "[TOOBIG] ",
+            _ => "",
+        };
+        let msg = format!("{} BAD {code}{e}; closing\r\n", tag_or_star(e.tag()));
+        client.write_all(msg.as_bytes()).await?;
+        client
+            .write_all(b"* BYE Protocol error, closing the connection\r\n")
+            .await?;
+        Err(End::Protocol(e.to_string()))
+    }
+
+    async fn handle_command<S>(
+        &mut self,
+        raw: &[u8],
+        marks: &[usize],
+        client: &mut S,
+        backend: &mut TcpStream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let cmd = match Command::parse(raw) {
+            Ok(c) => c,
+            Err(e) => {
+                let tag = leading_tag(raw);
+                let msg = format!("{} BAD Command not understood: {e}\r\n", tag_or_star(&tag));
+                client.write_all(msg.as_bytes()).await?;
+                return Ok(());
+            }
+        };
+        let tag = cmd.tag().to_vec();
+        let tag_str = String::from_utf8_lossy(&tag).to_string();
+        let mut kind = Pending::Other;
+        match &cmd.body {
+            CommandBody::StartTls => {
+                let msg = format!("{tag_str} BAD STARTTLS is not offered on this listener\r\n");
+                client.write_all(msg.as_bytes()).await?;
+                return Ok(());
+            }
+            CommandBody::Compress { .. } => {
+                let msg = format!(
+                    "{tag_str} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
+                );
+                client.write_all(msg.as_bytes()).await?;
+                return Ok(());
+            }
+            CommandBody::Enable { capabilities } => {
+                let kept: Vec<&[u8]> = capabilities
+                    .iter()
+                    .map(|c| c.of(raw))
+                    .filter(|c| !is_filtered_capability(c))
+                    .collect();
+                if kept.len() != capabilities.len() {
+                    if kept.is_empty() {
+                        // RFC 5161: unknown capabilities are ignored; none left.
+                        let msg = format!(
+                            "* ENABLED\r\n{tag_str} OK ENABLE completed (nothing enabled)\r\n"
+                        );
+                        client.write_all(msg.as_bytes()).await?;
+                        return Ok(());
+                    }
+                    let mut line = tag.clone();
+                    line.extend_from_slice(b" ENABLE");
+                    for c in kept {
+                        line.push(b' ');
+                        line.extend_from_slice(c);
+                    }
+                    line.extend_from_slice(b"\r\n");
+                    self.pending.push_back((tag, Pending::Other));
+                    backend.write_all(&line).await?;
+                    return Ok(());
+                }
+            }
+            CommandBody::Login { user, .. } => {
+                kind = Pending::Login;
+                self.candidate_user = Some(String::from_utf8_lossy(&user.value(raw)).to_string());
+            }
+            CommandBody::Authenticate { mechanism, initial } => {
+                if !mechanism.of(raw).eq_ignore_ascii_case(b"PLAIN") {
+                    let msg =
+                        format!("{tag_str} NO [CANNOT] Only AUTHENTICATE PLAIN is offered\r\n");
+                    client.write_all(msg.as_bytes()).await?;
+                    return Ok(());
+                }
+                kind = Pending::Authenticate;
+                self.candidate_user = initial.and_then(|i| plain_user(i.of(raw)));
+                self.mode = Mode::Authenticating;
+            }
+            CommandBody::Idle => {
+                self.mode = Mode::Idling {
+                    since: Instant::now(),
+                };
+            }
+            CommandBody::Logout => kind = Pending::Logout,
+            _ => {}
+        }
+        self.pending.push_back((tag, kind));
+        let forwarded = with_nonsync_literals(raw, marks);
+        backend.write_all(&forwarded).await?;
+        Ok(())
+    }
+
+    /// Passes on every complete response line and all literal data in
+    /// `bbuf`, filtering single-line responses.
+    async fn pump_backend<S>(&mut self, bbuf: &mut Vec<u8>, client: &mut S) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            let segment = self
+                .rframer
+                .next_segment(bbuf)
+                .map_err(|e| End::Protocol(format!("backend: {e}")))?;
+            match segment {
+                Segment::Incomplete => return Ok(()),
+                Segment::LiteralData { len, .. } => {
+                    self.write_client(client, &bbuf[..len]).await?;
+                    self.bytes_out += len as u64;
+                    bbuf.drain(..len);
+                }
+                Segment::Line { len, literal } => {
+                    let line: Vec<u8> = bbuf.drain(..len).collect();
+                    let out = if !self.continuing && literal.is_none() {
+                        self.on_response(&line);
+                        self.filter_single(&line)
+                    } else {
+                        line
+                    };
+                    self.continuing = literal.is_some();
+                    self.write_client(client, &out).await?;
+                    self.bytes_out += out.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Writes to a client that may have stopped reading: a write that
+    /// makes no progress for the autologout time ends the session, so a
+    /// dead reader holds neither a task nor a backend connection forever.
+    async fn write_client<S>(&self, client: &mut S, bytes: &[u8]) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let limit = Duration::from_secs(self.config.limits.idle_timeout_secs);
+        tokio::time::timeout(limit, client.write_all(bytes))
+            .await
+            .map_err(|_| End::Protocol("client stopped reading".to_string()))??;
+        Ok(())
+    }
+
+    /// Tracks tagged completions of the commands in flight.
+    fn on_response(&mut self, line: &[u8]) {
+        let Ok(resp) = Response::parse(line) else {
+            return;
+        };
+        if let ResponseBody::Status {
+            tag: Some(tag),
+            status,
+            ..
+        } = resp.body
+        {
+            let tag = tag.of(line);
+            let Some(pos) = self.pending.iter().position(|(t, _)| t == tag) else {
+                return;
+            };
+            let Some((_, kind)) = self.pending.remove(pos) else {
+                return;
+            };
+            match kind {
+                Pending::Login | Pending::Authenticate => {
+                    if self.mode == Mode::Authenticating {
+                        self.mode = Mode::Commands;
+                    }
+                    if status == tandem_parser::response::Status::Ok {
+                        self.user = self.candidate_user.take();
+                    } else {
+                        self.candidate_user = None;
+                    }
+                }
+                Pending::Logout => self.logging_out = true,
+                Pending::Other => {
+                    if matches!(self.mode, Mode::Idling { .. }) {
+                        self.mode = Mode::Commands;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A single-line response with filtered capabilities and tandem's
+    /// APPENDLIMIT; anything else unchanged.
+    fn filter_single(&self, line: &[u8]) -> Vec<u8> {
+        let Ok(resp) = Response::parse(line) else {
+            return line.to_vec();
+        };
+        let is_caps = matches!(
+            resp.body,
+            ResponseBody::Capability(_)
+                | ResponseBody::Status {
+                    code: Some(Code::Capability(_)),
+                    ..
+                }
+                | ResponseBody::Continue {
+                    code: Some(Code::Capability(_)),
+                    ..
+                }
+        );
+        if !is_caps {
+            return line.to_vec();
+        }
+        let edits = capability_edits(&resp, &is_filtered_capability);
+        let mut out = apply(line, &edits).into_owned();
+        let extra = format!(" APPENDLIMIT={}", self.config.limits.max_literal_bytes);
+        let at = if matches!(resp.body, ResponseBody::Capability(_)) {
+            out.len().saturating_sub(2)
+        } else {
+            // Inside the [CAPABILITY ...] code: before its "]".
+            out.iter().position(|&b| b == b']').unwrap_or(out.len())
+        };
+        out.splice(at..at, extra.bytes());
+        out
+    }
+}
+
+/// The user a SASL PLAIN response names (authzid if given, else authcid).
+fn plain_user(b64: &[u8]) -> Option<String> {
+    let p = sasl_plain(b64).ok()?;
+    let who = if p.authzid.is_empty() {
+        p.authcid
+    } else {
+        p.authzid
+    };
+    Some(String::from_utf8_lossy(&who).to_string())
+}
+
+/// `raw` with a `+` inserted before each `}` at `marks`: `{n}` -> `{n+}`.
+fn with_nonsync_literals(raw: &[u8], marks: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + marks.len());
+    let mut from = 0;
+    for &m in marks {
+        if m < raw.len() && raw[m] == b'}' && m >= from {
+            out.extend_from_slice(&raw[from..m]);
+            out.push(b'+');
+            from = m;
+        }
+    }
+    out.extend_from_slice(&raw[from..]);
+    out
+}
+
+fn leading_tag(raw: &[u8]) -> Vec<u8> {
+    raw.iter()
+        .take_while(|b| b.is_ascii_graphic() && **b != b'{' && **b != b'*')
+        .take(64)
+        .copied()
+        .collect()
+}
+
+fn tag_or_star(tag: &[u8]) -> String {
+    if tag.is_empty() || tag.len() > 64 || !tag.iter().all(u8::is_ascii_graphic) {
+        "*".to_string()
+    } else {
+        String::from_utf8_lossy(tag).to_string()
+    }
+}
+
+/// Reads one CRLF-terminated line from the backend (greeting, ID reply),
+/// keeping any bytes after it in `buf`.
+async fn read_line(
+    backend: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, End> {
+    let fut = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                return Ok(buf.drain(..i + 2).collect());
+            }
+            if buf.len() > 64 * 1024 {
+                return Err(End::Protocol("backend line too long".to_string()));
+            }
+            let n = backend.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(End::BackendClosed);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| End::Protocol("backend did not answer in time".to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtered_capabilities() {
+        for c in [
+            "CONDSTORE",
+            "qresync",
+            "AUTH=SCRAM-SHA-256-PLUS",
+            "AUTH=LOGIN",
+            "COMPRESS=DEFLATE",
+            "X-FOO",
+            "THREAD=REFS",
+            "APPENDLIMIT=1000",
+        ] {
+            assert!(is_filtered_capability(c.as_bytes()), "{c}");
+        }
+        for c in [
+            "IMAP4rev1",
+            "UIDPLUS",
+            "MOVE",
+            "AUTH=PLAIN",
+            "IDLE",
+            "LITERAL+",
+            "MULTIAPPEND",
+        ] {
+            assert!(!is_filtered_capability(c.as_bytes()), "{c}");
+        }
+    }
+
+    #[test]
+    fn sync_literals_become_nonsync() {
+        let raw = b"a LOGIN {5}\r\nalice {4}\r\npass\r\n";
+        let marks: Vec<usize> = raw
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'}')
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            with_nonsync_literals(raw, &marks),
+            b"a LOGIN {5+}\r\nalice {4+}\r\npass\r\n".to_vec()
+        );
+    }
+}

@@ -132,7 +132,8 @@ enum WriteOp {
     /// Entries to persist; `callback` reports the flush to openraft.
     Append {
         entries: Vec<(LogId, Vec<u8>)>,
-        callback: LogFlushed<TypeConfig>,
+        /// `None` only in this module's tests.
+        callback: Option<LogFlushed<TypeConfig>>,
     },
     /// Remove `[from, +oo)`.
     Truncate {
@@ -209,6 +210,28 @@ impl LogStore {
         rx.await.map_err(|_| "the log writer stopped".to_string())?
     }
 
+    /// `append`: entries readable at once, queued for the writer.
+    fn append_inner(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        callback: Option<LogFlushed<TypeConfig>>,
+    ) -> Result<(), StorageError> {
+        let mut encoded = Vec::new();
+        {
+            let mut pending = self.pending();
+            for entry in entries {
+                encoded.push((entry.log_id, encode(&entry).map_err(io_write)?));
+                pending.insert(entry.log_id.index, entry);
+            }
+        }
+        self.writer
+            .send(WriteOp::Append {
+                entries: encoded,
+                callback,
+            })
+            .map_err(|_| io_write("the log writer stopped"))
+    }
+
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
         get_meta(&self.db, RAFT_META, KEY_LAST_PURGED).map_err(io_read)
     }
@@ -246,7 +269,9 @@ fn log_writer(
         for op in batch {
             match op {
                 WriteOp::Append { callback, .. } => {
-                    callback.log_io_completed(result.clone().map_err(std::io::Error::other))
+                    if let Some(callback) = callback {
+                        callback.log_io_completed(result.clone().map_err(std::io::Error::other))
+                    }
                 }
                 WriteOp::Truncate { done, .. } | WriteOp::Purge { done, .. } => {
                     let _ = done.send(result.clone());
@@ -314,9 +339,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => Bound::Unbounded,
         };
         let bounds = (Bound::Included(start), end);
+        // The writer removes an entry from `pending` only after its
+        // transaction committed, under this lock. Holding the lock while the
+        // read transaction begins, an entry missing from `pending` is
+        // therefore visible on disk; reading the disk first and `pending`
+        // after would miss entries flushed in between (a hole).
+        let (txn, unflushed) = {
+            let pending = self.pending();
+            let txn = self.db.begin_read().map_err(io_read)?;
+            let unflushed: Vec<(u64, Entry)> = pending
+                .range(bounds)
+                .map(|(k, e)| (*k, e.clone()))
+                .collect();
+            (txn, unflushed)
+        };
         let mut out = BTreeMap::new();
         {
-            let txn = self.db.begin_read().map_err(io_read)?;
             let t = txn.open_table(LOG).map_err(io_read)?;
             for item in t.range(bounds).map_err(io_read)? {
                 let (k, v) = item.map_err(io_read)?;
@@ -324,9 +362,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
         }
         // Entries not yet flushed supersede what is on disk.
-        for (k, e) in self.pending().range(bounds) {
-            out.insert(*k, e.clone());
-        }
+        out.extend(unflushed);
         Ok(out.into_values().collect())
     }
 }
@@ -405,20 +441,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut encoded = Vec::new();
-        {
-            let mut pending = self.pending();
-            for entry in entries {
-                encoded.push((entry.log_id, encode(&entry).map_err(io_write)?));
-                pending.insert(entry.log_id.index, entry);
-            }
-        }
-        self.writer
-            .send(WriteOp::Append {
-                entries: encoded,
-                callback,
-            })
-            .map_err(|_| io_write("the log writer stopped"))
+        self.append_inner(entries, Some(callback))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -702,5 +725,75 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(bytes)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Put;
+
+    fn put(index: u64, value: &str) -> Entry {
+        Entry {
+            log_id: openraft::testing::log_id(1, 1, index),
+            payload: EntryPayload::Normal(Payload::Inline(
+                postcard::to_stdvec(&Put(value.to_string())).unwrap(),
+            )),
+        }
+    }
+
+    /// `append` makes entries readable at once; the writer thread moves them
+    /// from memory to disk concurrently. A reader must never see a hole
+    /// (openraft's replication sends what it reads as one AppendEntries, and
+    /// `get_log_entries` fails the Raft core on a missing entry).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appended_entries_stay_readable_while_the_writer_flushes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("raft.redb")).unwrap();
+        let store = LogStore::new(db);
+        let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (mut store, appended, stop) = (store.clone(), appended.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let n = appended.load(std::sync::atomic::Ordering::SeqCst);
+                    let got: Vec<u64> = store
+                        .try_get_log_entries(1..n + 1)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.log_id.index)
+                        .collect();
+                    let want: Vec<u64> = (1..=n).collect();
+                    if got != want {
+                        return Err(format!(
+                            "read [1, {}) after {reads} reads: {} entries, first missing {:?}",
+                            n + 1,
+                            got.len(),
+                            want.iter().find(|i| !got.contains(i))
+                        ));
+                    }
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                Ok(reads)
+            })
+        };
+        let big = "x".repeat(2000);
+        for index in 1..=3000u64 {
+            store.append_inner(vec![put(index, &big)], None).unwrap();
+            appended.store(index, std::sync::atomic::Ordering::SeqCst);
+            if index % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+            if reader.is_finished() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let reads = reader.await.unwrap().unwrap();
+        assert!(reads > 0);
     }
 }

@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 # Debian packages the tests and the demo use. `make deps` installs the
 # missing ones and nothing else; it runs apt-get update only when it must.
-DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 ca-certificates
+DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certificates
 
 .PHONY: all deps build test fmt-check clippy unit demo bench chaos fuzz clean
 

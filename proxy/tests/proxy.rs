@@ -2,76 +2,14 @@
 //! what a bad client cannot do to it. Each bad-input test also checks that a
 //! well-behaved client is still served afterwards.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use tandem_proxy::config::Config;
+use common::start_proxy;
 use tandem_tests::{Dovecot, ImapClient, Status};
-
-struct Proxy {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn start_proxy(backend: SocketAddr, extra: &str) -> Proxy {
-    let text = format!(
-        r#"
-[node]
-id = 1
-data_dir = "/tmp/tandem-proxy-test-unused"
-[listen]
-imap = "127.0.0.1:1"
-peer = "127.0.0.1:2"
-[backend]
-kind = "dovecot"
-address = "{backend}"
-admin_user = "admin"
-admin_password = "admin-secret"
-connect_timeout_secs = 2
-command_timeout_secs = 10
-{extra}
-"#
-    );
-    let config = Arc::new(Config::from_toml(&text, Path::new("test.toml")).unwrap());
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            tandem_proxy::server::run(listener, config, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-    });
-    Proxy {
-        addr,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
-}
 
 fn message(marker: &str, size: usize) -> Vec<u8> {
     let mut m =

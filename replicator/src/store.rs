@@ -112,6 +112,14 @@ fn get_meta<T: DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, String> {
     let txn = db.begin_read().map_err(|e| e.to_string())?;
+    read_meta(&txn, table, key)
+}
+
+fn read_meta<T: DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<'_, &str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, String> {
     let t = txn.open_table(table).map_err(|e| e.to_string())?;
     match t.get(key).map_err(|e| e.to_string())? {
         None => Ok(None),
@@ -518,12 +526,20 @@ impl<S: StateMachine> SmStore<S> {
     }
 
     fn build(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // openraft runs the builder in its own task while entries go on
+        // applying: the log id and membership must come from the same read
+        // transaction as the data, not from when the builder was made.
         let txn = self.db.begin_read().map_err(io_read)?;
         let data = self.lock().snapshot(&txn).map_err(io_read)?;
-        let last = self.applied;
+        let last = read_meta::<Option<LogId>>(&txn, SM_META, KEY_APPLIED)
+            .map_err(io_read)?
+            .flatten();
+        let membership = read_meta::<StoredMembership>(&txn, SM_META, KEY_MEMBERSHIP)
+            .map_err(io_read)?
+            .unwrap_or_default();
         let meta = SnapshotMeta {
             last_log_id: last,
-            last_membership: self.membership.clone(),
+            last_membership: membership,
             snapshot_id: match last {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
                 None => "empty".to_string(),
@@ -731,7 +747,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Put;
+    use crate::testing::{Put, Seq};
 
     fn put(index: u64, value: &str) -> Entry {
         Entry {
@@ -740,6 +756,42 @@ mod tests {
                 postcard::to_stdvec(&Put(value.to_string())).unwrap(),
             )),
         }
+    }
+
+    fn sm_store(dir: &tempfile::TempDir) -> (Arc<Database>, SmStore<Seq>) {
+        let db = open_database(&dir.path().join("raft.redb")).unwrap();
+        let blobs = crate::blob::Blobs::open(
+            dir.path().join("blobs"),
+            Arc::new(BTreeMap::new()),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs)).unwrap();
+        (db, sm)
+    }
+
+    /// openraft 0.9 runs the snapshot builder in its own task while the
+    /// state machine worker goes on applying (core/sm/worker.rs). The
+    /// snapshot's log id must describe exactly the data it holds: a
+    /// snapshot whose data is ahead of its log id makes a follower that
+    /// installs it apply the entries past the log id a second time
+    /// (another sequence number, another UID, for the same entry).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshot_log_id_matches_its_data_when_entries_apply_during_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, mut sm) = sm_store(&dir);
+        sm.apply(vec![put(1, "a"), put(2, "b")]).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        sm.apply(vec![put(3, "c")]).await.unwrap();
+        let snap = builder.build_snapshot().await.unwrap();
+        let stored: StoredSnapshot = decode(snap.snapshot.get_ref()).unwrap();
+        let items: Vec<(u64, String)> = postcard::from_bytes(&stored.data).unwrap();
+        assert_eq!(
+            snap.meta.last_log_id.map(|l| l.index),
+            items.last().map(|(n, _)| *n),
+            "snapshot log id vs the last entry its data holds"
+        );
+        assert_eq!(stored.meta.last_log_id, snap.meta.last_log_id);
     }
 
     /// `append` makes entries readable at once; the writer thread moves them

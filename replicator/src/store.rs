@@ -687,10 +687,15 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let stored: StoredSnapshot = decode(&bytes).map_err(io_read)?;
-        let resync = ResyncNeeded {
+        let mut resync = ResyncNeeded {
             applied_before: self.applied.map(|l| l.index),
             snapshot_upto: meta.last_log_id.map(|l| l.index).unwrap_or(0),
         };
+        // A marker not yet cleared by a resync keeps its first skipped entry:
+        // the backend never saw the entries the earlier snapshot covered.
+        if let Some(earlier) = resync_needed(&self.db).map_err(io_read)? {
+            resync.applied_before = resync.applied_before.min(earlier.applied_before);
+        }
         let mut txn = self.db.begin_write().map_err(io_write)?;
         txn.set_durability(Durability::Immediate)
             .map_err(io_write)?;
@@ -770,6 +775,21 @@ mod tests {
         (db, sm)
     }
 
+    /// A snapshot of `Seq` holding `n` items, as the leader would send it.
+    fn snapshot_upto(n: u64) -> (SnapshotMeta, Box<Cursor<Vec<u8>>>) {
+        let items: Vec<(u64, String)> = (1..=n).map(|i| (i, format!("v{i}"))).collect();
+        let meta = SnapshotMeta {
+            last_log_id: Some(openraft::testing::log_id(1, 1, n)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{n}"),
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: postcard::to_stdvec(&items).unwrap(),
+        };
+        (meta, Box::new(Cursor::new(encode(&stored).unwrap())))
+    }
+
     /// openraft 0.9 runs the snapshot builder in its own task while the
     /// state machine worker goes on applying (core/sm/worker.rs). The
     /// snapshot's log id must describe exactly the data it holds: a
@@ -792,6 +812,34 @@ mod tests {
             "snapshot log id vs the last entry its data holds"
         );
         assert_eq!(stored.meta.last_log_id, snap.meta.last_log_id);
+    }
+
+    /// A second snapshot installed before the backend was resynchronized
+    /// must not forget the entries the first one skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resync_marker_keeps_the_first_skipped_entry_across_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut sm) = sm_store(&dir);
+        sm.apply(vec![put(1, "a")]).await.unwrap();
+        let (meta, data) = snapshot_upto(10);
+        sm.install_snapshot(&meta, data).await.unwrap();
+        assert_eq!(
+            resync_needed(&db).unwrap(),
+            Some(ResyncNeeded {
+                applied_before: Some(1),
+                snapshot_upto: 10
+            })
+        );
+        let (meta, data) = snapshot_upto(20);
+        sm.install_snapshot(&meta, data).await.unwrap();
+        assert_eq!(
+            resync_needed(&db).unwrap(),
+            Some(ResyncNeeded {
+                applied_before: Some(1),
+                snapshot_upto: 20
+            }),
+            "entries 2..=10 were never applied to the backend either"
+        );
     }
 
     /// `append` makes entries readable at once; the writer thread moves them

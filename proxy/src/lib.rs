@@ -17,6 +17,8 @@
 //! - [`server`]: the client listener, connection limits, graceful shutdown.
 //! - [`session`]: one client and its backend connection: framing, literal
 //!   limits, capability filtering, timeouts.
+//! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
+//!   its Dovecot configuration is also the test harness's.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -35,14 +35,6 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// The regular users every test server has.
-pub const USERS: &[&str] = &["alice", "bob"];
-
-/// The password of every regular test user.
-pub const USER_PASSWORD: &str = "demo";
-
-/// The admin (Dovecot master user) that can act as any user.
-pub const ADMIN_USER: &str = "admin";
-
-/// The admin's password.
-pub const ADMIN_PASSWORD: &str = "admin-secret";
+/// The regular users every test server has, their password, and the admin
+/// (Dovecot master user) that can act as any of them: the demo's.
+pub use tandem_proxy::demo::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};

@@ -1,0 +1,121 @@
+//! `tandem demo` as a newcomer runs it: real processes, a client through
+//! each node, and SIGTERM leaving nothing behind. The test shifts the ports
+//! (hidden `--port-base`) so that it never takes the documented ones.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tandem_proxy::demo::NodePorts;
+use tandem_tests::ImapClient;
+
+fn ports_free(base: u16, nodes: u16) -> bool {
+    (1..=nodes).all(|n| {
+        let p = NodePorts::of(n, base);
+        [p.imap, p.backend, p.lmtp, p.metrics]
+            .iter()
+            .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|st| {
+            !st.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
+    let nodes = 2;
+    let mut base = 12000 + (std::process::id() % 97) as u16 * 150;
+    while !ports_free(base, nodes) {
+        base += 7;
+        assert!(base < 32000, "no free port range");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args([
+            "demo",
+            "--nodes",
+            "2",
+            "--port-base",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("demo exited early:\n{printed}");
+        }
+        printed.push_str(&line);
+        if line.contains("ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{printed}");
+    }
+    let p1 = NodePorts::of(1, base);
+    assert!(
+        printed.contains(&format!("127.0.0.1:{}", p1.imap)),
+        "{printed}"
+    );
+    assert!(printed.contains("alice"), "{printed}");
+
+    let mut pids = Vec::new();
+    for n in 1..=nodes {
+        let p = NodePorts::of(n, base);
+        let addr = SocketAddr::from(([127, 0, 0, 1], p.imap));
+        let mut c = ImapClient::login(addr, "alice", "demo");
+        c.append("INBOX", b"Subject: hello demo\r\n\r\nhi\r\n")
+            .unwrap()
+            .ok();
+        assert_eq!(c.command("SELECT INBOX").unwrap().ok().exists(), Some(1));
+        c.command("LOGOUT").unwrap().ok();
+        let node_dir = dir.path().join(format!("node{n}"));
+        let pid: u32 = std::fs::read_to_string(node_dir.join("tandem.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(alive(pid));
+        pids.push(pid);
+        let master = std::fs::read_to_string(node_dir.join("dovecot/run/master.pid")).unwrap();
+        pids.push(master.trim().parse().unwrap());
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = demo.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    assert!(rest.contains("stopped"), "{rest}");
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived the demo");
+    }
+    for n in 1..=nodes {
+        let p = NodePorts::of(n, base);
+        for port in [p.imap, p.backend] {
+            assert!(
+                TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "port {port} still open"
+            );
+        }
+    }
+    assert!(Path::new(&dir.path().join("node1/tandem.toml")).exists());
+}

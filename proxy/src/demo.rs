@@ -38,7 +38,7 @@ pub struct DovecotSetup {
     pub dir: PathBuf,
     /// IMAP port on 127.0.0.1.
     pub imap_port: u16,
-    /// LMTP port on 127.0.0.1.
+    /// LMTP port on 127.0.0.1; 0 for no LMTP listener.
     pub lmtp_port: u16,
     /// Replaces the post-login CAPABILITY (Dovecot's `imap_capability`).
     pub imap_capability: Option<String>,
@@ -217,6 +217,32 @@ impl Demo {
     /// Starts `nodes` Dovecots and tandem nodes under `dir`, with ports
     /// counted from `base`. `tandem` is the path of the tandem binary.
     pub fn start(dir: &Path, nodes: u16, base: u16, tandem: &Path) -> io::Result<Demo> {
+        // Check every port first, so a busy one is named, not discovered
+        // through a backend's log.
+        let mut lmtp_off = Vec::new();
+        for n in 1..=nodes {
+            let p = NodePorts::of(n, base);
+            for (port, what) in [
+                (p.imap, "tandem IMAP"),
+                (p.metrics, "metrics"),
+                (p.backend, "Dovecot IMAP"),
+                (p.lmtp, "Dovecot LMTP"),
+            ] {
+                if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                    if what == "Dovecot LMTP" {
+                        eprintln!(
+                            "tandem demo: port {port} ({what} of node {n}) is taken by another \
+                             program; node {n} runs without LMTP"
+                        );
+                        lmtp_off.push(n);
+                    } else {
+                        return Err(io::Error::other(format!(
+                            "port {port} ({what} of node {n}) is taken by another program"
+                        )));
+                    }
+                }
+            }
+        }
         let mut demo = Demo {
             children: Vec::new(),
         };
@@ -229,7 +255,7 @@ impl Demo {
             let conf = DovecotSetup {
                 dir: dovecot_dir.clone(),
                 imap_port: ports.backend,
-                lmtp_port: ports.lmtp,
+                lmtp_port: if lmtp_off.contains(&n) { 0 } else { ports.lmtp },
                 imap_capability: None,
                 extra_config: String::new(),
             }

@@ -410,7 +410,12 @@ impl<S: StateMachine> Node<S> {
             let leader = match write_as_leader(&self.raft, payload.clone()).await {
                 Ok(p) => return Ok(p),
                 Err(ForwardError::NotLeader(leader)) => leader,
-                Err(ForwardError::Failed(e)) => return Err(ProposeError::Fatal(e)),
+                Err(ForwardError::Failed(e))
+                    if self.raft.metrics().borrow().running_state.is_err() =>
+                {
+                    return Err(ProposeError::Fatal(e))
+                }
+                Err(ForwardError::Failed(e)) => return Err(ProposeError::Unknown(e)),
             };
             if let Some((leader, client)) = leader
                 .filter(|l| *l != self.id)
@@ -472,14 +477,31 @@ impl<S: StateMachine> Node<S> {
 
 /// Appends `payload` if this node is the leader; waits for commit and apply
 /// on the leader.
+///
+/// `NotLeader` means the entry was not handed to openraft. openraft answers
+/// `ForwardToLeader` both when it refuses a write and when a new leader
+/// truncated the entry it had appended, and a truncated entry can still
+/// commit (Raft §5.4.2, Figure 8): once the write was handed over, that
+/// answer is an unknown outcome, never a reason to propose again.
 async fn write_as_leader(raft: &Raft, payload: Payload) -> Result<Proposed, ForwardError> {
+    let (state, leader) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        (m.state, m.current_leader)
+    };
+    if state != ServerState::Leader {
+        return Err(ForwardError::NotLeader(leader));
+    }
     match raft.client_write(payload).await {
         Ok(resp) => Ok(Proposed {
             index: resp.log_id.index,
             output: resp.data,
         }),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ForwardError::NotLeader(f.leader_id))
+            Err(ForwardError::Failed(format!(
+                "leadership moved to {:?} while this node had the proposal: outcome unknown",
+                f.leader_id
+            )))
         }
         Err(e) => Err(ForwardError::Failed(e.to_string())),
     }

@@ -382,3 +382,75 @@ async fn two_nodes_without_a_witness_stop_writes_while_one_is_down() {
     assert!(n == 2 || n == 3, "{n}");
     cluster.shutdown().await;
 }
+
+/// §5.4.2 (Figure 8): an entry a deposed leader appended can still commit
+/// after a new leader overwrote it on that node, if another node kept it and
+/// wins a later election (five nodes). openraft answers such a truncated
+/// write with the same `ForwardToLeader` it uses to refuse a write, so
+/// treating that answer as "not taken" and proposing again could apply one
+/// mutation twice. A proposal whose entry reached a leader's log resolves
+/// with an error, never by being proposed a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_truncated_on_a_deposed_leader_is_not_proposed_again() {
+    let cluster = Cluster::start(Options {
+        relay: true,
+        proposal_timeout: Duration::from_secs(30),
+        ..Options::default()
+    })
+    .await;
+    let old = cluster.leader(10 * SECS).await;
+    cluster.propose(old, "before").await.unwrap();
+    let old = cluster.leader(10 * SECS).await;
+    let last_before = cluster.node(old).raft().metrics().borrow().last_log_index;
+    let net = cluster.net.as_ref().unwrap();
+    net.isolate(old);
+
+    let isolated = cluster.propose(old, "from-isolated-leader");
+    let scenario = async {
+        // The isolated leader appends the entry to its own log.
+        cluster
+            .node(old)
+            .raft()
+            .wait(Some(10 * SECS))
+            .metrics(
+                |m| m.last_log_index > last_before,
+                "entry appended on the isolated leader",
+            )
+            .await
+            .unwrap();
+        let other = (1..=3).find(|id| *id != old).unwrap();
+        let mut new = None;
+        for _ in 0..200 {
+            let l = cluster.node(other).leader();
+            if l.is_some() && l != Some(old) {
+                new = l;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let new = new.expect("the majority elects a new leader");
+        cluster.propose(new, "from-majority").await.unwrap();
+        // The old leader learns of the new term and loses its entry.
+        net.heal();
+        new
+    };
+    let (result, new) = tokio::join!(isolated, scenario);
+    assert!(
+        matches!(result, Err(ProposeError::Unknown(_))),
+        "an entry taken by a leader was proposed again: {result:?}"
+    );
+    let index = cluster
+        .node(new)
+        .raft()
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    let values: Vec<String> = items(cluster.node(new))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, vec!["before", "from-majority"]);
+    cluster.shutdown().await;
+}

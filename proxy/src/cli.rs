@@ -159,9 +159,13 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(addr) = config.listen.imap else {
-        eprintln!("tandem: listen.imap is required for `tandem run` (IMAPS comes with TLS)");
-        return ExitCode::from(2);
+    // Everything that can be checked is checked before a port is bound.
+    let tls = match config.tls.as_ref().map(crate::tls::acceptor).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -171,15 +175,34 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tandem: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
+        let mut listeners = Vec::new();
+        for (addr, implicit_tls) in [(config.listen.imap, false), (config.listen.imaps, true)] {
+            let Some(addr) = addr else { continue };
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(socket) => {
+                    tracing::info!(%addr, implicit_tls, "serving IMAP");
+                    listeners.push(crate::server::Listener {
+                        socket,
+                        implicit_tls,
+                    });
+                }
+                Err(e) => {
+                    eprintln!("tandem: cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
-        };
-        tracing::info!(%addr, "serving IMAP");
-        crate::server::run(listener, std::sync::Arc::new(config), shutdown_signal()).await;
+        }
+        if listeners.is_empty() {
+            eprintln!("tandem: nothing to serve: set listen.imap or listen.imaps");
+            return ExitCode::from(2);
+        }
+        crate::server::run(
+            listeners,
+            std::sync::Arc::new(config),
+            tls,
+            shutdown_signal(),
+        )
+        .await;
         ExitCode::SUCCESS
     })
 }

@@ -92,6 +92,61 @@ pub struct Config {
     /// Limits on what clients may ask of this node.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS for clients: required for `listen.imaps` and STARTTLS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The certificate clients see, and when TLS is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Refuse LOGIN and AUTHENTICATE before TLS (advertise LOGINDISABLED),
+    /// except from `plaintext_networks`.
+    #[serde(default)]
+    pub require_tls_for_login: bool,
+    /// Networks (CIDR, e.g. "127.0.0.0/8") allowed to log in without TLS
+    /// when `require_tls_for_login` is set.
+    #[serde(default)]
+    pub plaintext_networks: Vec<String>,
+}
+
+/// Parses "a.b.c.d/n" or "v6/n" (or a bare address).
+pub fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().ok()?),
+        None => (s, if s.contains(':') { 128 } else { 32 }),
+    };
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// Whether `ip` is inside the network `(net, len)`.
+pub fn in_network(ip: std::net::IpAddr, net: (std::net::IpAddr, u8)) -> bool {
+    use std::net::IpAddr;
+    match (ip, net.0) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - net.1)
+            };
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - net.1)
+            };
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
 }
 
 /// Identity and storage of the node.
@@ -303,6 +358,21 @@ impl Config {
         }
         if let Some(b) = &self.backend {
             b.validate(&mut p);
+        }
+        match &self.tls {
+            None if self.listen.imaps.is_some() => {
+                p.push("listen.imaps needs a [tls] section with cert and key".to_string())
+            }
+            None => {}
+            Some(t) => {
+                for (i, n) in t.plaintext_networks.iter().enumerate() {
+                    if parse_cidr(n).is_none() {
+                        p.push(format!(
+                            "tls.plaintext_networks[{i}] {n:?} is not a CIDR network"
+                        ));
+                    }
+                }
+            }
         }
 
         let mut ids = BTreeSet::new();
@@ -585,6 +655,24 @@ mod tests {
         let defaults = Limits::default();
         assert_eq!(c.limits.max_literal_bytes, defaults.max_literal_bytes);
         assert_eq!(c.limits.max_line_bytes, defaults.max_line_bytes);
+    }
+
+    #[test]
+    fn cidr_networks() {
+        let net = parse_cidr("10.1.0.0/16").unwrap();
+        assert!(in_network("10.1.2.3".parse().unwrap(), net));
+        assert!(!in_network("10.2.0.1".parse().unwrap(), net));
+        assert!(in_network(
+            "::1".parse().unwrap(),
+            parse_cidr("::1").unwrap()
+        ));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nonsense").is_none());
+        let text =
+            format!("{MINIMAL}\n[tls]\ncert = \"c\"\nkey = \"k\"\nplaintext_networks = [\"x\"]\n");
+        assert!(problems(&text)
+            .iter()
+            .any(|s| s.contains("plaintext_networks")));
     }
 
     #[test]

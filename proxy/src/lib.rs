@@ -19,6 +19,7 @@
 //!   limits, capability filtering, timeouts.
 //! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
 //!   its Dovecot configuration is also the test harness's.
+//! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
@@ -30,3 +31,4 @@ pub mod demo;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod tls;

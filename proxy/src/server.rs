@@ -13,13 +13,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::session;
+use crate::tls::ClientStream;
 
 /// How long sessions may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -65,27 +69,56 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, config: &Config) -> Option
     })
 }
 
-/// Serves IMAP clients on `listener` until `shutdown` resolves, then lets
-/// the sessions finish (at most [`SHUTDOWN_GRACE`]).
-pub async fn run(listener: TcpListener, config: Arc<Config>, shutdown: impl Future<Output = ()>) {
+/// A listening socket and how its clients start.
+#[derive(Debug)]
+pub struct Listener {
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// `true` for IMAPS: TLS starts at once (the TLS acceptor is required).
+    pub implicit_tls: bool,
+}
+
+/// Serves IMAP clients on `listeners` until `shutdown` resolves, then lets
+/// the sessions finish (at most [`SHUTDOWN_GRACE`]). Connection limits are
+/// shared by all listeners. `tls` enables IMAPS listeners and STARTTLS.
+pub async fn run(
+    listeners: Vec<Listener>,
+    config: Arc<Config>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, bool)>(64);
+    let mut accepters = JoinSet::new();
+    for l in listeners {
+        let tx = conn_tx.clone();
+        accepters.spawn(async move {
+            loop {
+                match l.socket.accept().await {
+                    Ok((stream, peer)) => {
+                        if tx.send((stream, peer, l.implicit_tls)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: wait a little, never give up.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(conn_tx);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            accepted = listener.accept() => {
-                let (mut stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: wait a little, never give up.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            accepted = conn_rx.recv() => {
+                let Some((mut stream, peer, implicit)) = accepted else { break };
                 let Some(slot) = take_slot(&counts, peer.ip(), &config) else {
                     tracing::info!(client = %peer, "connection refused: limit reached");
                     // Best effort, without waiting on a slow client.
@@ -99,15 +132,33 @@ pub async fn run(listener: TcpListener, config: Arc<Config>, shutdown: impl Futu
                 };
                 let config = config.clone();
                 let stop = stop_rx.clone();
+                let tls = tls.clone();
                 sessions.spawn(async move {
                     let _slot = slot;
                     let _ = stream.set_nodelay(true);
-                    session::serve(stream, peer, config, stop).await;
+                    let client = if implicit {
+                        let Some(acceptor) = tls.clone() else { return };
+                        let handshake = Duration::from_secs(config.limits.login_timeout_secs);
+                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                            Ok(Err(e)) => {
+                                tracing::info!(client = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(client = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    } else {
+                        ClientStream::Plain(stream)
+                    };
+                    session::serve(client, peer, config, tls, stop).await;
                 });
             }
         }
     }
-    drop(listener);
+    accepters.shutdown().await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}

@@ -26,11 +26,13 @@ use tandem_parser::frame::{
 };
 use tandem_parser::response::{Code, Response, ResponseBody};
 use tandem_parser::rewrite::{apply, capability_edits};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::config::{in_network, parse_cidr, Config};
+use crate::tls::ClientStream;
 
 /// Capabilities a client never sees through tandem, because their values
 /// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
@@ -70,6 +72,15 @@ pub fn is_filtered_capability(name: &[u8]) -> bool {
     false
 }
 
+/// What the session must do after a command was handled.
+#[derive(Debug)]
+enum Action {
+    /// Nothing more.
+    Done,
+    /// Upgrade the client connection (STARTTLS accepted).
+    StartTls { tag: String },
+}
+
 /// What kind of command is waiting for its tagged response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -93,6 +104,12 @@ enum Mode {
 struct Session {
     config: Arc<Config>,
     peer: SocketAddr,
+    /// Whether the client connection is encrypted.
+    secure: bool,
+    /// Offered for STARTTLS when set.
+    tls: Option<TlsAcceptor>,
+    /// Whether LOGIN / AUTHENTICATE are allowed without TLS from this client.
+    plaintext_ok: bool,
     framer: CommandFramer,
     rframer: ResponseFramer,
     mode: Mode,
@@ -126,14 +143,13 @@ enum End {
 
 /// Serves one client until it logs out, breaks a limit, times out, or the
 /// server shuts down.
-pub async fn serve<S>(
-    mut client: S,
+pub async fn serve(
+    mut client: ClientStream,
     peer: SocketAddr,
     config: Arc<Config>,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let started = Instant::now();
     let Some(backend_cfg) = config.backend() else {
         return;
@@ -168,9 +184,20 @@ pub async fn serve<S>(
         max_nonsync_literal: config.limits.max_literal_bytes,
         max_message: config.limits.max_literal_bytes.saturating_mul(4),
     };
+    let plaintext_ok = match &config.tls {
+        Some(t) if t.require_tls_for_login => t
+            .plaintext_networks
+            .iter()
+            .filter_map(|n| parse_cidr(n))
+            .any(|net| in_network(peer.ip(), net)),
+        _ => true,
+    };
     let mut s = Session {
         config: config.clone(),
         peer,
+        secure: client.is_tls(),
+        tls,
+        plaintext_ok,
         framer: CommandFramer::new(limits),
         rframer: ResponseFramer::new(Limits::responses()),
         mode: Mode::Commands,
@@ -199,15 +226,12 @@ pub async fn serve<S>(
 }
 
 impl Session {
-    async fn run<S>(
+    async fn run(
         &mut self,
-        client: &mut S,
+        client: &mut ClientStream,
         backend: &mut TcpStream,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), End>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    ) -> Result<(), End> {
         let command_timeout = self.config.backend().map(|b| b.command_timeout());
         let command_timeout = command_timeout.unwrap_or(Duration::from_secs(30));
 
@@ -299,15 +323,12 @@ impl Session {
     }
 
     /// Frames and handles every complete client command in `cbuf`.
-    async fn pump_client<S>(
+    async fn pump_client(
         &mut self,
         cbuf: &mut Vec<u8>,
-        client: &mut S,
+        client: &mut ClientStream,
         backend: &mut TcpStream,
-    ) -> Result<(), End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    ) -> Result<(), End> {
         loop {
             match self.mode {
                 Mode::Authenticating | Mode::Idling { .. } => {
@@ -355,8 +376,12 @@ impl Session {
                             let command: Vec<u8> = cbuf.drain(..len).collect();
                             let marks = std::mem::take(&mut self.sync_literals);
                             self.commands += 1;
-                            self.handle_command(&command, &marks, client, backend)
+                            let action = self
+                                .handle_command(&command, &marks, client, backend)
                                 .await?;
+                            if let Action::StartTls { tag } = action {
+                                self.start_tls(&tag, cbuf, client).await?;
+                            }
                         }
                     }
                 }
@@ -386,7 +411,7 @@ impl Session {
         marks: &[usize],
         client: &mut S,
         backend: &mut TcpStream,
-    ) -> Result<(), End>
+    ) -> Result<Action, End>
     where
         S: AsyncWrite + Unpin,
     {
@@ -396,7 +421,7 @@ impl Session {
                 let tag = leading_tag(raw);
                 let msg = format!("{} BAD Command not understood: {e}\r\n", tag_or_star(&tag));
                 client.write_all(msg.as_bytes()).await?;
-                return Ok(());
+                return Ok(Action::Done);
             }
         };
         let tag = cmd.tag().to_vec();
@@ -404,16 +429,28 @@ impl Session {
         let mut kind = Pending::Other;
         match &cmd.body {
             CommandBody::StartTls => {
-                let msg = format!("{tag_str} BAD STARTTLS is not offered on this listener\r\n");
+                if self.tls.is_none() || self.secure {
+                    let msg = format!("{tag_str} BAD STARTTLS is not available here\r\n");
+                    client.write_all(msg.as_bytes()).await?;
+                    return Ok(Action::Done);
+                }
+                return Ok(Action::StartTls { tag: tag_str });
+            }
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. }
+                if self.login_disabled() =>
+            {
+                let msg = format!(
+                    "{tag_str} NO [PRIVACYREQUIRED] Log in over TLS (STARTTLS or IMAPS)\r\n"
+                );
                 client.write_all(msg.as_bytes()).await?;
-                return Ok(());
+                return Ok(Action::Done);
             }
             CommandBody::Compress { .. } => {
                 let msg = format!(
                     "{tag_str} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
                 );
                 client.write_all(msg.as_bytes()).await?;
-                return Ok(());
+                return Ok(Action::Done);
             }
             CommandBody::Enable { capabilities } => {
                 let kept: Vec<&[u8]> = capabilities
@@ -428,7 +465,7 @@ impl Session {
                             "* ENABLED\r\n{tag_str} OK ENABLE completed (nothing enabled)\r\n"
                         );
                         client.write_all(msg.as_bytes()).await?;
-                        return Ok(());
+                        return Ok(Action::Done);
                     }
                     let mut line = tag.clone();
                     line.extend_from_slice(b" ENABLE");
@@ -439,7 +476,7 @@ impl Session {
                     line.extend_from_slice(b"\r\n");
                     self.pending.push_back((tag, Pending::Other));
                     backend.write_all(&line).await?;
-                    return Ok(());
+                    return Ok(Action::Done);
                 }
             }
             CommandBody::Login { user, .. } => {
@@ -451,7 +488,7 @@ impl Session {
                     let msg =
                         format!("{tag_str} NO [CANNOT] Only AUTHENTICATE PLAIN is offered\r\n");
                     client.write_all(msg.as_bytes()).await?;
-                    return Ok(());
+                    return Ok(Action::Done);
                 }
                 kind = Pending::Authenticate;
                 self.candidate_user = initial.and_then(|i| plain_user(i.of(raw)));
@@ -468,7 +505,50 @@ impl Session {
         self.pending.push_back((tag, kind));
         let forwarded = with_nonsync_literals(raw, marks);
         backend.write_all(&forwarded).await?;
-        Ok(())
+        Ok(Action::Done)
+    }
+
+    /// Whether LOGIN and AUTHENTICATE are refused until TLS.
+    fn login_disabled(&self) -> bool {
+        !self.secure && !self.plaintext_ok
+    }
+
+    /// Answers STARTTLS and upgrades the client connection. Bytes the
+    /// client sent after STARTTLS, before the handshake, would be taken as
+    /// if they came over TLS: that is an injection attempt (CVE-2011-0411
+    /// and kin), so the connection is closed instead.
+    async fn start_tls(
+        &mut self,
+        tag: &str,
+        cbuf: &[u8],
+        client: &mut ClientStream,
+    ) -> Result<(), End> {
+        if !cbuf.is_empty() {
+            client
+                .write_all(b"* BYE Data after STARTTLS before the TLS handshake\r\n")
+                .await?;
+            return Err(End::Protocol("bytes pipelined after STARTTLS".to_string()));
+        }
+        let Some(acceptor) = self.tls.clone() else {
+            return Err(End::Protocol("STARTTLS without TLS".to_string()));
+        };
+        client
+            .write_all(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes())
+            .await?;
+        client.flush().await?;
+        let ClientStream::Plain(tcp) = std::mem::replace(client, ClientStream::Upgrading) else {
+            return Err(End::Protocol("STARTTLS on a TLS connection".to_string()));
+        };
+        let handshake = Duration::from_secs(self.config.limits.login_timeout_secs);
+        match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                *client = ClientStream::Tls(Box::new(tls));
+                self.secure = true;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(End::Protocol(format!("TLS handshake failed: {e}"))),
+            Err(_) => Err(End::Protocol("TLS handshake timed out".to_string())),
+        }
     }
 
     /// Passes on every complete response line and all literal data in
@@ -581,7 +661,17 @@ impl Session {
         }
         let edits = capability_edits(&resp, &is_filtered_capability);
         let mut out = apply(line, &edits).into_owned();
-        let extra = format!(" APPENDLIMIT={}", self.config.limits.max_literal_bytes);
+        let mut extra = String::new();
+        if self.tls.is_some() && !self.secure {
+            extra.push_str(" STARTTLS");
+        }
+        if self.login_disabled() {
+            extra.push_str(" LOGINDISABLED");
+        }
+        extra.push_str(&format!(
+            " APPENDLIMIT={}",
+            self.config.limits.max_literal_bytes
+        ));
         let at = if matches!(resp.body, ResponseBody::Capability(_)) {
             out.len().saturating_sub(2)
         } else {

@@ -10,6 +10,8 @@ use tandem_proxy::config::Config;
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The IMAPS listener, when the config has [tls].
+    pub imaps: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -48,6 +50,14 @@ command_timeout_secs = 10
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
+    let (imaps, imaps_addr) = if config.tls.is_some() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let a = l.local_addr().unwrap();
+        (Some(l), Some(a))
+    } else {
+        (None, None)
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -57,7 +67,21 @@ command_timeout_secs = 10
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            tandem_proxy::server::run(listener, config, async {
+            let tls = config
+                .tls
+                .as_ref()
+                .map(|t| tandem_proxy::tls::acceptor(t).unwrap());
+            let mut listeners = vec![tandem_proxy::server::Listener {
+                socket: listener,
+                implicit_tls: false,
+            }];
+            if let Some(imaps) = imaps {
+                listeners.push(tandem_proxy::server::Listener {
+                    socket: tokio::net::TcpListener::from_std(imaps).unwrap(),
+                    implicit_tls: true,
+                });
+            }
+            tandem_proxy::server::run(listeners, config, tls, async {
                 let _ = rx.await;
             })
             .await;
@@ -65,6 +89,7 @@ command_timeout_secs = 10
     });
     Proxy {
         addr,
+        imaps: imaps_addr,
         stop: Some(tx),
         thread: Some(thread),
     }

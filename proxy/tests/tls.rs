@@ -1,0 +1,124 @@
+//! STARTTLS and IMAPS toward clients, against a test CA, with Python's
+//! imaplib and ssl as the client; LOGINDISABLED before TLS; and the
+//! STARTTLS command-injection case (bytes pipelined after STARTTLS).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::start_proxy;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tandem_tests::Dovecot;
+
+/// Writes ca.pem, server.pem and server.key (for localhost and 127.0.0.1).
+fn test_ca(dir: &Path) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "tandem test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+fn tls_section(dir: &Path) -> String {
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\nrequire_tls_for_login = true\n",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    )
+}
+
+fn python(script: &str, args: &[String]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn starttls_and_imaps_with_imaplib_and_logindisabled_before_tls() {
+    let dovecot = Dovecot::start();
+    let certs = tempfile::tempdir().unwrap();
+    test_ca(certs.path());
+    let proxy = start_proxy(dovecot.imap_addr(), &tls_section(certs.path()));
+    let script = r#"
+import imaplib, ssl, sys
+ca, port, sport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+M = imaplib.IMAP4('127.0.0.1', port)
+assert 'STARTTLS' in M.capabilities and 'LOGINDISABLED' in M.capabilities, M.capabilities
+try:
+    M.login('alice', 'demo')
+    raise SystemExit('login before TLS was accepted')
+except imaplib.IMAP4.error as e:
+    assert 'PRIVACYREQUIRED' in str(e), e
+M.starttls(ssl_context=ctx)
+assert 'LOGINDISABLED' not in M.capabilities and 'STARTTLS' not in M.capabilities, M.capabilities
+M.login('alice', 'demo')
+assert M.select('INBOX')[0] == 'OK'
+M.logout()
+S = imaplib.IMAP4_SSL('127.0.0.1', sport, ssl_context=ctx)
+assert 'LOGINDISABLED' not in S.capabilities, S.capabilities
+S.login('bob', 'demo')
+assert S.select('INBOX')[0] == 'OK'
+S.logout()
+other = ssl.create_default_context()
+try:
+    imaplib.IMAP4_SSL('127.0.0.1', sport, ssl_context=other)
+    raise SystemExit('a certificate from an unknown CA was accepted')
+except ssl.SSLError:
+    pass
+print('tls ok')
+"#;
+    let text = python(
+        script,
+        &[
+            certs.path().join("ca.pem").display().to_string(),
+            proxy.addr.port().to_string(),
+            proxy.imaps.unwrap().port().to_string(),
+        ],
+    );
+    assert!(text.contains("tls ok"), "{text}");
+}
+
+#[test]
+fn bytes_pipelined_after_starttls_close_the_connection() {
+    let dovecot = Dovecot::start();
+    let certs = tempfile::tempdir().unwrap();
+    test_ca(certs.path());
+    let proxy = start_proxy(dovecot.imap_addr(), &tls_section(certs.path()));
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 512];
+    let _ = s.read(&mut greeting).unwrap();
+    // The injection: a command sent in the clear right after STARTTLS.
+    s.write_all(b"s1 STARTTLS\r\ns2 LOGIN alice demo\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("* BYE"), "{reply}");
+    assert!(!reply.contains("s1 OK"), "{reply}");
+    assert!(!reply.contains("s2 OK"), "{reply}");
+}

@@ -72,11 +72,18 @@ impl Blobs {
         let h = hash(data);
         let path = self.path(&h);
         if path.exists() {
+            // Renamed complete and synced; its directory entry may still be
+            // on its way to disk (another put fsyncs the directory next).
+            std::fs::File::open(&self.dir)?.sync_all()?;
             return Ok(h);
         }
+        // One temporary file per call: two puts of the same blob at once
+        // must not write, truncate or rename each other's file.
+        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self
             .dir
-            .join(format!("{}.tmp{}", hex(&h), std::process::id()));
+            .join(format!("{}.tmp{}-{n}", hex(&h), std::process::id()));
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(data)?;
@@ -198,5 +205,35 @@ mod tests {
         std::fs::write(blobs.path(&h), b"evil").unwrap();
         assert!(blobs.get(&h).is_none());
         assert!(blobs.get(&hash(b"absent")).is_none());
+    }
+
+    /// The same blob can be stored twice at once (a push from the proposer
+    /// while this node fetches it to apply, or two proposers of the same
+    /// bytes): each `put` must succeed, and none may report durable a file
+    /// another one is still writing.
+    #[test]
+    fn concurrent_puts_of_the_same_blob_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(
+            Blobs::open(
+                dir.path().join("b"),
+                Arc::new(BTreeMap::new()),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        for round in 0..20u8 {
+            let data = Arc::new(vec![round; 256 * 1024]);
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (blobs, data) = (blobs.clone(), data.clone());
+                    std::thread::spawn(move || blobs.put(&data).map_err(|e| e.to_string()))
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().unwrap(), Ok(hash(&data)), "round {round}");
+            }
+            assert_eq!(blobs.get(&hash(&data)).as_deref(), Some(data.as_slice()));
+        }
     }
 }

@@ -226,7 +226,10 @@ impl<S: StateMachine> Node<S> {
             install_snapshot_timeout: 10_000,
             max_payload_entries: 16,
             snapshot_policy: SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: 0,
+            // openraft purges up to (snapshot - this) after every snapshot;
+            // the compaction task decides what to purge (it keeps what the
+            // slowest voter still needs), so openraft never purges by itself.
+            max_in_snapshot_log_to_keep: u64::MAX,
             purge_batch_size: 1,
             ..Default::default()
         }

@@ -454,3 +454,69 @@ async fn entry_truncated_on_a_deposed_leader_is_not_proposed_again() {
     assert_eq!(values, vec!["before", "from-majority"]);
     cluster.shutdown().await;
 }
+
+/// A voter behind by fewer than `keep_log_entries` catches up from the log:
+/// compacting the leader's log (snapshot, then purge) keeps the entries the
+/// slowest voter still needs, so it is not sent a snapshot and needs no
+/// resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voter_within_the_kept_log_catches_up_without_resync() {
+    let cluster = Cluster::start(Options {
+        relay: true,
+        keep_log_entries: 1000,
+        compaction_interval: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
+    let leader = cluster.leader(10 * SECS).await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.propose(leader, "first").await.unwrap();
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    // The leader knows how far the voter got (a new leader starts unknown).
+    cluster
+        .node(leader)
+        .raft()
+        .wait(Some(10 * SECS))
+        .metrics(
+            |m| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&lagging).copied().flatten())
+                    .is_some()
+            },
+            "leader knows the voter's progress",
+        )
+        .await
+        .unwrap();
+    let net = cluster.net.as_ref().unwrap();
+    net.isolate(lagging);
+    for i in 0..30 {
+        cluster.propose(leader, &format!("x{i}")).await.unwrap();
+    }
+    // Wait until the leader compacted (it snapshots first).
+    let raft = cluster.node(leader).raft().clone();
+    raft.wait(Some(10 * SECS))
+        .metrics(|m| m.snapshot.is_some(), "snapshot for compaction")
+        .await
+        .expect("leader compacts its log");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let purged = raft.metrics().borrow().purged.map(|l| l.index);
+    let has = cluster
+        .node(lagging)
+        .raft()
+        .metrics()
+        .borrow()
+        .last_log_index;
+    assert!(
+        purged <= has,
+        "purged up to {purged:?}, the isolated voter has only {has:?}"
+    );
+
+    net.heal();
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    assert_eq!(cluster.node(lagging).needs_resync(), None);
+    assert_eq!(items(cluster.node(lagging)), items(cluster.node(leader)));
+    cluster.shutdown().await;
+}

@@ -47,12 +47,13 @@ demo: deps
 	$(CARGO) build -p tandem-proxy
 	./target/debug/tandem demo $(DEMO_ARGS)
 
-# Benchmarks that exist so far: the parser (criterion) and the replicated
-# log's commit latency and throughput. The side-by-side report against
+# Benchmarks that exist so far: the parser (criterion), the replicated
+# log's commit latency and throughput, the proxy against direct Dovecot. The side-by-side report against
 # Dovecot comes with issue 9.
-bench:
+bench: deps
 	$(CARGO) bench -p tandem-parser --bench parse
 	$(CARGO) bench -p tandem-replicator --bench commit
+	$(CARGO) bench -p tandem-proxy --bench proxy
 
 chaos:
 	@echo "make chaos: the fault-injection campaign arrives with issue 8; not implemented yet." >&2

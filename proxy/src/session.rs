@@ -237,7 +237,7 @@ impl Session {
 
         // Greeting, then ID with the client's address so the backend logs
         // and rate-limits the real client (needs login_trusted_networks).
-        let mut bbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut bbuf: Vec<u8> = Vec::new();
         let greeting = read_line(backend, &mut bbuf, command_timeout).await?;
         if !greeting.starts_with(b"* OK") {
             client
@@ -261,9 +261,11 @@ impl Session {
         client.write_all(&greeting).await?;
         self.bytes_out += greeting.len() as u64;
 
-        let mut cbuf: Vec<u8> = Vec::with_capacity(8 * 1024);
-        let mut cread = vec![0u8; 16 * 1024];
-        let mut bread = vec![0u8; 64 * 1024];
+        // Small fixed read buffers; the frame buffers grow only while a
+        // command or response is in flight (memory per idle client counts).
+        let mut cbuf: Vec<u8> = Vec::new();
+        let mut cread = vec![0u8; 4 * 1024];
+        let mut bread = vec![0u8; 16 * 1024];
         let login_deadline =
             Instant::now() + Duration::from_secs(self.config.limits.login_timeout_secs);
         let autologout = Duration::from_secs(self.config.limits.idle_timeout_secs);
@@ -273,6 +275,12 @@ impl Session {
         loop {
             // Backend bytes already buffered (e.g. after the ID reply).
             self.pump_backend(&mut bbuf, client).await?;
+            // Give back what a large command or response left behind.
+            for buf in [&mut cbuf, &mut bbuf] {
+                if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
+                    buf.shrink_to(4 * 1024);
+                }
+            }
             if self.logging_out && self.pending.is_empty() {
                 return Ok(());
             }
@@ -557,32 +565,46 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
+        // Everything complete in the buffer goes out in as few writes as
+        // possible (a FETCH of 1,000 headers is 3,000 segments); at most
+        // 64 KiB is held before a write.
+        let mut pos = 0;
+        let mut out: Vec<u8> = Vec::new();
         loop {
             let segment = self
                 .rframer
-                .next_segment(bbuf)
+                .next_segment(&bbuf[pos..])
                 .map_err(|e| End::Protocol(format!("backend: {e}")))?;
             match segment {
-                Segment::Incomplete => return Ok(()),
+                Segment::Incomplete => break,
                 Segment::LiteralData { len, .. } => {
-                    self.write_client(client, &bbuf[..len]).await?;
-                    self.bytes_out += len as u64;
-                    bbuf.drain(..len);
+                    out.extend_from_slice(&bbuf[pos..pos + len]);
+                    pos += len;
                 }
                 Segment::Line { len, literal } => {
-                    let line: Vec<u8> = bbuf.drain(..len).collect();
-                    let out = if !self.continuing && literal.is_none() {
-                        self.on_response(&line);
-                        self.filter_single(&line)
+                    let line = &bbuf[pos..pos + len];
+                    if !self.continuing && literal.is_none() {
+                        self.on_response(line);
+                        out.extend_from_slice(&self.filter_single(line));
                     } else {
-                        line
-                    };
+                        out.extend_from_slice(line);
+                    }
                     self.continuing = literal.is_some();
-                    self.write_client(client, &out).await?;
-                    self.bytes_out += out.len() as u64;
+                    pos += len;
                 }
             }
+            if out.len() >= 64 * 1024 {
+                self.write_client(client, &out).await?;
+                self.bytes_out += out.len() as u64;
+                out.clear();
+            }
         }
+        bbuf.drain(..pos);
+        if !out.is_empty() {
+            self.write_client(client, &out).await?;
+            self.bytes_out += out.len() as u64;
+        }
+        Ok(())
     }
 
     /// Writes to a client that may have stopped reading: a write that

@@ -897,3 +897,34 @@ mod tests {
         assert!(reads > 0);
     }
 }
+
+#[cfg(test)]
+mod openraft_suite {
+    use super::*;
+    use crate::testing::Seq;
+
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, SmStore<Seq>, tempfile::TempDir>
+        for Builder
+    {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, SmStore<Seq>), StorageError> {
+            let dir = tempfile::tempdir().map_err(io_write)?;
+            let db = open_database(&dir.path().join("raft.redb")).map_err(io_write)?;
+            let blobs = crate::blob::Blobs::open(
+                dir.path().join("blobs"),
+                Arc::new(BTreeMap::new()),
+                std::time::Duration::from_secs(1),
+            )
+            .map_err(io_write)?;
+            let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs))?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    /// openraft's own storage conformance suite.
+    #[test]
+    fn openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Builder).unwrap();
+    }
+}

@@ -127,10 +127,14 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
     for n in 1..=nodes {
         let p = crate::demo::NodePorts::of(n, base);
         println!(
-            "  node {n}: IMAP 127.0.0.1:{} (tandem)   Dovecot 127.0.0.1:{}   LMTP 127.0.0.1:{}",
-            p.imap, p.backend, p.lmtp
+            "  node {n}: IMAP 127.0.0.1:{} (STARTTLS)  IMAPS 127.0.0.1:{}  Dovecot 127.0.0.1:{}  LMTP 127.0.0.1:{}",
+            p.imap, p.imaps, p.backend, p.lmtp
         );
     }
+    println!(
+        "  TLS:   certificates from the demo CA {}",
+        dir.join("ca.pem").display()
+    );
     println!("  users: alice, bob; password: demo");
     println!("  try:   python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1', {}); print(M.login('alice','demo'))\"", crate::demo::NodePorts::of(1, base).imap);
     println!("  note:  the nodes are independent proxies until replication lands (see README)");

@@ -207,6 +207,30 @@ fn wait_for(port: u16, prefix: &[u8], what: &str, child: &mut Child) -> io::Resu
     )))
 }
 
+/// Writes a demo CA (`DIR/ca.pem`) and one server certificate for
+/// localhost and 127.0.0.1 that every node uses; returns (cert, key) paths.
+fn write_demo_tls(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let err = |e: rcgen::Error| io::Error::other(format!("demo certificate: {e}"));
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "tandem demo CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(err)?;
+    let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(err)?;
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
+    fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    fs::write(&cert_path, cert.pem())?;
+    fs::write(&key_path, key.serialize_pem())?;
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600))?;
+    Ok((cert_path, key_path))
+}
+
 /// A running demo: its processes, stopped in reverse order on drop.
 #[derive(Debug)]
 pub struct Demo {
@@ -224,6 +248,7 @@ impl Demo {
             let p = NodePorts::of(n, base);
             for (port, what) in [
                 (p.imap, "tandem IMAP"),
+                (p.imaps, "tandem IMAPS"),
                 (p.metrics, "metrics"),
                 (p.backend, "Dovecot IMAP"),
                 (p.lmtp, "Dovecot LMTP"),
@@ -243,6 +268,8 @@ impl Demo {
                 }
             }
         }
+        fs::create_dir_all(dir)?;
+        let (cert, key) = write_demo_tls(dir)?;
         let mut demo = Demo {
             children: Vec::new(),
         };
@@ -294,12 +321,16 @@ impl Demo {
                 .collect();
             let config = format!(
                 "# tandem demo node {n}\n[node]\nid = {n}\ndata_dir = \"{data}\"\n\n\
-                 [listen]\nimap = \"127.0.0.1:{imap}\"\nmetrics = \"127.0.0.1:{metrics}\"\n\
-                 peer = \"127.0.0.1:{peer}\"\n\n\
+                 [listen]\nimap = \"127.0.0.1:{imap}\"\nimaps = \"127.0.0.1:{imaps}\"\n\
+                 metrics = \"127.0.0.1:{metrics}\"\npeer = \"127.0.0.1:{peer}\"\n\n\
+                 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
                  [backend]\nkind = \"dovecot\"\naddress = \"127.0.0.1:{backend}\"\n\
                  admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
                 data = node_dir.join("data").display(),
                 imap = ports.imap,
+                imaps = ports.imaps,
+                cert = cert.display(),
+                key = key.display(),
                 metrics = ports.metrics,
                 peer = ports.peer,
                 backend = ports.backend,

@@ -14,7 +14,7 @@ use tandem_tests::ImapClient;
 fn ports_free(base: u16, nodes: u16) -> bool {
     (1..=nodes).all(|n| {
         let p = NodePorts::of(n, base);
-        [p.imap, p.backend, p.lmtp, p.metrics]
+        [p.imap, p.imaps, p.backend, p.lmtp, p.metrics]
             .iter()
             .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
     })
@@ -83,6 +83,10 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
             .ok();
         assert_eq!(c.command("SELECT INBOX").unwrap().ok().exists(), Some(1));
         c.command("LOGOUT").unwrap().ok();
+        assert!(
+            TcpStream::connect(("127.0.0.1", p.imaps)).is_ok(),
+            "IMAPS listens"
+        );
         let node_dir = dir.path().join(format!("node{n}"));
         let pid: u32 = std::fs::read_to_string(node_dir.join("tandem.pid"))
             .unwrap()
@@ -110,7 +114,7 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
     }
     for n in 1..=nodes {
         let p = NodePorts::of(n, base);
-        for port in [p.imap, p.backend] {
+        for port in [p.imap, p.imaps, p.backend] {
             assert!(
                 TcpStream::connect(("127.0.0.1", port)).is_err(),
                 "port {port} still open"

@@ -264,3 +264,16 @@ fn a_dead_backend_gives_bye_unavailable_and_others_recover() {
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.command("NOOP").unwrap().ok();
 }
+
+#[test]
+fn shutdown_says_bye_to_idle_sessions_and_stops_accepting() {
+    let dovecot = Dovecot::start();
+    let proxy = start_proxy(dovecot.imap_addr(), "");
+    let addr = proxy.addr;
+    let mut c = ImapClient::login(addr, "alice", "demo");
+    c.command("SELECT INBOX").unwrap().ok();
+    drop(proxy); // shutdown, waits for the sessions
+    let line = String::from_utf8_lossy(&c.read_response().unwrap()).to_string();
+    assert!(line.starts_with("* BYE"), "{line}");
+    assert!(TcpStream::connect(addr).is_err(), "still accepting");
+}

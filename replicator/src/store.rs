@@ -554,7 +554,19 @@ impl<S: StateMachine> SmStore<S> {
         w.set_durability(Durability::Immediate).map_err(io_write)?;
         {
             let mut t = w.open_table(SM_META).map_err(io_write)?;
-            t.insert(KEY_SNAPSHOT, bytes.as_slice()).map_err(io_write)?;
+            // A snapshot installed while this one was built is newer: keep
+            // it (openraft ignores a built snapshot older than its own).
+            let newer = match t.get(KEY_SNAPSHOT).map_err(io_read)? {
+                Some(v) => decode::<StoredSnapshot>(v.value())
+                    .map_err(io_read)?
+                    .meta
+                    .last_log_id
+                    .is_some_and(|l| Some(l) > last),
+                None => false,
+            };
+            if !newer {
+                t.insert(KEY_SNAPSHOT, bytes.as_slice()).map_err(io_write)?;
+            }
         }
         w.commit().map_err(io_write)?;
         Ok(Snapshot {
@@ -812,6 +824,80 @@ mod tests {
             "snapshot log id vs the last entry its data holds"
         );
         assert_eq!(stored.meta.last_log_id, snap.meta.last_log_id);
+    }
+
+    /// `Seq`, whose `snapshot` tells when it started and waits to be let go.
+    struct GatedSeq {
+        started: std::sync::mpsc::Sender<()>,
+        go: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl StateMachine for GatedSeq {
+        type Entry = Put;
+        type Output = u64;
+        fn apply(
+            &mut self,
+            txn: &redb::WriteTransaction,
+            index: u64,
+            entry: Put,
+        ) -> Result<u64, crate::SmError> {
+            Seq.apply(txn, index, entry)
+        }
+        fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, crate::SmError> {
+            let _ = self.started.send(());
+            let _ = self.go.lock().unwrap().recv();
+            Seq.snapshot(txn)
+        }
+        fn restore(
+            &mut self,
+            txn: &redb::WriteTransaction,
+            snapshot: &[u8],
+        ) -> Result<(), crate::SmError> {
+            Seq.restore(txn, snapshot)
+        }
+    }
+
+    /// A snapshot built from an older state must not replace a newer one
+    /// installed meanwhile (openraft builds in its own task while the state
+    /// machine worker installs): the stored snapshot is what a leader sends,
+    /// and the log before the installed one is purged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_finishing_after_an_install_keeps_the_newer_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("raft.redb")).unwrap();
+        let blobs = crate::blob::Blobs::open(
+            dir.path().join("blobs"),
+            Arc::new(BTreeMap::new()),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let gated = GatedSeq {
+            started: started_tx,
+            go: Arc::new(Mutex::new(go_rx)),
+        };
+        let mut sm = SmStore::new(db, Arc::new(Mutex::new(gated)), Arc::new(blobs)).unwrap();
+        sm.apply(vec![put(1, "a"), put(2, "b")]).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        let rt = tokio::runtime::Handle::current();
+        let build = {
+            let rt = rt.clone();
+            std::thread::spawn(move || rt.block_on(builder.build_snapshot()).map(|s| s.meta))
+        };
+        started.recv().unwrap();
+        let install = std::thread::spawn(move || {
+            let (meta, data) = snapshot_upto(10);
+            rt.block_on(sm.install_snapshot(&meta, data)).unwrap();
+            sm
+        });
+        // Let the install take the write transaction, then finish the build.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        go.send(()).unwrap();
+        build.join().unwrap().unwrap();
+        let mut sm = install.join().unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(10));
     }
 
     /// A second snapshot installed before the backend was resynchronized

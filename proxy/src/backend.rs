@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::config::{AdminMethod, BackendConfig};
 use crate::secret::Secret;
+use crate::tls::Stream;
 
 /// What went wrong talking to the backend.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,9 @@ pub enum BackendError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The backend's TLS settings could not be loaded.
+    #[error("backend TLS setup: {0}")]
+    Tls(String),
     /// The backend did not answer in time.
     #[error("backend {address} did not answer within {timeout:?} ({during})")]
     Timeout {
@@ -84,7 +87,7 @@ pub enum Status {
 /// One IMAP connection to the backend.
 #[derive(Debug)]
 pub struct BackendConn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
     address: String,
     timeout: Duration,
     next_tag: u32,
@@ -97,21 +100,20 @@ impl BackendConn {
     /// Connects and reads the greeting.
     pub async fn connect(cfg: &BackendConfig) -> Result<BackendConn, BackendError> {
         let address = cfg.address.clone();
-        let tcp =
-            match tokio::time::timeout(cfg.connect_timeout(), TcpStream::connect(&address)).await {
-                Err(_) => {
-                    return Err(BackendError::Timeout {
-                        address,
-                        timeout: cfg.connect_timeout(),
-                        during: "connect",
-                    })
-                }
-                Ok(Err(source)) => return Err(BackendError::Connect { address, source }),
-                Ok(Ok(tcp)) => tcp,
-            };
-        tcp.set_nodelay(true)?;
+        let tls = crate::tls::backend_tls(cfg).map_err(|e| BackendError::Tls(e.to_string()))?;
+        let stream = match crate::tls::connect_backend(cfg, tls.as_ref()).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(BackendError::Timeout {
+                    address,
+                    timeout: cfg.connect_timeout(),
+                    during: "connect",
+                })
+            }
+            Err(source) => return Err(BackendError::Connect { address, source }),
+        };
         let mut conn = BackendConn {
-            stream: BufReader::new(tcp),
+            stream: BufReader::new(stream),
             address,
             timeout: cfg.command_timeout(),
             next_tag: 1,

@@ -210,6 +210,19 @@ pub struct BackendConfig {
     /// The separator of a Dovecot master-user login (`user*admin`).
     #[serde(default = "default_master_separator")]
     pub master_separator: String,
+    /// `none` (default): plain TCP, for a backend on the same host.
+    /// `implicit`: TLS from the first byte (the backend's IMAPS port),
+    /// verified against `tls_ca` or pinned with `tls_pin_sha256`.
+    #[serde(default)]
+    pub tls: BackendTlsMode,
+    /// PEM file of the CA that signed the backend's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// SHA-256 of the backend certificate (DER), hex: accept that one
+    /// certificate only, whoever signed it.
+    pub tls_pin_sha256: Option<String>,
+    /// The name to verify in the backend's certificate (default: the host
+    /// of `address`).
+    pub tls_server_name: Option<String>,
     /// Give up connecting to the backend after this many seconds.
     #[serde(default = "default_backend_timeout")]
     pub connect_timeout_secs: u64,
@@ -228,6 +241,17 @@ fn default_backend_timeout() -> u64 {
 
 fn default_backend_command_timeout() -> u64 {
     30
+}
+
+/// How tandem talks to its backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendTlsMode {
+    /// Plain TCP.
+    #[default]
+    None,
+    /// TLS from the first byte.
+    Implicit,
 }
 
 /// The backend's server software.
@@ -480,6 +504,21 @@ impl BackendConfig {
         }
         if self.connect_timeout_secs == 0 {
             p.push("backend.connect_timeout_secs must be at least 1".to_string());
+        }
+        if self.tls == BackendTlsMode::Implicit
+            && self.tls_ca.is_none()
+            && self.tls_pin_sha256.is_none()
+        {
+            p.push(
+                "backend.tls = \"implicit\" needs tls_ca (verify) or tls_pin_sha256 (pin)"
+                    .to_string(),
+            );
+        }
+        if let Some(pin) = &self.tls_pin_sha256 {
+            let hex: String = pin.chars().filter(|c| *c != ':').collect();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                p.push("backend.tls_pin_sha256 must be 64 hex digits".to_string());
+            }
         }
         if self.command_timeout_secs == 0 {
             p.push("backend.command_timeout_secs must be at least 1".to_string());

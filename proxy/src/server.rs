@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::session;
-use crate::tls::ClientStream;
+use crate::tls::Stream;
 
 /// How long sessions may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -87,6 +87,13 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let backend_tls = match config.backend().map(crate::tls::backend_tls).transpose() {
+        Ok(t) => t.flatten(),
+        Err(e) => {
+            tracing::error!(error = %e, "backend TLS setup failed; not serving");
+            return;
+        }
+    };
     let counts = Arc::new(Mutex::new(Counts::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, bool)>(64);
@@ -133,6 +140,7 @@ pub async fn run(
                 let config = config.clone();
                 let stop = stop_rx.clone();
                 let tls = tls.clone();
+                let backend_tls = backend_tls.clone();
                 sessions.spawn(async move {
                     let _slot = slot;
                     let _ = stream.set_nodelay(true);
@@ -140,7 +148,7 @@ pub async fn run(
                         let Some(acceptor) = tls.clone() else { return };
                         let handshake = Duration::from_secs(config.limits.login_timeout_secs);
                         match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                            Ok(Ok(s)) => Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(s))),
                             Ok(Err(e)) => {
                                 tracing::info!(client = %peer, error = %e, "TLS handshake failed");
                                 return;
@@ -151,9 +159,9 @@ pub async fn run(
                             }
                         }
                     } else {
-                        ClientStream::Plain(stream)
+                        Stream::Plain(stream)
                     };
-                    session::serve(client, peer, config, tls, stop).await;
+                    session::serve(client, peer, config, tls, backend_tls, stop).await;
                 });
             }
         }

@@ -27,12 +27,11 @@ use tandem_parser::frame::{
 use tandem_parser::response::{Code, Response, ResponseBody};
 use tandem_parser::rewrite::{apply, capability_edits};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{in_network, parse_cidr, Config};
-use crate::tls::ClientStream;
+use crate::tls::{connect_backend, BackendTls, Stream};
 
 /// Capabilities a client never sees through tandem, because their values
 /// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
@@ -144,39 +143,27 @@ enum End {
 /// Serves one client until it logs out, breaks a limit, times out, or the
 /// server shuts down.
 pub async fn serve(
-    mut client: ClientStream,
+    mut client: Stream,
     peer: SocketAddr,
     config: Arc<Config>,
     tls: Option<TlsAcceptor>,
+    backend_tls: Option<BackendTls>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
     let Some(backend_cfg) = config.backend() else {
         return;
     };
-    let connect = tokio::time::timeout(
-        backend_cfg.connect_timeout(),
-        TcpStream::connect(&backend_cfg.address),
-    )
-    .await;
-    let mut backend = match connect {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
+    let mut backend = match connect_backend(backend_cfg, backend_tls.as_ref()).await {
+        Ok(b) => b,
+        Err(e) => {
             tracing::warn!(client = %peer, error = %e, "backend unreachable");
             let _ = client
                 .write_all(b"* BYE [UNAVAILABLE] Mail backend unavailable, try again later\r\n")
                 .await;
             return;
         }
-        Err(_) => {
-            tracing::warn!(client = %peer, "backend connect timed out");
-            let _ = client
-                .write_all(b"* BYE [UNAVAILABLE] Mail backend unavailable, try again later\r\n")
-                .await;
-            return;
-        }
     };
-    let _ = backend.set_nodelay(true);
 
     let limits = Limits {
         max_line: config.limits.max_line_bytes as usize,
@@ -228,8 +215,8 @@ pub async fn serve(
 impl Session {
     async fn run(
         &mut self,
-        client: &mut ClientStream,
-        backend: &mut TcpStream,
+        client: &mut Stream,
+        backend: &mut Stream,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), End> {
         let command_timeout = self.config.backend().map(|b| b.command_timeout());
@@ -334,8 +321,8 @@ impl Session {
     async fn pump_client(
         &mut self,
         cbuf: &mut Vec<u8>,
-        client: &mut ClientStream,
-        backend: &mut TcpStream,
+        client: &mut Stream,
+        backend: &mut Stream,
     ) -> Result<(), End> {
         loop {
             match self.mode {
@@ -418,7 +405,7 @@ impl Session {
         raw: &[u8],
         marks: &[usize],
         client: &mut S,
-        backend: &mut TcpStream,
+        backend: &mut Stream,
     ) -> Result<Action, End>
     where
         S: AsyncWrite + Unpin,
@@ -525,12 +512,7 @@ impl Session {
     /// client sent after STARTTLS, before the handshake, would be taken as
     /// if they came over TLS: that is an injection attempt (CVE-2011-0411
     /// and kin), so the connection is closed instead.
-    async fn start_tls(
-        &mut self,
-        tag: &str,
-        cbuf: &[u8],
-        client: &mut ClientStream,
-    ) -> Result<(), End> {
+    async fn start_tls(&mut self, tag: &str, cbuf: &[u8], client: &mut Stream) -> Result<(), End> {
         if !cbuf.is_empty() {
             client
                 .write_all(b"* BYE Data after STARTTLS before the TLS handshake\r\n")
@@ -544,13 +526,13 @@ impl Session {
             .write_all(format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes())
             .await?;
         client.flush().await?;
-        let ClientStream::Plain(tcp) = std::mem::replace(client, ClientStream::Upgrading) else {
+        let Stream::Plain(tcp) = std::mem::replace(client, Stream::Upgrading) else {
             return Err(End::Protocol("STARTTLS on a TLS connection".to_string()));
         };
         let handshake = Duration::from_secs(self.config.limits.login_timeout_secs);
         match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
-                *client = ClientStream::Tls(Box::new(tls));
+                *client = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
                 self.secure = true;
                 Ok(())
             }
@@ -750,7 +732,7 @@ fn tag_or_star(tag: &[u8]) -> String {
 /// Reads one CRLF-terminated line from the backend (greeting, ID reply),
 /// keeping any bytes after it in `buf`.
 async fn read_line(
-    backend: &mut TcpStream,
+    backend: &mut Stream,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<Vec<u8>, End> {

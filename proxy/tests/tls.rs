@@ -122,3 +122,73 @@ fn bytes_pipelined_after_starttls_close_the_connection() {
     assert!(!reply.contains("s1 OK"), "{reply}");
     assert!(!reply.contains("s2 OK"), "{reply}");
 }
+
+fn pin_of(cert: &Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert).unwrap();
+    ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn backend_over_tls_verified_by_ca_or_pinned() {
+    let certs = tempfile::tempdir().unwrap();
+    test_ca(certs.path());
+    let dovecot = Dovecot::builder()
+        .tls(
+            &certs.path().join("server.pem"),
+            &certs.path().join("server.key"),
+        )
+        .start();
+    let backend = dovecot.imaps_addr().unwrap();
+
+    let verified = start_proxy(
+        backend,
+        &format!(
+            "tls = \"implicit\"\ntls_ca = \"{}\"\n",
+            certs.path().join("ca.pem").display()
+        ),
+    );
+    let mut c = tandem_tests::ImapClient::login(verified.addr, "alice", "demo");
+    c.command("SELECT INBOX").unwrap().ok();
+
+    let pin = pin_of(&certs.path().join("server.pem"));
+    let pinned = start_proxy(
+        backend,
+        &format!("tls = \"implicit\"\ntls_pin_sha256 = \"{pin}\"\n"),
+    );
+    let mut c = tandem_tests::ImapClient::login(pinned.addr, "bob", "demo");
+    c.command("SELECT INBOX").unwrap().ok();
+
+    let wrong = "00".repeat(32);
+    let mismatched = start_proxy(
+        backend,
+        &format!("tls = \"implicit\"\ntls_pin_sha256 = \"{wrong}\"\n"),
+    );
+    let c = tandem_tests::ImapClient::connect(mismatched.addr).unwrap();
+    assert!(
+        c.greeting.starts_with("* BYE [UNAVAILABLE]"),
+        "{}",
+        c.greeting
+    );
+
+    // A CA that did not sign the backend's certificate is refused too.
+    let other = tempfile::tempdir().unwrap();
+    test_ca(other.path());
+    let untrusted = start_proxy(
+        backend,
+        &format!(
+            "tls = \"implicit\"\ntls_ca = \"{}\"\n",
+            other.path().join("ca.pem").display()
+        ),
+    );
+    let c = tandem_tests::ImapClient::connect(untrusted.addr).unwrap();
+    assert!(
+        c.greeting.starts_with("* BYE [UNAVAILABLE]"),
+        "{}",
+        c.greeting
+    );
+}

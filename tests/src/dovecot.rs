@@ -42,6 +42,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct DovecotBuilder {
     extra_config: String,
     imap_capability: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl DovecotBuilder {
@@ -59,6 +60,12 @@ impl DovecotBuilder {
         self
     }
 
+    /// Serves IMAPS too, with this PEM certificate and key.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Starts the instance and waits for its greetings. Retries with new
     /// ports if a port was taken in the meantime.
     pub fn start(self) -> Dovecot {
@@ -73,6 +80,11 @@ impl DovecotBuilder {
             let mut instance = Dovecot {
                 imap_port: crate::ports::free_tcp_port(),
                 lmtp_port: crate::ports::free_tcp_port(),
+                imaps_port: if self.tls.is_some() {
+                    crate::ports::free_tcp_port()
+                } else {
+                    0
+                },
                 dir: Some(dir_path(&dir)),
                 child: None,
                 options: self.clone(),
@@ -104,6 +116,7 @@ fn dir_path(dir: &tempfile::TempDir) -> PathBuf {
 pub struct Dovecot {
     imap_port: u16,
     lmtp_port: u16,
+    imaps_port: u16,
     dir: Option<PathBuf>,
     child: Option<Child>,
     options: DovecotBuilder,
@@ -124,6 +137,11 @@ impl Dovecot {
     /// Where clients connect for IMAP.
     pub fn imap_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.imap_port))
+    }
+
+    /// Where clients connect for IMAPS (only with `DovecotBuilder::tls`).
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        (self.imaps_port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], self.imaps_port)))
     }
 
     /// Where mail is delivered with LMTP.
@@ -242,6 +260,11 @@ impl Dovecot {
             lmtp_port: self.lmtp_port,
             imap_capability: self.options.imap_capability.clone(),
             extra_config: self.options.extra_config.clone(),
+            tls: self
+                .options
+                .tls
+                .clone()
+                .map(|(c, k)| (c, k, self.imaps_port)),
         }
         .write()
         .expect("write the Dovecot config");

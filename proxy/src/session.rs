@@ -258,6 +258,7 @@ impl Session {
         let autologout = Duration::from_secs(self.config.limits.idle_timeout_secs);
         let idle_limit = Duration::from_secs(self.config.limits.idle_command_timeout_secs);
         let mut last_activity = Instant::now();
+        let mut last_backend = Instant::now();
 
         loop {
             // Backend bytes already buffered (e.g. after the ID reply).
@@ -276,6 +277,9 @@ impl Session {
                 Mode::Idling { since } => since + idle_limit,
                 _ => last_activity + autologout,
             };
+            // A command in flight and a silent backend: it is hung or gone.
+            let awaiting_backend = !self.pending.is_empty() && self.mode == Mode::Commands;
+            let backend_deadline = last_backend.max(last_activity) + command_timeout;
             tokio::select! {
                 n = client.read(&mut cread) => {
                     let n = n?;
@@ -297,6 +301,17 @@ impl Session {
                         return if self.logging_out { Ok(()) } else { Err(End::BackendClosed) };
                     }
                     bbuf.extend_from_slice(&bread[..n]);
+                    last_backend = Instant::now();
+                }
+                () = tokio::time::sleep_until(backend_deadline.into()), if awaiting_backend => {
+                    let mut out = Vec::new();
+                    for (tag, _) in self.pending.drain(..) {
+                        out.extend_from_slice(&tag);
+                        out.extend_from_slice(b" NO [UNAVAILABLE] Mail backend did not answer in time\r\n");
+                    }
+                    out.extend_from_slice(b"* BYE [UNAVAILABLE] Mail backend not responding\r\n");
+                    let _ = self.write_client(client, &out).await;
+                    return Err(End::Protocol("backend did not answer in time".to_string()));
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
                     let why: &[u8] = match self.mode {

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::start_proxy;
+use common::{start_proxy, start_proxy_with_command_timeout};
 use tandem_tests::{Dovecot, ImapClient, Status};
 
 fn message(marker: &str, size: usize) -> Vec<u8> {
@@ -276,4 +276,49 @@ fn shutdown_says_bye_to_idle_sessions_and_stops_accepting() {
     let line = String::from_utf8_lossy(&c.read_response().unwrap()).to_string();
     assert!(line.starts_with("* BYE"), "{line}");
     assert!(TcpStream::connect(addr).is_err(), "still accepting");
+}
+
+#[test]
+fn a_hung_backend_gives_no_unavailable_and_frees_the_session() {
+    let dovecot = Dovecot::start();
+    // A 2 s backend command timeout keeps the test short.
+    let proxy = start_proxy_with_command_timeout(dovecot.imap_addr(), 2);
+    let mut c = ImapClient::login(proxy.addr, "alice", "demo");
+    c.command("SELECT INBOX").unwrap().ok();
+    dovecot.freeze(true);
+    let started = std::time::Instant::now();
+    let r = c.command("NOOP").unwrap();
+    dovecot.freeze(false);
+    assert_eq!(r.status, Status::No, "{r:?}");
+    assert!(r.text.contains("UNAVAILABLE"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let mut good = ImapClient::login(proxy.addr, "bob", "demo");
+    good.command("NOOP").unwrap().ok();
+}
+
+#[test]
+fn login_timeout_closes_an_idle_unauthenticated_connection() {
+    let dovecot = Dovecot::start();
+    let proxy = start_proxy(dovecot.imap_addr(), "[limits]\nlogin_timeout_secs = 1\n");
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("* OK"), "{text}");
+    assert!(text.contains("* BYE Login timeout"), "{text}");
+}
+
+#[test]
+fn authenticate_plain_without_initial_response_uses_the_continuation() {
+    let dovecot = Dovecot::start();
+    let proxy = start_proxy(dovecot.imap_addr(), "");
+    let mut c = ImapClient::connect(proxy.addr).unwrap();
+    c.write(b"a1 AUTHENTICATE PLAIN\r\n").unwrap();
+    let cont = c.read_response().unwrap();
+    assert!(cont.starts_with(b"+"), "{}", String::from_utf8_lossy(&cont));
+    // base64("\0alice\0demo")
+    c.write(b"AGFsaWNlAGRlbW8=\r\n").unwrap();
+    c.finish("a1").unwrap().ok();
+    c.command("SELECT INBOX").unwrap().ok();
 }

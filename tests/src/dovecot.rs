@@ -215,6 +215,28 @@ impl Dovecot {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the master and every process it
+    /// started: a backend that hangs without closing its connections.
+    pub fn freeze(&self, frozen: bool) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        if frozen {
+            // First the master, so it starts nothing while its tree is read.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+        }
+        let mut all = descendants(pid);
+        all.push(pid);
+        for p in all {
+            let _ = kill(Pid::from_raw(p as i32), signal);
+        }
+    }
+
     /// Kills the master and every process it started with SIGKILL, as when
     /// the machine dies: open IMAP sessions end at once.
     pub fn kill_all(&mut self) {

@@ -28,6 +28,15 @@ impl Drop for Proxy {
 }
 
 pub fn start_proxy(backend: SocketAddr, extra: &str) -> Proxy {
+    start_proxy_with_command_timeout_and(backend, 10, extra)
+}
+
+/// A proxy whose backend commands time out after `secs`.
+pub fn start_proxy_with_command_timeout(backend: SocketAddr, secs: u64) -> Proxy {
+    start_proxy_with_command_timeout_and(backend, secs, "")
+}
+
+fn start_proxy_with_command_timeout_and(backend: SocketAddr, secs: u64, extra: &str) -> Proxy {
     let text = format!(
         r#"
 [node]
@@ -42,7 +51,7 @@ address = "{backend}"
 admin_user = "admin"
 admin_password = "admin-secret"
 connect_timeout_secs = 2
-command_timeout_secs = 10
+command_timeout_secs = {secs}
 {extra}
 "#
     );

@@ -465,6 +465,8 @@ async fn voter_within_the_kept_log_catches_up_without_resync() {
         relay: true,
         keep_log_entries: 1000,
         compaction_interval: Duration::from_millis(100),
+        // No leader change under load while the test watches the leader.
+        election_timeout: (2 * SECS, 4 * SECS),
         ..Options::default()
     })
     .await;

@@ -35,8 +35,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# At most 4 tests at once per test binary: the cluster tests run three Raft
+# nodes each, and on two cores more at once starve their heartbeats.
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace -- --test-threads=4
 
 test: deps fmt-check clippy unit
 

@@ -42,8 +42,8 @@ impl Default for Options {
             proposal_timeout: Duration::from_secs(5),
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(3600),
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            heartbeat: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
         }
     }
 }
@@ -139,7 +139,11 @@ impl Cluster {
 
     /// Waits until the running nodes agree on a leader among them.
     pub async fn leader(&self, within: Duration) -> NodeId {
+        // A leader every running node follows in the same term, seen twice
+        // 150 ms apart: all nodes start at once, and a second election right
+        // after the first is common on a loaded machine.
         let deadline = Instant::now() + within;
+        let mut seen: Option<(NodeId, u64)> = None;
         loop {
             let leaders: Vec<NodeId> = self
                 .nodes
@@ -148,8 +152,19 @@ impl Cluster {
                 .map(|n| n.id())
                 .collect();
             if let [l] = leaders[..] {
-                return l;
+                let term = self.nodes[&l].term();
+                let agreed = self
+                    .nodes
+                    .values()
+                    .all(|n| n.leader() == Some(l) && n.term() == term);
+                if agreed && seen == Some((l, term)) {
+                    return l;
+                }
+                seen = agreed.then_some((l, term));
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                continue;
             }
+            seen = None;
             assert!(
                 Instant::now() < deadline,
                 "no single leader within {within:?}: {leaders:?}"

@@ -395,6 +395,8 @@ async fn entry_truncated_on_a_deposed_leader_is_not_proposed_again() {
     let cluster = Cluster::start(Options {
         relay: true,
         proposal_timeout: Duration::from_secs(30),
+        // Only the isolation below changes the leader, not load.
+        election_timeout: (2 * SECS, 4 * SECS),
         ..Options::default()
     })
     .await;

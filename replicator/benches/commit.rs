@@ -35,8 +35,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-async fn run(name: &str, loss: bool, size: usize, concurrency: usize, seconds: f64) -> Row {
+async fn run(
+    name: &str,
+    nodes: u64,
+    loss: bool,
+    size: usize,
+    concurrency: usize,
+    seconds: f64,
+) -> Row {
     let cluster = Cluster::start(Options {
+        nodes,
         relay: loss,
         proposal_timeout: Duration::from_secs(10),
         heartbeat: Duration::from_millis(250),
@@ -123,13 +131,17 @@ fn main() {
     // "4096x64" or "loss".
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     let mut rows = Vec::new();
-    for (name, loss) in [("3 nodes", false), ("3 nodes, 2% loss + 1 ms", true)] {
+    for (name, nodes, loss) in [
+        ("1 node (no replication)", 1, false),
+        ("3 nodes", 3, false),
+        ("3 nodes, 2% loss + 1 ms", 3, true),
+    ] {
         for (size, concurrency) in [(4096, 1), (4096, 64), (1 << 20, 1), (1 << 20, 16)] {
             let label = format!("{name} {size}x{concurrency}");
             if !label.contains(&filter) {
                 continue;
             }
-            let row = runtime.block_on(run(name, loss, size, concurrency, seconds));
+            let row = runtime.block_on(run(name, nodes, loss, size, concurrency, seconds));
             eprintln!(
                 "{name}: {} B x {concurrency}: {} ops, p50 {:?}",
                 size, row.ops, row.p50

@@ -64,6 +64,13 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// Encoded entries larger than this travel as blobs beside the log.
     pub inline_limit: usize,
+    /// Whether this start may create the cluster: on an empty store, write
+    /// the initial membership and take part in elections at once. Only for
+    /// the very first start of a new cluster. Otherwise a node with an empty
+    /// store (a new disk, a wiped directory) waits to be brought up to date
+    /// by a leader and refuses to vote until then, so its vote can never
+    /// elect a node that lacks committed entries.
+    pub bootstrap: bool,
 }
 
 impl NodeConfig {
@@ -88,6 +95,7 @@ impl NodeConfig {
             compaction_interval: Duration::from_secs(10),
             transport: TransportConfig::default(),
             inline_limit: 64 * 1024,
+            bootstrap: false,
         }
     }
 }
@@ -284,7 +292,7 @@ impl<S: StateMachine> Node<S> {
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if !initialized {
+        if !initialized && config.bootstrap {
             let voters: BTreeMap<NodeId, BasicNode> = config
                 .members
                 .iter()

@@ -9,6 +9,7 @@
 //! Ordering invariants:
 //! - A server answers an RPC only after checking that the caller's
 //!   certificate is the one of the node the RPC claims to come from.
+//! - A node with an empty log grants no vote (see `NodeConfig::bootstrap`).
 //! - A failed stream never closes the connection other streams share; a
 //!   closed connection is dialled again on the next call.
 
@@ -417,6 +418,12 @@ async fn handle_stream(
             ))
         }
         Ok(Request::AppendEntries(rpc)) => Response::AppendEntries(raft.append_entries(rpc).await),
+        // A node whose log is empty has not been bootstrapped and has not
+        // heard from a leader: it may have lost its disk. Its vote could
+        // elect a candidate lacking committed entries, so it gives none.
+        Ok(Request::Vote(_)) if raft.metrics().borrow().last_log_index.is_none() => {
+            Response::Refused("this node has an empty log and does not vote yet".to_string())
+        }
         Ok(Request::Vote(rpc)) => Response::Vote(raft.vote(rpc).await),
         Ok(Request::InstallSnapshot(rpc)) => {
             Response::InstallSnapshot(raft.install_snapshot(rpc).await)

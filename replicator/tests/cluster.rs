@@ -525,15 +525,14 @@ async fn voter_within_the_kept_log_catches_up_without_resync() {
     cluster.shutdown().await;
 }
 
-/// KNOWN BUG, not fixed (needs an operator-visible bootstrap decision): a
-/// node restarted on an empty data directory (disk replaced) initializes and
-/// votes like a brand-new node. Its vote lets a node that lacks a committed
-/// entry win an election, and the entry is lost although the two nodes that
-/// kept their disks are a majority (mission invariant 3). Run with
-/// `--ignored` to see it fail.
+/// A node restarted on an empty data directory (disk replaced) is not a new
+/// node: it does not initialize and grants no vote until a leader has
+/// brought it up to date. Here the only intact holder of a committed entry
+/// is down, so no leader may be elected (the wiped node's vote would elect
+/// one that lacks the entry); once that node is back the entry survives
+/// and numbering continues (mission invariants 2 and 3; Raft §5.4.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a node with a wiped store votes as if new; see the report"]
-async fn committed_entry_survives_a_wiped_node_that_votes() {
+async fn committed_entry_survives_a_node_restarted_on_a_wiped_disk() {
     let mut cluster = Cluster::start(Options {
         relay: true,
         election_timeout: (2 * SECS, 4 * SECS),
@@ -551,10 +550,16 @@ async fn committed_entry_survives_a_wiped_node_that_votes() {
     cluster.start_node(b).await;
     cluster.stop_node(a).await;
     cluster.net.as_ref().unwrap().heal();
+    // c lacks the entry and b votes for nobody: no leader, no write.
+    tokio::time::sleep(6 * SECS).await;
+    assert!(
+        cluster.nodes.values().all(|n| !n.is_leader()),
+        "a leader was elected without the committed entry"
+    );
+    cluster.start_node(a).await;
     let leader = cluster.leader(30 * SECS).await;
-    cluster.propose(leader, "after").await.unwrap();
-    // (Restarting a now makes openraft panic: its committed entry conflicts
-    // with the new leader's log.)
+    let n = cluster.propose(leader, "after").await.unwrap();
+    assert_eq!(n, 2, "numbering continues after the committed entry");
     let values: Vec<String> = items(cluster.node(leader))
         .into_iter()
         .map(|(_, v)| v)

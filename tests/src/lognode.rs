@@ -33,6 +33,7 @@ pub struct LogCluster {
     peer: BTreeMap<u64, SocketAddr>,
     control: BTreeMap<u64, SocketAddr>,
     children: BTreeMap<u64, Child>,
+    bootstrapped: std::collections::BTreeSet<u64>,
 }
 
 impl LogCluster {
@@ -54,6 +55,7 @@ impl LogCluster {
                 .collect(),
             dir,
             children: BTreeMap::new(),
+            bootstrapped: Default::default(),
         };
         for id in ids {
             cluster.spawn(id);
@@ -77,6 +79,9 @@ impl LogCluster {
             .arg(self.control[&id].to_string());
         for (peer, addr) in &self.peer {
             cmd.arg("--member").arg(format!("{peer}={addr}"));
+        }
+        if self.bootstrapped.insert(id) {
+            cmd.arg("--bootstrap");
         }
         let log =
             std::fs::File::create(self.dir.path().join(format!("node{id}.log"))).expect("node log");

@@ -56,6 +56,7 @@ pub struct Cluster {
     pub net: Option<FaultNet>,
     pub nodes: BTreeMap<NodeId, Node<Seq>>,
     pub options: Options,
+    pub bootstrapped: std::collections::BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -84,6 +85,7 @@ impl Cluster {
             net,
             nodes: BTreeMap::new(),
             options,
+            bootstrapped: Default::default(),
         };
         for id in 1..=cluster.options.nodes {
             cluster.start_node(id).await;
@@ -121,8 +123,12 @@ impl Cluster {
         TlsMaterial::from_pem(&self.ca_cert, &pair.cert, &pair.key).unwrap()
     }
 
+    /// Starts node `id`: with `bootstrap` the first time, as an operator
+    /// creating the cluster would; afterwards (a restart, a wiped disk)
+    /// without.
     pub async fn start_node(&mut self, id: NodeId) {
-        let config = self.config(id, self.material(id));
+        let mut config = self.config(id, self.material(id));
+        config.bootstrap = self.bootstrapped.insert(id);
         let node = Node::start(config, Seq).await.unwrap();
         self.nodes.insert(id, node);
     }

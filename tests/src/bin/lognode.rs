@@ -6,6 +6,9 @@
 //! - `PUT <value>` -> `OK <number>` or `ERR <reason>`
 //! - `STATUS` -> `STATUS leader=<id|-> term=<t> applied=<index|-> resync=<0|1>`
 //! - `ITEMS` -> `ITEM <number> <value>` lines, then `END`
+//!
+//! `--bootstrap` on the first start of a new cluster only (see
+//! `NodeConfig::bootstrap`).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ struct Args {
     control: SocketAddr,
     heartbeat: Duration,
     election: Duration,
+    bootstrap: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,8 +44,13 @@ fn parse_args() -> Result<Args, String> {
     let mut control = None;
     let mut heartbeat = Duration::from_millis(100);
     let mut election = Duration::from_millis(500);
+    let mut bootstrap = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--bootstrap" {
+            bootstrap = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
@@ -72,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         control: control.ok_or("--control is required")?,
         heartbeat,
         election,
+        bootstrap,
     })
 }
 
@@ -103,6 +113,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.heartbeat = args.heartbeat;
     config.election_timeout = (args.election, args.election * 2);
     config.proposal_timeout = Duration::from_secs(3);
+    config.bootstrap = args.bootstrap;
     let node = Arc::new(Node::start(config, Seq).await?);
     let listener = TcpListener::bind(args.control).await?;
     loop {

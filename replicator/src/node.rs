@@ -436,8 +436,10 @@ impl<S: StateMachine> Node<S> {
                 // old one is gone or deposed. The request may have reached
                 // it, so the outcome is unknown, and it is not retried.
                 let mut metrics = self.raft.metrics();
+                // Only a known *other* leader counts: "no leader" is also
+                // seen while a follower merely suspects the leader.
                 let deposed = async move {
-                    while metrics.borrow().current_leader == Some(leader) {
+                    while metrics.borrow().current_leader.is_none_or(|l| l == leader) {
                         if metrics.changed().await.is_err() {
                             break;
                         }

@@ -253,6 +253,9 @@ fn log_writer(
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
     rx: std::sync::mpsc::Receiver<WriteOp>,
 ) {
+    // After one failed write nothing more is written: a later batch landing
+    // after a lost one would leave a hole in the log on disk.
+    let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -261,7 +264,16 @@ fn log_writer(
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        let result = match &failed {
+            Some(e) => Err(format!("the log store failed earlier: {e}")),
+            None => write_batch(&db, &batch).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = &result {
+            if failed.is_none() {
+                tracing::error!(error = %e, "log write failed; the log store stops writing");
+                failed = Some(e.clone());
+            }
+        }
         if result.is_ok() {
             let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
             for op in &batch {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::blob::Blobs as Blob;
 use crate::sm::StateMachine;
@@ -166,12 +167,12 @@ pub struct Node<S: StateMachine> {
     raft: Raft,
     db: Arc<redb::Database>,
     sm: Arc<std::sync::Mutex<S>>,
-    peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
     endpoint: quinn::Endpoint,
     proposal_timeout: Duration,
     inline_limit: usize,
     quorum: usize,
     blobs: Arc<Blob>,
+    batch: mpsc::Sender<Job>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -306,6 +307,14 @@ impl<S: StateMachine> Node<S> {
             }
         }
 
+        let submitter = Arc::new(Submitter {
+            id: config.id,
+            raft: raft.clone(),
+            peers: peers.clone(),
+            proposal_timeout: config.proposal_timeout,
+        });
+        let (batch, batch_rx) = mpsc::channel(4 * MAX_BATCH);
+        tasks.push(tokio::spawn(batcher(submitter, batch_rx)));
         tasks.push(tokio::spawn(compact(
             raft.clone(),
             config.keep_log_entries,
@@ -317,12 +326,12 @@ impl<S: StateMachine> Node<S> {
             raft,
             db,
             sm,
-            peers,
             endpoint,
             proposal_timeout: config.proposal_timeout,
             inline_limit: config.inline_limit,
             quorum: config.members.len() / 2 + 1,
             blobs,
+            batch,
             tasks,
         })
     }
@@ -396,15 +405,20 @@ impl<S: StateMachine> Node<S> {
             } else {
                 Payload::Inline(bytes)
             };
-            self.submit(payload).await
+            let (tx, rx) = oneshot::channel();
+            self.batch
+                .send((payload, tx))
+                .await
+                .map_err(|_| ProposeError::Shutdown)?;
+            rx.await.map_err(|_| ProposeError::Shutdown)?
         };
-        let proposed = tokio::time::timeout(self.proposal_timeout, submit)
+        let (index, output) = tokio::time::timeout(self.proposal_timeout, submit)
             .await
             .map_err(|_| ProposeError::Timeout(self.proposal_timeout))??;
         let remaining = deadline.saturating_duration_since(Instant::now());
         self.raft
             .wait(Some(remaining))
-            .applied_index_at_least(Some(proposed.index), "proposal applied locally")
+            .applied_index_at_least(Some(index), "proposal applied locally")
             .await
             .map_err(|e| match e {
                 openraft::metrics::WaitError::Timeout(..) => {
@@ -412,9 +426,36 @@ impl<S: StateMachine> Node<S> {
                 }
                 openraft::metrics::WaitError::ShuttingDown => ProposeError::Shutdown,
             })?;
-        postcard::from_bytes(&proposed.output.0).map_err(|e| ProposeError::Codec(e.to_string()))
+        postcard::from_bytes(&output).map_err(|e| ProposeError::Codec(e.to_string()))
     }
 
+    /// Stops Raft, the transport and the background tasks.
+    pub async fn shutdown(self) {
+        let _ = self.raft.shutdown().await;
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Hands payloads to the leader: this node's Raft when it leads, else the
+/// leader over the transport.
+struct Submitter {
+    id: NodeId,
+    raft: Raft,
+    peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
+    proposal_timeout: Duration,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter").field("id", &self.id).finish()
+    }
+}
+
+impl Submitter {
     async fn submit(&self, payload: Payload) -> Result<Proposed, ProposeError> {
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -476,15 +517,79 @@ impl<S: StateMachine> Node<S> {
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
+}
 
-    /// Stops Raft, the transport and the background tasks.
-    pub async fn shutdown(self) {
-        let _ = self.raft.shutdown().await;
-        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
-        for t in &self.tasks {
-            t.abort();
+/// A proposal waiting for the batcher: its payload and where its result goes.
+type Job = (
+    Payload,
+    oneshot::Sender<Result<(u64, Vec<u8>), ProposeError>>,
+);
+
+/// Proposals waiting together go into one log entry (one fsync, one
+/// round of replication): openraft 0.9 flushes each client write before it
+/// takes the next, so unbatched writes cost an fsync each.
+const MAX_BATCH: usize = 512;
+/// Inline bytes in one batch at most (large payloads travel as blobs).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+async fn batcher(sub: Arc<Submitter>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let mut bytes = inline_len(&jobs[0].0);
+        while jobs.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += inline_len(&job.0);
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
         }
-        self.endpoint.wait_idle().await;
+        // A proposer that gave up (timeout) is not proposed after the fact.
+        jobs.retain(|(_, tx)| !tx.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let (mut payloads, senders): (Vec<Payload>, Vec<_>) = jobs.into_iter().unzip();
+        let single = payloads.len() == 1;
+        let payload = if single {
+            payloads.pop().expect("one payload")
+        } else {
+            Payload::Batch(payloads)
+        };
+        match sub.submit(payload).await {
+            Ok(p) if single => {
+                for tx in senders {
+                    let _ = tx.send(Ok((p.index, p.output.0.clone())));
+                }
+            }
+            Ok(p) => match postcard::from_bytes::<Vec<Vec<u8>>>(&p.output.0) {
+                Ok(outs) if outs.len() == senders.len() => {
+                    for (tx, out) in senders.into_iter().zip(outs) {
+                        let _ = tx.send(Ok((p.index, out)));
+                    }
+                }
+                _ => {
+                    for tx in senders {
+                        let _ = tx.send(Err(ProposeError::Codec(
+                            "batch output does not match the batch".to_string(),
+                        )));
+                    }
+                }
+            },
+            Err(e) => {
+                for tx in senders {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn inline_len(p: &Payload) -> usize {
+    match p {
+        Payload::Inline(b) => b.len(),
+        _ => 64,
     }
 }
 

@@ -621,10 +621,20 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         let entries: Vec<Entry> = entries.into_iter().collect();
         // Large payloads come from the blob store; a node that missed the
         // push fetches them from its peers before applying (and waits).
-        let mut fetched: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut fetched: BTreeMap<[u8; 32], Vec<u8>> = BTreeMap::new();
         for entry in &entries {
-            if let EntryPayload::Normal(Payload::Blob { hash, .. }) = &entry.payload {
-                fetched.insert(entry.log_id.index, self.blobs.fetch(hash).await);
+            if let EntryPayload::Normal(payload) = &entry.payload {
+                let items = match payload {
+                    Payload::Batch(items) => items.as_slice(),
+                    single => std::slice::from_ref(single),
+                };
+                for item in items {
+                    if let Payload::Blob { hash, .. } = item {
+                        if !fetched.contains_key(hash) {
+                            fetched.insert(*hash, self.blobs.fetch(hash).await);
+                        }
+                    }
+                }
             }
         }
         let db = self.db.clone();
@@ -650,21 +660,39 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                             outputs.push(Output::default());
                         }
                         EntryPayload::Normal(payload) => {
-                            let bytes = match &payload {
-                                Payload::Inline(bytes) => bytes.as_slice(),
-                                Payload::Blob { .. } => fetched
-                                    .get(&entry.log_id.index)
-                                    .map(Vec::as_slice)
-                                    .unwrap_or_default(),
+                            let index = entry.log_id.index;
+                            let fail = |e: crate::sm::SmError| -> StorageError {
+                                StorageIOError::apply(
+                                    entry.log_id,
+                                    &std::io::Error::other(e.to_string()),
+                                )
+                                .into()
                             };
-                            let out =
-                                sm.apply_encoded(&txn, entry.log_id.index, bytes)
-                                    .map_err(|e| {
-                                        StorageIOError::apply(
-                                            entry.log_id,
-                                            &std::io::Error::other(e.to_string()),
-                                        )
-                                    })?;
+                            let bytes_of = |p: &Payload| -> Result<Vec<u8>, StorageError> {
+                                match p {
+                                    Payload::Inline(b) => Ok(b.clone()),
+                                    Payload::Blob { hash, .. } => {
+                                        Ok(fetched.get(hash).cloned().unwrap_or_default())
+                                    }
+                                    Payload::Batch(_) => Err(fail("nested batch".into())),
+                                }
+                            };
+                            let out = match &payload {
+                                Payload::Batch(items) => {
+                                    let mut outs = Vec::with_capacity(items.len());
+                                    for item in items {
+                                        let bytes = bytes_of(item)?;
+                                        outs.push(
+                                            sm.apply_encoded(&txn, index, &bytes).map_err(fail)?,
+                                        );
+                                    }
+                                    encode(&outs).map_err(io_write)?
+                                }
+                                single => {
+                                    let bytes = bytes_of(single)?;
+                                    sm.apply_encoded(&txn, index, &bytes).map_err(fail)?
+                                }
+                            };
                             outputs.push(Output(out));
                         }
                     }

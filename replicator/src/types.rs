@@ -38,6 +38,10 @@ pub enum Payload {
         /// Length in bytes.
         len: u64,
     },
+    /// Entries proposed together (each `Inline` or `Blob`), applied in
+    /// order under one log index; the output is the postcard encoding of
+    /// their outputs, in the same order. One batch costs one fsync.
+    Batch(Vec<Payload>),
 }
 
 impl fmt::Debug for Payload {
@@ -45,6 +49,7 @@ impl fmt::Debug for Payload {
         match self {
             Payload::Inline(b) => write!(f, "Payload({} bytes)", b.len()),
             Payload::Blob { len, .. } => write!(f, "Payload(blob, {len} bytes)"),
+            Payload::Batch(items) => write!(f, "Payload(batch of {})", items.len()),
         }
     }
 }

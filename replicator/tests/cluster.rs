@@ -570,3 +570,44 @@ async fn committed_entry_survives_a_node_restarted_on_a_wiped_disk() {
     );
     cluster.shutdown().await;
 }
+
+/// Concurrent proposals are batched into shared log entries; each proposer
+/// still gets its own entry's output (its own number), never another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_each_get_their_own_number() {
+    let cluster = std::sync::Arc::new(Cluster::start(Options::default()).await);
+    let leader = cluster.leader(10 * SECS).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let cluster = cluster.clone();
+        let via = if i % 2 == 0 { leader } else { follower };
+        tasks.push(tokio::spawn(async move {
+            let value = format!("v{i}");
+            let n = cluster.propose(via, &value).await.unwrap();
+            (n, value)
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort();
+    let numbers: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        numbers,
+        (1..=60).collect::<Vec<u64>>(),
+        "numbers unique and dense"
+    );
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 10 * SECS).await;
+    for id in 1..=3 {
+        assert_eq!(
+            items(cluster.node(id)),
+            got,
+            "node {id}: a proposer got another's number"
+        );
+    }
+    // Fewer log entries than proposals: they were batched.
+    assert!(index < 60, "no batching: {index} entries for 60 proposals");
+}

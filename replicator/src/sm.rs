@@ -27,7 +27,9 @@ pub trait StateMachine: Send + Sync + 'static {
     /// What applying an entry returns to its proposer.
     type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
 
-    /// Applies the committed entry at `index`; writes go into `txn`.
+    /// Applies the committed entry at log `index`; writes go into `txn`.
+    /// Entries proposed together share one log index and are applied one
+    /// after the other, in the order they were batched.
     fn apply(
         &mut self,
         txn: &redb::WriteTransaction,

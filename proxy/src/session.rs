@@ -580,7 +580,7 @@ impl Session {
                 }
                 Segment::Line { len, literal } => {
                     let line = &bbuf[pos..pos + len];
-                    if !self.continuing && literal.is_none() {
+                    if !self.continuing && literal.is_none() && needs_parsing(line) {
                         self.on_response(line);
                         out.extend_from_slice(&self.filter_single(line));
                     } else {
@@ -702,6 +702,17 @@ impl Session {
     }
 }
 
+/// Whether a single-line response can matter to the session: a tagged
+/// status (commands in flight) or anything carrying CAPABILITY. Most
+/// untagged lines (EXISTS, FLAGS, `OK [UIDNEXT ...]`) pass unparsed.
+fn needs_parsing(line: &[u8]) -> bool {
+    if !line.starts_with(b"* ") && !line.starts_with(b"+") {
+        return true;
+    }
+    line.windows(10)
+        .any(|w| w.eq_ignore_ascii_case(b"CAPABILITY"))
+}
+
 /// The user a SASL PLAIN response names (authzid if given, else authcid).
 fn plain_user(b64: &[u8]) -> Option<String> {
     let p = sasl_plain(b64).ok()?;
@@ -801,6 +812,15 @@ mod tests {
         ] {
             assert!(!is_filtered_capability(c.as_bytes()), "{c}");
         }
+    }
+
+    #[test]
+    fn only_tagged_and_capability_lines_are_parsed() {
+        assert!(needs_parsing(b"a1 OK done\r\n"));
+        assert!(needs_parsing(b"* OK [CAPABILITY IMAP4rev1] hi\r\n"));
+        assert!(needs_parsing(b"* capability IMAP4rev1\r\n"));
+        assert!(!needs_parsing(b"* 3 EXISTS\r\n"));
+        assert!(!needs_parsing(b"* OK [UIDNEXT 4] next\r\n"));
     }
 
     #[test]

@@ -222,8 +222,9 @@ fn wait_for(port: u16, prefix: &[u8], what: &str, child: &mut Child) -> io::Resu
 }
 
 /// Writes a demo CA (`DIR/ca.pem`) and one server certificate for
-/// localhost and 127.0.0.1 that every node uses; returns (cert, key) paths.
-fn write_demo_tls(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+/// localhost and 127.0.0.1 (`DIR/server.pem`, `DIR/server.key`); returns
+/// the (cert, key) paths. The demo's nodes and the TLS tests use it.
+pub fn write_demo_tls(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let err = |e: rcgen::Error| io::Error::other(format!("demo certificate: {e}"));
     let ca_key = KeyPair::generate().map_err(err)?;

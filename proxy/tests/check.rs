@@ -196,3 +196,38 @@ fn certs_creates_a_ca_and_node_certificates_and_never_overwrites() {
     assert_eq!(out.status.code(), Some(1), "overwrite refused: {out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
 }
+
+#[test]
+fn check_passes_against_a_tls_backend_and_fails_on_a_wrong_pin() {
+    let certs = tempfile::tempdir().unwrap();
+    tandem_proxy::demo::write_demo_tls(certs.path()).unwrap();
+    let dovecot = Dovecot::builder()
+        .tls(
+            &certs.path().join("server.pem"),
+            &certs.path().join("server.key"),
+        )
+        .start();
+    let backend = dovecot.imaps_addr().unwrap().to_string();
+    let setup = write_config(&backend, "authzid", "admin-secret");
+    let base = std::fs::read_to_string(&setup.config).unwrap();
+    let with_tls = |extra: &str| {
+        let text = base.replace(
+            "connect_timeout_secs = 2\n",
+            &format!("connect_timeout_secs = 2\n{extra}"),
+        );
+        std::fs::write(&setup.config, text).unwrap();
+    };
+    with_tls(&format!(
+        "tls = \"implicit\"\ntls_ca = \"{}\"\n",
+        certs.path().join("ca.pem").display()
+    ));
+    let (out, text) = tandem_check(&setup.config);
+    assert!(out.status.success(), "{text}");
+    with_tls(&format!(
+        "tls = \"implicit\"\ntls_pin_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    ));
+    let (out, text) = tandem_check(&setup.config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("tls_pin_sha256"), "{text}");
+}

@@ -1,14 +1,17 @@
 //! A small IMAP client for tandem's own conversations with its backend:
 //! `tandem check` today, the admin sessions that apply log entries later.
 //!
-//! It reads whole responses, literals included, and never holds more than
-//! `max_response_bytes` of one response in memory. It is not the client-facing
+//! It frames responses with the parser's `ResponseFramer` (literals
+//! included) and never holds more than 16 MiB of one response in memory. It is not the client-facing
 //! proxy path: that forwards bytes as they come.
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tandem_parser::encode;
+use tandem_parser::frame::{FrameError, Limits, ResponseFramer, ResponseProgress};
+use tandem_parser::response::{Code, Response, ResponseBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{AdminMethod, BackendConfig};
 use crate::secret::Secret;
@@ -84,14 +87,19 @@ pub enum Status {
     Bad,
 }
 
+/// Largest response tandem's own backend sessions accept.
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// One IMAP connection to the backend.
 #[derive(Debug)]
 pub struct BackendConn {
-    stream: BufReader<Stream>,
+    stream: Stream,
+    /// Bytes read but not yet framed.
+    buf: Vec<u8>,
+    framer: ResponseFramer,
     address: String,
     timeout: Duration,
     next_tag: u32,
-    max_response_bytes: usize,
     /// The greeting line, as received (without CRLF).
     pub greeting: String,
 }
@@ -113,11 +121,15 @@ impl BackendConn {
             Err(source) => return Err(BackendError::Connect { address, source }),
         };
         let mut conn = BackendConn {
-            stream: BufReader::new(stream),
+            stream,
+            buf: Vec::new(),
+            framer: ResponseFramer::new(Limits {
+                max_message: MAX_RESPONSE_BYTES,
+                ..Limits::responses()
+            }),
             address,
             timeout: cfg.command_timeout(),
             next_tag: 1,
-            max_response_bytes: 16 * 1024 * 1024,
             greeting: String::new(),
         };
         let line = conn.read_response("greeting").await?;
@@ -150,8 +162,12 @@ impl BackendConn {
             }
             AdminMethod::MasterLogin => {
                 let login = format!("{user}{}{}", cfg.master_separator, cfg.admin_user);
-                let cmd = format!("LOGIN {} {}", astring(&login), astring(password.expose()));
-                self.command(cmd.as_bytes()).await
+                let mut cmd = b"LOGIN ".to_vec();
+                encode::astring(&mut cmd, login.as_bytes());
+                cmd.push(b' ');
+                encode::astring(&mut cmd, password.expose().as_bytes());
+                let cmd = Secret::new(cmd);
+                self.command(cmd.expose()).await
             }
         }
     }
@@ -188,30 +204,6 @@ impl BackendConn {
         self.finish(tag, None).await
     }
 
-    /// Sends an APPEND of `message` to `mailbox` with a synchronizing
-    /// literal, waiting for the continuation as RFC 9051 requires.
-    pub async fn append(
-        &mut self,
-        mailbox: &str,
-        flags: &str,
-        message: &[u8],
-    ) -> Result<Reply, BackendError> {
-        let tag = self.tag();
-        let head = format!(
-            "{tag} APPEND {} ({flags}) {{{}}}\r\n",
-            astring(mailbox),
-            message.len()
-        );
-        self.write(head.as_bytes()).await?;
-        let cont = self.read_response("APPEND continuation").await?;
-        if !cont.starts_with(b"+") {
-            return self.finish(tag, Some(cont)).await;
-        }
-        self.write(message).await?;
-        self.write(b"\r\n").await?;
-        self.finish(tag, None).await
-    }
-
     /// Sends LOGOUT and waits for the reply; errors are ignored because the
     /// session is over either way.
     pub async fn logout(mut self) {
@@ -227,8 +219,8 @@ impl BackendConn {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
         let timeout = self.timeout;
         let fut = async {
-            self.stream.get_mut().write_all(bytes).await?;
-            self.stream.get_mut().flush().await
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
         };
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(BackendError::Timeout {
@@ -290,109 +282,56 @@ impl BackendConn {
     }
 
     async fn read_response_inner(&mut self, during: &'static str) -> Result<Vec<u8>, BackendError> {
-        let limit = self.max_response_bytes;
-        let mut out = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
         loop {
-            let start = out.len();
-            let n = (&mut self.stream)
-                .take((limit - start) as u64 + 1)
-                .read_until(b'\n', &mut out)
-                .await?;
+            match self.framer.next(&self.buf) {
+                Ok(ResponseProgress::Complete { len }) => {
+                    return Ok(self.buf.drain(..len).collect());
+                }
+                Ok(ResponseProgress::Incomplete) => {}
+                Err(FrameError::LiteralTooBig { .. } | FrameError::MessageTooBig { .. }) => {
+                    return Err(BackendError::TooLong {
+                        limit: MAX_RESPONSE_BYTES as usize,
+                    })
+                }
+                Err(e) => return Err(BackendError::Malformed(e.to_string())),
+            }
+            let n = self.stream.read(&mut chunk).await?;
             if n == 0 {
                 return Err(BackendError::Closed { during });
             }
-            if out.len() > limit {
-                return Err(BackendError::TooLong { limit });
-            }
-            if !out.ends_with(b"\n") {
-                return Err(BackendError::Closed { during });
-            }
-            match literal_length(&out[start..]) {
-                None => return Ok(out),
-                Some(len) => {
-                    if out.len() + len > limit {
-                        return Err(BackendError::TooLong { limit });
-                    }
-                    let at = out.len();
-                    out.resize(at + len, 0);
-                    self.stream.read_exact(&mut out[at..]).await?;
-                }
-            }
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-}
-
-/// The length of the literal announced at the end of `line` (`{n}\r\n`).
-fn literal_length(line: &[u8]) -> Option<usize> {
-    let line = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))?;
-    let line = line.strip_suffix(b"}")?;
-    let open = line.iter().rposition(|&b| b == b'{')?;
-    let digits = &line[open + 1..];
-    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// `s` as an IMAP astring: quoted, with `"` and `\` escaped. Callers pass
-/// only strings without CR, LF or NUL (config validation ensures this).
-pub fn astring(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 /// The capabilities named in a `* CAPABILITY ...` response or a
 /// `[CAPABILITY ...]` code, upper-cased.
 pub fn capabilities(reply: &Reply) -> Vec<String> {
     let mut caps = Vec::new();
-    for line in &reply.untagged {
-        let text = String::from_utf8_lossy(line);
-        if let Some(rest) = strip_prefix_ci(text.trim_end(), "* CAPABILITY ") {
-            caps.extend(rest.split_ascii_whitespace().map(str::to_ascii_uppercase));
-        }
-    }
-    if let Some(code) = strip_prefix_ci(&reply.text, "[CAPABILITY ") {
-        if let Some((list, _)) = code.split_once(']') {
-            caps.extend(list.split_ascii_whitespace().map(str::to_ascii_uppercase));
-        }
+    let tagged = format!("t0 OK {}\r\n", reply.text);
+    let lines = reply.untagged.iter().map(Vec::as_slice);
+    for line in lines.chain(std::iter::once(tagged.as_bytes())) {
+        let Ok(resp) = Response::parse(line) else {
+            continue;
+        };
+        let names = match (&resp.body, resp.code()) {
+            (ResponseBody::Capability(names), _) => names,
+            (_, Some(Code::Capability(names))) => names,
+            _ => continue,
+        };
+        caps.extend(
+            names
+                .iter()
+                .map(|n| String::from_utf8_lossy(n.of(line)).to_ascii_uppercase()),
+        );
     }
     caps
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literal_length_reads_sync_and_nonsync_announcements() {
-        assert_eq!(literal_length(b"* 1 FETCH (BODY[] {12}\r\n"), Some(12));
-        assert_eq!(literal_length(b"* 1 FETCH (BODY[] {3+}\r\n"), Some(3));
-        assert_eq!(literal_length(b"* OK done\r\n"), None);
-        assert_eq!(literal_length(b"* OK {}\r\n"), None);
-        assert_eq!(literal_length(b"* OK {99999999999}\r\n"), None);
-    }
-
-    #[test]
-    fn astring_escapes_quotes_and_backslashes() {
-        assert_eq!(astring(r#"a"b\c"#), r#""a\"b\\c""#);
-    }
 
     #[test]
     fn capabilities_come_from_untagged_and_code() {

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use tandem_parser::command::{is_idle_done, sasl_plain, Command, CommandBody};
 use tandem_parser::frame::{
-    CommandFramer, CommandProgress, FrameError, Limits, LineProgress, ResponseFramer, Segment,
+    CommandFramer, CommandProgress, FrameError, Limits, LineProgress, ResponseFramer,
+    ResponseProgress, Segment,
 };
 use tandem_parser::response::{Code, Response, ResponseBody};
 use tandem_parser::rewrite::{apply, capability_edits};
@@ -225,7 +226,11 @@ impl Session {
         // Greeting, then ID with the client's address so the backend logs
         // and rate-limits the real client (needs login_trusted_networks).
         let mut bbuf: Vec<u8> = Vec::new();
-        let greeting = read_line(backend, &mut bbuf, command_timeout).await?;
+        let mut handshake = ResponseFramer::new(Limits {
+            max_message: 1024 * 1024,
+            ..Limits::responses()
+        });
+        let greeting = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
         if !greeting.starts_with(b"* OK") {
             client
                 .write_all(b"* BYE [UNAVAILABLE] Mail backend refused the connection\r\n")
@@ -239,7 +244,7 @@ impl Session {
         );
         backend.write_all(id.as_bytes()).await?;
         loop {
-            let line = read_line(backend, &mut bbuf, command_timeout).await?;
+            let line = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
             if line.starts_with(b"tandem-id ") {
                 break;
             }
@@ -383,12 +388,14 @@ impl Session {
                             }
                         }
                         CommandProgress::Complete { len } => {
-                            let command: Vec<u8> = cbuf.drain(..len).collect();
                             let marks = std::mem::take(&mut self.sync_literals);
                             self.commands += 1;
+                            // Parsed and forwarded from the buffer itself: a
+                            // message body is not copied on its way through.
                             let action = self
-                                .handle_command(&command, &marks, client, backend)
+                                .handle_command(&cbuf[..len], &marks, client, backend)
                                 .await?;
+                            cbuf.drain(..len);
                             if let Action::StartTls { tag } = action {
                                 self.start_tls(&tag, cbuf, client).await?;
                             }
@@ -513,8 +520,9 @@ impl Session {
             _ => {}
         }
         self.pending.push_back((tag, kind));
-        let forwarded = with_nonsync_literals(raw, marks);
-        backend.write_all(&forwarded).await?;
+        for piece in nonsync_pieces(raw, marks) {
+            backend.write_all(piece).await?;
+        }
         Ok(Action::Done)
     }
 
@@ -724,18 +732,19 @@ fn plain_user(b64: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&who).to_string())
 }
 
-/// `raw` with a `+` inserted before each `}` at `marks`: `{n}` -> `{n+}`.
-fn with_nonsync_literals(raw: &[u8], marks: &[usize]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + marks.len());
+/// `raw` as pieces to write in order, with a `+` before each `}` at
+/// `marks` (`{n}` -> `{n+}`), without copying `raw`.
+fn nonsync_pieces<'a>(raw: &'a [u8], marks: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::with_capacity(2 * marks.len() + 1);
     let mut from = 0;
     for &m in marks {
         if m < raw.len() && raw[m] == b'}' && m >= from {
-            out.extend_from_slice(&raw[from..m]);
-            out.push(b'+');
+            out.push(&raw[from..m]);
+            out.push(b"+");
             from = m;
         }
     }
-    out.extend_from_slice(&raw[from..]);
+    out.push(&raw[from..]);
     out
 }
 
@@ -755,21 +764,21 @@ fn tag_or_star(tag: &[u8]) -> String {
     }
 }
 
-/// Reads one CRLF-terminated line from the backend (greeting, ID reply),
-/// keeping any bytes after it in `buf`.
-async fn read_line(
+/// Reads one whole response from the backend (greeting, ID reply) with a
+/// whole-response framer, keeping any bytes after it in `buf`.
+async fn read_response(
     backend: &mut Stream,
     buf: &mut Vec<u8>,
+    framer: &mut ResponseFramer,
     timeout: Duration,
 ) -> Result<Vec<u8>, End> {
     let fut = async {
         let mut chunk = [0u8; 4096];
         loop {
-            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                return Ok(buf.drain(..i + 2).collect());
-            }
-            if buf.len() > 64 * 1024 {
-                return Err(End::Protocol("backend line too long".to_string()));
+            match framer.next(buf) {
+                Ok(ResponseProgress::Complete { len }) => return Ok(buf.drain(..len).collect()),
+                Ok(ResponseProgress::Incomplete) => {}
+                Err(e) => return Err(End::Protocol(format!("backend: {e}"))),
             }
             let n = backend.read(&mut chunk).await?;
             if n == 0 {
@@ -833,7 +842,7 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(
-            with_nonsync_literals(raw, &marks),
+            nonsync_pieces(raw, &marks).concat(),
             b"a LOGIN {5+}\r\nalice {4+}\r\npass\r\n".to_vec()
         );
     }

@@ -122,18 +122,22 @@ impl Blobs {
         if have >= quorum {
             return Ok(h);
         }
+        // Encoded once for all peers.
+        let request = postcard::to_stdvec(&Request::PutBlob {
+            hash: h,
+            data: data.as_ref().clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        drop(data);
+        let request = Arc::new(request);
         let mut pushes = tokio::task::JoinSet::new();
         for client in self.peers.values() {
             let client = client.clone();
-            let data = data.clone();
+            let request = request.clone();
             let timeout = self.rpc_timeout;
             pushes.spawn(async move {
-                let req = Request::PutBlob {
-                    hash: h,
-                    data: data.as_ref().clone(),
-                };
                 matches!(
-                    client.call(&req, timeout).await,
+                    client.call_encoded(&request, timeout).await,
                     Ok(Response::BlobStored(Ok(())))
                 )
             });

@@ -594,6 +594,16 @@ pub fn resync_needed(db: &Database) -> Result<Option<ResyncNeeded>, String> {
     get_meta(db, SM_META, KEY_RESYNC)
 }
 
+/// The bytes of a single (non-batch) payload, borrowed, never copied: a
+/// payload may be a whole message. A blob comes from `fetched`.
+fn payload_bytes<'a>(p: &'a Payload, fetched: &'a BTreeMap<[u8; 32], Vec<u8>>) -> Option<&'a [u8]> {
+    match p {
+        Payload::Inline(b) => Some(b),
+        Payload::Blob { hash, .. } => fetched.get(hash).map(Vec::as_slice),
+        Payload::Batch(_) => None,
+    }
+}
+
 /// Builds snapshots for openraft.
 #[derive(Debug)]
 pub struct SnapshotBuilder<S> {
@@ -668,14 +678,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                                 )
                                 .into()
                             };
-                            let bytes_of = |p: &Payload| -> Result<Vec<u8>, StorageError> {
-                                match p {
-                                    Payload::Inline(b) => Ok(b.clone()),
-                                    Payload::Blob { hash, .. } => {
-                                        Ok(fetched.get(hash).cloned().unwrap_or_default())
-                                    }
-                                    Payload::Batch(_) => Err(fail("nested batch".into())),
-                                }
+                            let bytes_of = |p| {
+                                payload_bytes(p, &fetched)
+                                    .ok_or_else(|| fail("payload missing or nested batch".into()))
                             };
                             let out = match &payload {
                                 Payload::Batch(items) => {
@@ -683,14 +688,14 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                                     for item in items {
                                         let bytes = bytes_of(item)?;
                                         outs.push(
-                                            sm.apply_encoded(&txn, index, &bytes).map_err(fail)?,
+                                            sm.apply_encoded(&txn, index, bytes).map_err(fail)?,
                                         );
                                     }
                                     encode(&outs).map_err(io_write)?
                                 }
                                 single => {
                                     let bytes = bytes_of(single)?;
-                                    sm.apply_encoded(&txn, index, &bytes).map_err(fail)?
+                                    sm.apply_encoded(&txn, index, bytes).map_err(fail)?
                                 }
                             };
                             outputs.push(Output(out));

@@ -195,7 +195,21 @@ impl PeerClient {
         req: &Request,
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        let result = tokio::time::timeout(timeout, self.call_inner(req)).await;
+        let bytes = postcard::to_stdvec(req).map_err(|e| CallError::Failed {
+            target: self.target,
+            message: e.to_string(),
+        })?;
+        self.call_encoded(&bytes, timeout).await
+    }
+
+    /// Like [`PeerClient::call`] with a request already encoded, so one
+    /// encoding can go to several peers (a blob is not copied per peer).
+    pub(crate) async fn call_encoded(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let result = tokio::time::timeout(timeout, self.call_inner(bytes)).await;
         // A timed-out stream is dropped (reset) by leaving this scope; the
         // connection stays for the other streams. A dead connection is
         // noticed by its close reason (idle timeout, stateless reset) and
@@ -209,15 +223,14 @@ impl PeerClient {
         }
     }
 
-    async fn call_inner(&self, req: &Request) -> Result<Response, CallError> {
+    async fn call_inner(&self, bytes: &[u8]) -> Result<Response, CallError> {
         let conn = self.connection().await?;
         let failed = |message: String| CallError::Failed {
             target: self.target,
             message,
         };
-        let bytes = postcard::to_stdvec(req).map_err(|e| failed(e.to_string()))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failed(e.to_string()))?;
-        send.write_all(&bytes)
+        send.write_all(bytes)
             .await
             .map_err(|e| failed(e.to_string()))?;
         send.finish().map_err(|e| failed(e.to_string()))?;

@@ -204,6 +204,7 @@ fn run(path: PathBuf) -> ExitCode {
             listeners,
             std::sync::Arc::new(config),
             tls,
+            None,
             shutdown_signal(),
         )
         .await;

@@ -20,14 +20,18 @@
 //! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
 //!   its Dovecot configuration is also the test harness's.
 //! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
+//! - [`canon`]: the canonical state machine (mailboxes, UIDVALIDITY, UIDs).
+//! - [`replication`]: a node's Raft node, applier and UID maps.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod canon;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod replication;
 pub mod secret;
 pub mod server;
 pub mod session;

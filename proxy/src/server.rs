@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::replication::Replication;
 use crate::session;
 use crate::tls::Stream;
 
@@ -85,6 +86,7 @@ pub async fn run(
     listeners: Vec<Listener>,
     config: Arc<Config>,
     tls: Option<TlsAcceptor>,
+    replication: Option<Arc<Replication>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let backend_tls = match config.backend().map(crate::tls::backend_tls).transpose() {
@@ -141,6 +143,7 @@ pub async fn run(
                 let stop = stop_rx.clone();
                 let tls = tls.clone();
                 let backend_tls = backend_tls.clone();
+                let replication = replication.clone();
                 sessions.spawn(async move {
                     let _slot = slot;
                     let _ = stream.set_nodelay(true);
@@ -161,7 +164,7 @@ pub async fn run(
                     } else {
                         Stream::Plain(stream)
                     };
-                    session::serve(client, peer, config, tls, backend_tls, stop).await;
+                    session::serve(client, peer, config, tls, backend_tls, replication, stop).await;
                 });
             }
         }

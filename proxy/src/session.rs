@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{in_network, parse_cidr, Config};
+use crate::replication::Replication;
 use crate::tls::{connect_backend, BackendTls, Stream};
 
 /// Capabilities a client never sees through tandem, because their values
@@ -149,8 +150,10 @@ pub async fn serve(
     config: Arc<Config>,
     tls: Option<TlsAcceptor>,
     backend_tls: Option<BackendTls>,
+    replication: Option<Arc<Replication>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _ = replication;
     let started = Instant::now();
     let Some(backend_cfg) = config.backend() else {
         return;

@@ -90,7 +90,7 @@ command_timeout_secs = {secs}
                     implicit_tls: true,
                 });
             }
-            tandem_proxy::server::run(listeners, config, tls, async {
+            tandem_proxy::server::run(listeners, config, tls, None, async {
                 let _ = rx.await;
             })
             .await;

@@ -165,6 +165,35 @@ impl RunMap {
         self.runs.is_empty()
     }
 
+    /// The runs `(from, to, len)`, for storing the map.
+    pub fn runs(&self) -> &[(u32, u32, u32)] {
+        &self.runs
+    }
+
+    /// A map from stored runs; `None` if they are not strictly increasing
+    /// on both sides or a run is empty or overflows.
+    pub fn from_runs(runs: Vec<(u32, u32, u32)>) -> Option<RunMap> {
+        let mut prev: Option<(u64, u64)> = None;
+        for &(f, t, len) in &runs {
+            let (end_f, end_t) = (u64::from(f) + u64::from(len), u64::from(t) + u64::from(len));
+            if len == 0 || f == 0 || t == 0 || end_f > 1 << 32 || end_t > 1 << 32 {
+                return None;
+            }
+            if let Some((pf, pt)) = prev {
+                if u64::from(f) < pf || u64::from(t) < pt {
+                    return None;
+                }
+            }
+            prev = Some((end_f, end_t));
+        }
+        Some(RunMap { runs })
+    }
+
+    /// The largest UID mapped to (the `*` of the target side).
+    pub fn max_to(&self) -> Option<u32> {
+        self.runs.last().map(|&(_, t, l)| t + (l - 1))
+    }
+
     /// The largest UID mapped from (the `*` of the source side).
     pub fn max_from(&self) -> Option<u32> {
         self.runs.last().map(|&(f, _, l)| f + (l - 1))

@@ -35,12 +35,20 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Serve IMAP clients as a proxy in front of the configured backend
-    /// (plain IMAP on listen.imap). Not yet replicating: see README.
+    /// Run the node: its Raft node on listen.peer and, on a mail node, IMAP
+    /// clients served in front of the configured backend. A witness runs
+    /// only the Raft node.
     Run {
         /// The node's config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// First start of a brand-new cluster only: on an empty log, write
+        /// the initial membership (every node of the new cluster may pass
+        /// it). Never pass it again, nor for a node whose disk was
+        /// replaced: such a node must be brought up to date by a leader
+        /// before it may vote.
+        #[arg(long)]
+        bootstrap: bool,
     },
     /// Start a local cluster of real Dovecot backends and tandem nodes, each
     /// its own process, and print where to connect. Ctrl-C or SIGTERM stops
@@ -80,6 +88,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: node logs usually go to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Check {
@@ -88,7 +98,7 @@ pub fn main() -> ExitCode {
             offline,
         } => check(config, &user, offline),
         Command::Certs { dir, nodes } => certs(&dir, &nodes),
-        Command::Run { config } => run(config),
+        Command::Run { config, bootstrap } => run(config, bootstrap),
         Command::Demo {
             dir,
             nodes,
@@ -137,7 +147,9 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
     );
     println!("  users: alice, bob; password: demo");
     println!("  try:   python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1', {}); print(M.login('alice','demo'))\"", crate::demo::NodePorts::of(1, base).imap);
-    println!("  note:  the nodes are independent proxies until replication lands (see README)");
+    println!(
+        "  note:  the nodes form one Raft cluster; mutations are not replicated yet (see README)"
+    );
     println!("tandem demo: ready; Ctrl-C stops everything");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -155,7 +167,7 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(path: PathBuf) -> ExitCode {
+fn run(path: PathBuf, bootstrap: bool) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -171,6 +183,13 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let node_config = match crate::cluster::node_config(&config, bootstrap) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -179,6 +198,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let witness = config.node.role == crate::config::Role::Witness;
         let mut listeners = Vec::new();
         for (addr, implicit_tls) in [(config.listen.imap, false), (config.listen.imaps, true)] {
             let Some(addr) = addr else { continue };
@@ -196,18 +216,37 @@ fn run(path: PathBuf) -> ExitCode {
                 }
             }
         }
-        if listeners.is_empty() {
+        if listeners.is_empty() && !witness {
             eprintln!("tandem: nothing to serve: set listen.imap or listen.imaps");
             return ExitCode::from(2);
         }
-        crate::server::run(
-            listeners,
-            std::sync::Arc::new(config),
-            tls,
-            None,
-            shutdown_signal(),
-        )
-        .await;
+        let replication = match crate::replication::Replication::start(&config, node_config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("tandem: cannot start the replicated log: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            id = config.node.id,
+            peer = %config.listen.peer,
+            bootstrap,
+            witness,
+            "replicated log started"
+        );
+        if witness {
+            shutdown_signal().await;
+        } else {
+            crate::server::run(
+                listeners,
+                std::sync::Arc::new(config),
+                tls,
+                Some(replication.clone()),
+                shutdown_signal(),
+            )
+            .await;
+        }
+        replication.shutdown().await;
         ExitCode::SUCCESS
     })
 }

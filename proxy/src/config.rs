@@ -94,6 +94,66 @@ pub struct Config {
     pub limits: Limits,
     /// TLS for clients: required for `listen.imaps` and STARTTLS.
     pub tls: Option<TlsConfig>,
+    /// The replicated log: the cluster's mutual-TLS material and Raft
+    /// timing. Required on every node (`validate` says so when it is
+    /// missing): a node without it would serve mutations nobody replicates.
+    /// A node without `[[peer]]`s is a cluster of one.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The replicated log's settings: who may talk to this node (the cluster
+/// CA and this node's certificate from `tandem certs`) and the Raft timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster CA certificate (PEM, `ca.pem`): peers must present a
+    /// certificate it signed.
+    pub ca: PathBuf,
+    /// This node's certificate (PEM, `node-<id>.pem`); it names
+    /// `node-<id>.tandem`, so it must be the one issued for `node.id`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM, `node-<id>.key`).
+    pub key: PathBuf,
+    /// Leader heartbeat interval. openraft also uses it as the timeout of
+    /// every AppendEntries RPC, so it must exceed a round trip plus the
+    /// time to send and fsync a batch of entries.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time between these
+    /// two starts an election.
+    #[serde(default = "default_election_timeout_min_ms")]
+    pub election_timeout_min_ms: u64,
+    /// See `election_timeout_min_ms`.
+    #[serde(default = "default_election_timeout_max_ms")]
+    pub election_timeout_max_ms: u64,
+    /// How long a mutation may wait for commit and local apply before the
+    /// client gets `NO [UNAVAILABLE]`.
+    #[serde(default = "default_proposal_timeout_secs")]
+    pub proposal_timeout_secs: u64,
+    /// Applied entries kept in the log for lagging nodes; a node further
+    /// behind receives a snapshot and must resync its backend.
+    #[serde(default = "default_keep_log_entries")]
+    pub keep_log_entries: u64,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    250
+}
+
+fn default_election_timeout_min_ms() -> u64 {
+    1000
+}
+
+fn default_election_timeout_max_ms() -> u64 {
+    2000
+}
+
+fn default_proposal_timeout_secs() -> u64 {
+    5
+}
+
+fn default_keep_log_entries() -> u64 {
+    100_000
 }
 
 /// The certificate clients see, and when TLS is required.
@@ -399,20 +459,53 @@ impl Config {
             }
         }
 
+        if self.node.role == Role::Witness {
+            for (name, addr) in [("imap", self.listen.imap), ("imaps", self.listen.imaps)] {
+                if addr.is_some() {
+                    p.push(format!(
+                        "a witness serves no clients: remove listen.{name} or set node.role"
+                    ));
+                }
+            }
+        }
+        if self.listen.peer.port() == 0 {
+            p.push("listen.peer must have a port between 1 and 65535 (peers dial it)".to_string());
+        }
+        match &self.cluster {
+            None => p.push(
+                "a [cluster] section (ca, cert, key) is required: every node replicates; \
+                 a node without [[peer]]s is a cluster of one"
+                    .to_string(),
+            ),
+            Some(c) => c.validate(&mut p),
+        }
+
         let mut ids = BTreeSet::new();
         ids.insert(self.node.id);
+        let mut addresses: Vec<&str> = Vec::new();
         for (i, peer) in self.peers.iter().enumerate() {
             if peer.id == 0 {
                 p.push(format!("peer[{i}].id must be a positive integer"));
+            } else if peer.id == self.node.id {
+                p.push(format!(
+                    "peer[{i}].id {} is node.id: list only the other nodes as [[peer]]",
+                    peer.id
+                ));
             } else if !ids.insert(peer.id) {
                 p.push(format!(
-                    "peer[{i}].id {} is used twice (node.id and peer ids must be unique)",
+                    "peer[{i}].id {} is used twice (peer ids must be unique)",
                     peer.id
                 ));
             }
             if let Err(e) = check_host_port(&peer.address) {
                 p.push(format!("peer[{i}].address {:?}: {e}", peer.address));
+            } else if addresses.contains(&peer.address.as_str()) {
+                p.push(format!(
+                    "peer[{i}].address {:?} is the address of another peer",
+                    peer.address
+                ));
             }
+            addresses.push(&peer.address);
         }
 
         let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
@@ -465,6 +558,56 @@ impl Config {
     /// The backend section; `None` on a witness.
     pub fn backend(&self) -> Option<&BackendConfig> {
         self.backend.as_ref()
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self, p: &mut Vec<String>) {
+        for (name, path) in [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)] {
+            if path.as_os_str().is_empty() {
+                p.push(format!("cluster.{name} must name a PEM file"));
+            }
+        }
+        if self.heartbeat_ms == 0 {
+            p.push("cluster.heartbeat_ms must be at least 1".to_string());
+        }
+        if self.election_timeout_min_ms >= self.election_timeout_max_ms {
+            p.push(format!(
+                "cluster.election_timeout_min_ms ({}) must be below election_timeout_max_ms ({})",
+                self.election_timeout_min_ms, self.election_timeout_max_ms
+            ));
+        }
+        if self.heartbeat_ms >= self.election_timeout_min_ms {
+            p.push(format!(
+                "cluster.heartbeat_ms ({}) must be below election_timeout_min_ms ({}): \
+                 followers would elect a new leader between two heartbeats",
+                self.heartbeat_ms, self.election_timeout_min_ms
+            ));
+        }
+        if self.proposal_timeout_secs == 0 {
+            p.push("cluster.proposal_timeout_secs must be at least 1".to_string());
+        }
+        if self.keep_log_entries == 0 {
+            p.push("cluster.keep_log_entries must be at least 1".to_string());
+        }
+    }
+
+    /// The leader's heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// The election timeout range (min, max).
+    pub fn election_timeout(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.election_timeout_min_ms),
+            Duration::from_millis(self.election_timeout_max_ms),
+        )
+    }
+
+    /// How long a proposal may wait for commit and local apply.
+    pub fn proposal_timeout(&self) -> Duration {
+        Duration::from_secs(self.proposal_timeout_secs)
     }
 }
 
@@ -592,6 +735,10 @@ mod tests {
         address = "127.0.0.1:1144"
         admin_user = "admin"
         admin_password = "secret"
+        [cluster]
+        ca = "/etc/tandem/ca.pem"
+        cert = "/etc/tandem/node-1.pem"
+        key = "/etc/tandem/node-1.key"
         [[peer]]
         id = 2
         address = "127.0.0.1:2700"
@@ -618,6 +765,86 @@ mod tests {
         assert_eq!(b.master_separator, "*");
         assert_eq!(c.limits.idle_timeout_secs, 1800);
         assert_eq!(c.peers.len(), 1);
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.heartbeat(), Duration::from_millis(250));
+        assert_eq!(
+            cluster.election_timeout(),
+            (Duration::from_millis(1000), Duration::from_millis(2000))
+        );
+        assert_eq!(cluster.proposal_timeout(), Duration::from_secs(5));
+        assert_eq!(cluster.keep_log_entries, 100_000);
+    }
+
+    #[test]
+    fn cluster_section_is_required_even_without_peers() {
+        let start = MINIMAL.find("[cluster]").unwrap();
+        let end = MINIMAL.find("[[peer]]").unwrap();
+        let text = format!("{}{}", &MINIMAL[..start], &MINIMAL[end..]);
+        assert!(problems(&text).iter().any(|s| s.contains("[cluster]")));
+        let alone = &MINIMAL[..end];
+        assert!(
+            parse(alone).is_ok(),
+            "a node without peers is a cluster of one"
+        );
+    }
+
+    #[test]
+    fn raft_timing_is_checked() {
+        let text = MINIMAL.replace(
+            "key = \"/etc/tandem/node-1.key\"",
+            "key = \"/etc/tandem/node-1.key\"\nheartbeat_ms = 1500\n\
+             election_timeout_min_ms = 3000\nelection_timeout_max_ms = 3000\n\
+             proposal_timeout_secs = 0\nkeep_log_entries = 0",
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|s| s.contains("must be below election_timeout_max_ms")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|s| s.contains("proposal_timeout_secs")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|s| s.contains("keep_log_entries")), "{p:?}");
+        let text = MINIMAL.replace(
+            "key = \"/etc/tandem/node-1.key\"",
+            "key = \"/etc/tandem/node-1.key\"\nheartbeat_ms = 1000",
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|s| s.contains("heartbeat_ms (1000) must be below election_timeout_min_ms")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn peers_must_be_distinct_from_each_other() {
+        let text = format!("{MINIMAL}\n[[peer]]\nid = 2\naddress = \"127.0.0.1:2700\"\n");
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|s| s.contains("peer[1].id 2 is used twice")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.contains("peer[1].address") && s.contains("another peer")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn witness_serves_no_clients() {
+        let start = MINIMAL.find("[backend]").unwrap();
+        let end = MINIMAL.find("[cluster]").unwrap();
+        let witness = format!("{}{}", &MINIMAL[..start], &MINIMAL[end..])
+            .replace("id = 1\n", "id = 1\nrole = \"witness\"\n");
+        let p = problems(&witness);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("remove listen.imap"), "{p:?}");
+        let witness = witness.replace("imap = \"127.0.0.1:1143\"\n", "");
+        assert!(parse(&witness).is_ok());
     }
 
     #[test]
@@ -644,7 +871,7 @@ mod tests {
             .replace("\"127.0.0.1:2700\"", "\"nohost\"")
             .replace("\"127.0.0.1:1144\"", "\"127.0.0.1:0\"");
         let p = problems(&text);
-        assert!(p.iter().any(|s| s.contains("used twice")), "{p:?}");
+        assert!(p.iter().any(|s| s.contains("is node.id")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("peer[0].address")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("backend.address")), "{p:?}");
     }
@@ -688,6 +915,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.node.id, 1);
         assert_eq!(c.peers.len(), 2);
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.heartbeat_ms, 250);
+        assert_eq!(cluster.keep_log_entries, 100_000);
         let b = c.backend().unwrap();
         assert_eq!(b.kind, BackendKind::Dovecot);
         assert!(b.admin_password.is_none() && b.admin_password_file.is_some());

@@ -282,9 +282,25 @@ impl Demo {
                     }
                 }
             }
+            if std::net::UdpSocket::bind(("127.0.0.1", p.peer)).is_err() {
+                return Err(io::Error::other(format!(
+                    "UDP port {} (replication of node {n}) is taken by another program",
+                    p.peer
+                )));
+            }
         }
         fs::create_dir_all(dir)?;
         let (cert, key) = write_demo_tls(dir)?;
+        // The cluster CA and node certificates for the replicated log, in
+        // DIR/cluster; a reused demo dir keeps the ones it has.
+        let cluster_dir = dir.join("cluster");
+        let missing: Vec<u64> = (1..=u64::from(nodes))
+            .filter(|id| !cluster_dir.join(format!("node-{id}.pem")).exists())
+            .collect();
+        if !missing.is_empty() || !cluster_dir.join("ca.pem").exists() {
+            tandem_replicator::tls::write_cluster_certs(&cluster_dir, &missing)
+                .map_err(|e| io::Error::other(format!("cluster certificates: {e}")))?;
+        }
         let mut demo = Demo {
             children: Vec::new(),
         };
@@ -340,9 +356,14 @@ impl Demo {
                  [listen]\nimap = \"127.0.0.1:{imap}\"\nimaps = \"127.0.0.1:{imaps}\"\n\
                  metrics = \"127.0.0.1:{metrics}\"\npeer = \"127.0.0.1:{peer}\"\n\n\
                  [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+                 [cluster]\nca = \"{cluster_ca}\"\ncert = \"{cluster_cert}\"\n\
+                 key = \"{cluster_key}\"\n\n\
                  [backend]\nkind = \"dovecot\"\naddress = \"127.0.0.1:{backend}\"\n\
                  admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
                 data = node_dir.join("data").display(),
+                cluster_ca = cluster_dir.join("ca.pem").display(),
+                cluster_cert = cluster_dir.join(format!("node-{n}.pem")).display(),
+                cluster_key = cluster_dir.join(format!("node-{n}.key")).display(),
                 imap = ports.imap,
                 imaps = ports.imaps,
                 cert = cert.display(),
@@ -354,19 +375,33 @@ impl Demo {
             let config_path = node_dir.join("tandem.toml");
             fs::write(&config_path, config)?;
             let log = fs::File::create(node_dir.join("tandem.log"))?;
-            let mut node = Command::new(tandem)
-                .arg("run")
-                .arg("--config")
-                .arg(&config_path)
+            let mut command = Command::new(tandem);
+            command.arg("run").arg("--config").arg(&config_path);
+            // A brand-new cluster is bootstrapped on its first start only:
+            // a demo dir reused later already has the log.
+            let parsed = crate::config::Config::load(&config_path)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if !crate::cluster::raft_dir(&parsed).exists() {
+                command.arg("--bootstrap");
+            }
+            let node = command
                 .env("TANDEM_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?;
             fs::write(node_dir.join("tandem.pid"), format!("{}\n", node.id()))?;
-            let waited = wait_for(ports.imap, b"* OK", &format!("tandem node {n}"), &mut node);
             demo.children.push((format!("tandem{n}"), node));
-            waited?;
+        }
+        // Every node runs before any is waited for: a node may need the
+        // others (a quorum) before it serves.
+        for n in 1..=nodes {
+            let name = format!("tandem{n}");
+            let Some((_, node)) = demo.children.iter_mut().find(|(c, _)| *c == name) else {
+                continue;
+            };
+            let port = NodePorts::of(n, base).imap;
+            wait_for(port, b"* OK", &format!("tandem node {n}"), node)?;
         }
         Ok(demo)
     }

@@ -20,15 +20,21 @@
 //! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
 //!   its Dovecot configuration is also the test harness's.
 //! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
+//! - [`applier`]: carries committed entries to the local backend; the
+//!   canonical <-> local UID maps.
 //! - [`canon`]: the canonical state machine (mailboxes, UIDVALIDITY, UIDs).
+//! - [`cluster`]: a node's config turned into its Raft node's settings
+//!   (members, cluster TLS, timing, log directory).
 //! - [`replication`]: a node's Raft node, applier and UID maps.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
+pub mod applier;
 pub mod backend;
 pub mod canon;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod replication;

@@ -1,49 +1,342 @@
-//! A mail node's replication: the Raft node with the canonical state
-//! machine, the applier that carries committed entries to the local backend,
-//! and the UID maps the sessions rewrite with.
+//! A node's replication: the Raft node with the canonical state machine,
+//! the applier that carries committed entries to the local backend, and the
+//! UID maps the sessions rewrite with.
 //!
-//! (Being built: see issue #6.)
+//! Ordering invariants:
+//! - A session learns the outcome of a mutation only from
+//!   [`Replication::mutate`], which returns after the entry is committed on
+//!   a majority, applied to the canonical state here, and applied to this
+//!   node's backend.
+//! - A proposal that fails may still commit later (see
+//!   [`tandem_replicator::ProposeError`]); it then applies everywhere like
+//!   any entry. The client was told NO [UNAVAILABLE], never OK.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tandem_replicator::{Node, NodeConfig};
+use tandem_replicator::{Node, NodeConfig, ProposeError};
+use tokio::sync::{watch, Notify};
 
-use crate::canon::Canon;
-use crate::config::Config;
+use crate::applier::{self, Applier, MailboxMap, Maps, Progress};
+use crate::backend::{BackendConn, Status};
+use crate::canon::{self, Canon, Entry, Mailbox, NewMessage, Op, Outcome, Replaces};
+use crate::config::{BackendConfig, Config};
+use crate::secret::Secret;
+
+/// Most messages adopted by one entry.
+const ADOPT_BATCH: usize = 50;
 
 /// A running replicated node.
 pub struct Replication {
     /// The Raft node.
     pub node: Node<Canon>,
+    maps: Option<Arc<Maps>>,
+    progress: Option<Arc<Progress>>,
+    applier: Option<tokio::task::JoinHandle<()>>,
+    /// How long a session waits for the local backend to apply a committed
+    /// entry before answering NO.
+    apply_timeout: Duration,
+    backend: Option<(BackendConfig, Secret<String>)>,
+    /// Shared with the applier: held while it applies an item.
+    apply_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Mailboxes being scanned for adoption.
+    adopting: Mutex<HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Replication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replication").finish_non_exhaustive()
+        f.debug_struct("Replication")
+            .field("node", &self.node.id())
+            .finish_non_exhaustive()
     }
+}
+
+/// Flags, internal date and body of a `UID FETCH (FLAGS INTERNALDATE
+/// BODY.PEEK[])` reply.
+fn fetched_message(r: &crate::backend::Reply) -> Option<NewMessage> {
+    use tandem_parser::response::{FetchItem, Response, ResponseBody};
+    for line in &r.untagged {
+        let Some(body) = crate::applier::first_literal(line) else {
+            continue;
+        };
+        // Parse the part before the literal for FLAGS and INTERNALDATE.
+        let head_end = line.iter().position(|&b| b == b'{')?;
+        let head = line[..head_end].to_vec();
+        let mut probe = head.clone();
+        probe.extend_from_slice(b"{0}\r\n");
+        let resp = Response::parse_fetch_head(&probe).ok()?;
+        let ResponseBody::Fetch { items, .. } = &resp.body else {
+            continue;
+        };
+        let mut flags = Vec::new();
+        let mut date = None;
+        for item in items {
+            match item {
+                FetchItem::Flags(spans) => {
+                    flags = spans
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s.of(&probe)).to_string())
+                        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                        .collect();
+                }
+                FetchItem::Other { name, value }
+                    if name.of(&probe).eq_ignore_ascii_case(b"INTERNALDATE") =>
+                {
+                    date = Some(
+                        String::from_utf8_lossy(value.of(&probe))
+                            .trim_matches('"')
+                            .to_string(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        return Some(NewMessage { flags, date, body });
+    }
+    None
+}
+
+/// Why a mutation did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum MutateError {
+    /// Not committed (no quorum, timeout, shutdown): answer
+    /// `NO [UNAVAILABLE]`.
+    #[error("{0}")]
+    Unavailable(#[from] ProposeError),
+    /// Committed, but the local backend refused or has not applied it.
+    #[error("{text}")]
+    Backend {
+        /// The outcome the log gave (UIDs allocated).
+        outcome: Outcome,
+        /// The backend's words.
+        text: String,
+    },
 }
 
 impl Replication {
     /// Starts the Raft node for `config` (node settings from
-    /// `node_config`) and the applier toward the configured backend.
+    /// `node_config`) and, on a mail node, the applier toward its backend.
     pub async fn start(
         config: &Config,
         node_config: NodeConfig,
     ) -> Result<Arc<Replication>, String> {
-        let _ = config;
-        let node = Node::start(node_config, Canon::default())
+        let notify = Arc::new(Notify::new());
+        let backend = config.backend().cloned();
+        let sm = Canon {
+            outbox: backend.is_some(),
+            notify: notify.clone(),
+        };
+        let node = Node::start(node_config, sm)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Arc::new(Replication { node }))
+        let apply_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let mut backend_access = None;
+        let (maps, progress, applier, apply_timeout) = match backend {
+            Some(b) => {
+                let password = b.admin_password().map_err(|e| e.to_string())?;
+                backend_access = Some((b.clone(), password.clone()));
+                let (maps, progress) = applier::open(node.database().clone())?;
+                let timeout = b.command_timeout();
+                let task = Applier::new(
+                    node.database().clone(),
+                    b,
+                    password,
+                    maps.clone(),
+                    progress.clone(),
+                    notify,
+                    node.id(),
+                    apply_lock.clone(),
+                );
+                let handle = tokio::spawn(task.run());
+                (Some(maps), Some(progress), Some(handle), timeout)
+            }
+            None => (None, None, None, Duration::from_secs(30)),
+        };
+        Ok(Arc::new(Replication {
+            node,
+            maps,
+            progress,
+            applier,
+            apply_timeout,
+            backend: backend_access,
+            apply_lock,
+            adopting: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    /// Asks for the messages of `user`'s `mailbox` that this node's backend
+    /// holds without a canonical UID (delivered straight into the backend)
+    /// to be adopted: replicated to every node as new messages with
+    /// canonical UIDs, the originals expunged here. Runs in the background;
+    /// a second request for a mailbox being scanned is ignored.
+    pub fn request_adoption(self: &Arc<Self>, user: &str, mailbox: &str) {
+        let key = (user.to_string(), canon::normalize(mailbox));
+        let fresh = self
+            .adopting
+            .lock()
+            .map(|mut a| a.insert(key.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.adopt(&key.0, &key.1).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(mailbox = %key.1, messages = n, "adopted messages delivered behind tandem")
+                }
+                Err(e) => {
+                    tracing::warn!(mailbox = %key.1, error = %e, "adoption failed; will retry when seen again")
+                }
+            }
+            if let Ok(mut a) = me.adopting.lock() {
+                a.remove(&key);
+            }
+        });
+    }
+
+    async fn adopt(&self, user: &str, mailbox: &str) -> Result<usize, String> {
+        let (cfg, password) = self.backend.clone().ok_or("no backend")?;
+        let canon = self.mailbox(user, mailbox).ok_or("no such mailbox")?;
+        let mut conn = BackendConn::connect(&cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = conn
+            .login_as(&cfg, &password, user)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status != Status::Ok {
+            return Err(format!("admin login refused: {}", r.text));
+        }
+        let mut total = 0;
+        loop {
+            // Scanned while the applier is paused: every message it appends
+            // is mapped before it lets go.
+            let guard = self.apply_lock.lock().await;
+            let map = self.map(user, canon.uidvalidity).ok_or("no local map")?;
+            let mut cmd = b"EXAMINE ".to_vec();
+            tandem_parser::encode::astring(&mut cmd, mailbox.as_bytes());
+            let r = conn.command(&cmd).await.map_err(|e| e.to_string())?;
+            if r.status != Status::Ok {
+                return Err(format!("EXAMINE: {}", r.text));
+            }
+            let local_uv = r
+                .untagged
+                .iter()
+                .find_map(|l| {
+                    let s = String::from_utf8_lossy(l);
+                    let v = s
+                        .split("[UIDVALIDITY ")
+                        .nth(1)?
+                        .split(']')
+                        .next()?
+                        .parse()
+                        .ok();
+                    v
+                })
+                .ok_or("no UIDVALIDITY")?;
+            if local_uv != map.local_uidvalidity {
+                return Err("the backend's mailbox was replaced behind tandem".to_string());
+            }
+            let above = map.to_local.max_to().unwrap_or(0);
+            let q = format!("UID SEARCH UID {}:*", u64::from(above) + 1);
+            let r = conn
+                .command(q.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut found: Vec<u32> = crate::applier::search_numbers(&r)
+                .into_iter()
+                .filter(|&u| u > above)
+                .collect();
+            found.truncate(ADOPT_BATCH);
+            if found.is_empty() {
+                return Ok(total);
+            }
+            let mut messages = Vec::new();
+            for uid in &found {
+                let q = format!("UID FETCH {uid} (FLAGS INTERNALDATE BODY.PEEK[])");
+                let r = conn
+                    .command(q.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                messages.push(fetched_message(&r).ok_or("cannot read a message to adopt")?);
+            }
+            drop(guard);
+            let n = found.len();
+            let op = Op::Append {
+                mailbox: mailbox.to_string(),
+                messages,
+                replaces: Some(Replaces {
+                    node: self.node.id(),
+                    local_uidvalidity: local_uv,
+                    uids: found,
+                }),
+            };
+            match self.mutate(user, op).await {
+                Ok(Outcome::Ok { .. }) => total += n,
+                Ok(Outcome::No { text, .. }) => return Err(text),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Stops the applier and the Raft node.
     pub async fn shutdown(self: Arc<Self>) {
+        if let Some(a) = &self.applier {
+            a.abort();
+        }
         match Arc::try_unwrap(self) {
             Ok(r) => r.node.shutdown().await,
             Err(r) => {
                 let _ = r.node.raft().shutdown().await;
             }
         }
+    }
+
+    /// Proposes `op` for `user` and waits until it is committed and applied
+    /// to this node's backend. `Ok(Outcome::No)` is a canonical refusal
+    /// (nothing happened anywhere).
+    pub async fn mutate(&self, user: &str, op: Op) -> Result<Outcome, MutateError> {
+        let entry = Entry {
+            origin: self.node.id(),
+            at_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            user: user.to_string(),
+            op,
+        };
+        let outcome: Outcome = self.node.propose(&entry).await?;
+        if let Outcome::Ok { seq, .. } = &outcome {
+            if let Some(p) = &self.progress {
+                if let Err(text) = p.wait(*seq, self.apply_timeout).await {
+                    return Err(MutateError::Backend { outcome, text });
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The committed canonical state of `user`'s mailbox `name`.
+    pub fn mailbox(&self, user: &str, name: &str) -> Option<Mailbox> {
+        canon::read_mailbox(self.node.database(), user, name)
+    }
+
+    /// This node's UID map of a canonical mailbox.
+    pub fn map(&self, user: &str, uidvalidity: u32) -> Option<Arc<MailboxMap>> {
+        self.maps.as_ref()?.get(user, uidvalidity)
+    }
+
+    /// Changes whenever a UID map does.
+    pub fn map_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.maps.as_ref()?.subscribe())
+    }
+
+    /// The last outbox item this node's backend has applied, and the last
+    /// one committed: their difference is the backend's lag in items.
+    pub fn applied(&self) -> u64 {
+        self.progress.as_ref().map_or(0, |p| p.cursor())
     }
 }

@@ -33,7 +33,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{in_network, parse_cidr, Config};
 use crate::replication::Replication;
+
+mod mutate;
 use crate::tls::{connect_backend, BackendTls, Stream};
+use mutate::{is_exists, needs_rewrite};
 
 /// Capabilities a client never sees through tandem, because their values
 /// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
@@ -82,12 +85,27 @@ enum Action {
     StartTls { tag: String },
 }
 
+/// The mailbox a replicated session has selected, in canonical terms.
+#[derive(Debug, Clone)]
+struct Selected {
+    /// The name as the client wrote it (decoded).
+    name: String,
+    /// The canonical UIDVALIDITY.
+    uidvalidity: u32,
+    /// EXAMINE.
+    read_only: bool,
+}
+
 /// What kind of command is waiting for its tagged response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
     Login,
     Authenticate,
     Logout,
+    /// SELECT or EXAMINE: a failure deselects.
+    Select,
+    /// UID SEARCH: its `* SEARCH` numbers are UIDs.
+    UidSearch,
     Other,
 }
 
@@ -124,6 +142,21 @@ struct Session {
     /// Whether the next response line continues a response (after a literal).
     continuing: bool,
     logging_out: bool,
+    /// Backend bytes not yet passed on.
+    bbuf: Vec<u8>,
+    /// Set when this node replicates: mutations go through the log and
+    /// UIDs are rewritten both ways.
+    rep: Option<Arc<Replication>>,
+    selected: Option<Selected>,
+    /// Whether the user's INBOX is known to exist canonically.
+    inbox_ready: bool,
+    /// The backend's hierarchy separator, once asked.
+    separator: Option<Option<char>>,
+    /// Counter for the session's own commands to the backend.
+    internal: u64,
+    /// Dropping a response the client must not see (a message tandem has
+    /// no canonical UID for), up to its end.
+    dropping: bool,
     commands: u64,
     bytes_in: u64,
     bytes_out: u64,
@@ -153,7 +186,6 @@ pub async fn serve(
     replication: Option<Arc<Replication>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let _ = replication;
     let started = Instant::now();
     let Some(backend_cfg) = config.backend() else {
         return;
@@ -198,6 +230,13 @@ pub async fn serve(
         user: None,
         continuing: false,
         logging_out: false,
+        bbuf: Vec::new(),
+        rep: replication,
+        selected: None,
+        inbox_ready: false,
+        separator: None,
+        internal: 0,
+        dropping: false,
         commands: 0,
         bytes_in: 0,
         bytes_out: 0,
@@ -228,7 +267,7 @@ impl Session {
 
         // Greeting, then ID with the client's address so the backend logs
         // and rate-limits the real client (needs login_trusted_networks).
-        let mut bbuf: Vec<u8> = Vec::new();
+        let mut bbuf = std::mem::take(&mut self.bbuf);
         let mut handshake = ResponseFramer::new(Limits {
             max_message: 1024 * 1024,
             ..Limits::responses()
@@ -252,6 +291,7 @@ impl Session {
                 break;
             }
         }
+        self.bbuf = bbuf;
         let greeting = self.filter_single(&greeting);
         client.write_all(&greeting).await?;
         self.bytes_out += greeting.len() as u64;
@@ -270,9 +310,9 @@ impl Session {
 
         loop {
             // Backend bytes already buffered (e.g. after the ID reply).
-            self.pump_backend(&mut bbuf, client).await?;
+            self.pump_backend(client).await?;
             // Give back what a large command or response left behind.
-            for buf in [&mut cbuf, &mut bbuf] {
+            for buf in [&mut cbuf, &mut self.bbuf] {
                 if buf.capacity() > 64 * 1024 && buf.len() < 1024 {
                     buf.shrink_to(4 * 1024);
                 }
@@ -302,13 +342,13 @@ impl Session {
                 n = backend.read(&mut bread) => {
                     let n = n?;
                     if n == 0 {
-                        self.pump_backend(&mut bbuf, client).await?;
+                        self.pump_backend(client).await?;
                         if !self.logging_out {
                             let _ = client.write_all(b"* BYE [UNAVAILABLE] Mail backend closed the connection\r\n").await;
                         }
                         return if self.logging_out { Ok(()) } else { Err(End::BackendClosed) };
                     }
-                    bbuf.extend_from_slice(&bread[..n]);
+                    self.bbuf.extend_from_slice(&bread[..n]);
                     last_backend = Instant::now();
                 }
                 () = tokio::time::sleep_until(backend_deadline.into()), if awaiting_backend => {
@@ -522,6 +562,38 @@ impl Session {
             CommandBody::Logout => kind = Pending::Logout,
             _ => {}
         }
+        if self.rep.is_some() && self.user.is_some() {
+            self.ensure_inbox().await;
+            if cmd.is_mutation() {
+                self.drain(client, backend).await?;
+                self.mutation(&cmd, client, backend).await?;
+                return Ok(Action::Done);
+            }
+            let Some((edits, k)) = self.translate(&cmd, client, backend).await? else {
+                return Ok(Action::Done);
+            };
+            if kind == Pending::Other {
+                kind = k;
+            }
+            if !edits.is_empty() {
+                let rewritten = apply(raw, &edits);
+                let marks: Vec<usize> = marks
+                    .iter()
+                    .map(|&m| {
+                        let mut at = m as isize;
+                        for e in edits.iter().filter(|e| e.span.end <= m) {
+                            at += e.bytes.len() as isize - (e.span.end - e.span.start) as isize;
+                        }
+                        at as usize
+                    })
+                    .collect();
+                self.pending.push_back((tag, kind));
+                for piece in nonsync_pieces(&rewritten, &marks) {
+                    backend.write_all(piece).await?;
+                }
+                return Ok(Action::Done);
+            }
+        }
         self.pending.push_back((tag, kind));
         for piece in nonsync_pieces(raw, marks) {
             backend.write_all(piece).await?;
@@ -569,45 +641,70 @@ impl Session {
 
     /// Passes on every complete response line and all literal data in
     /// `bbuf`, filtering single-line responses.
-    async fn pump_backend<S>(&mut self, bbuf: &mut Vec<u8>, client: &mut S) -> Result<(), End>
+    async fn pump_backend<S>(&mut self, client: &mut S) -> Result<(), End>
     where
         S: AsyncWrite + Unpin,
     {
         // Everything complete in the buffer goes out in as few writes as
         // possible (a FETCH of 1,000 headers is 3,000 segments); at most
         // 64 KiB is held before a write.
+        let bbuf = std::mem::take(&mut self.bbuf);
         let mut pos = 0;
         let mut out: Vec<u8> = Vec::new();
-        loop {
-            let segment = self
-                .rframer
-                .next_segment(&bbuf[pos..])
-                .map_err(|e| End::Protocol(format!("backend: {e}")))?;
+        let result = loop {
+            let segment = match self.rframer.next_segment(&bbuf[pos..]) {
+                Ok(s) => s,
+                Err(e) => break Err(End::Protocol(format!("backend: {e}"))),
+            };
             match segment {
-                Segment::Incomplete => break,
+                Segment::Incomplete => break Ok(()),
                 Segment::LiteralData { len, .. } => {
-                    out.extend_from_slice(&bbuf[pos..pos + len]);
+                    if !self.dropping {
+                        out.extend_from_slice(&bbuf[pos..pos + len]);
+                    }
                     pos += len;
                 }
                 Segment::Line { len, literal } => {
                     let line = &bbuf[pos..pos + len];
-                    if !self.continuing && literal.is_none() && needs_parsing(line) {
+                    if self.continuing {
+                        if !self.dropping {
+                            out.extend_from_slice(line);
+                        }
+                    } else if self.rep.is_some() && needs_rewrite(line) {
+                        self.dropping = false;
+                        match self.rewrite_line(line, literal.is_some()).await {
+                            Some(l) => out.extend_from_slice(&l),
+                            None => self.dropping = literal.is_some(),
+                        }
+                    } else if literal.is_none() && needs_parsing(line) {
                         self.on_response(line);
                         out.extend_from_slice(&self.filter_single(line));
+                    } else if self.rep.is_some() && literal.is_none() && is_exists(line) {
+                        self.check_exists(line);
+                        out.extend_from_slice(line);
                     } else {
                         out.extend_from_slice(line);
                     }
                     self.continuing = literal.is_some();
+                    if !self.continuing {
+                        self.dropping = false;
+                    }
                     pos += len;
                 }
             }
             if out.len() >= 64 * 1024 {
-                self.write_client(client, &out).await?;
+                if let Err(e) = self.write_client(client, &out).await {
+                    break Err(e);
+                }
                 self.bytes_out += out.len() as u64;
                 out.clear();
             }
-        }
+        };
+        let mut bbuf = bbuf;
         bbuf.drain(..pos);
+        bbuf.extend_from_slice(&self.bbuf);
+        self.bbuf = bbuf;
+        result?;
         if !out.is_empty() {
             self.write_client(client, &out).await?;
             self.bytes_out += out.len() as u64;
@@ -659,7 +756,10 @@ impl Session {
                     }
                 }
                 Pending::Logout => self.logging_out = true,
-                Pending::Other => {
+                Pending::Select if status != tandem_parser::response::Status::Ok => {
+                    self.selected = None;
+                }
+                Pending::Select | Pending::UidSearch | Pending::Other => {
                     if matches!(self.mode, Mode::Idling { .. }) {
                         self.mode = Mode::Commands;
                     }

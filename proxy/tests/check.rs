@@ -24,6 +24,12 @@ data_dir = "{data}"
 imap = "127.0.0.1:{imap}"
 peer = "127.0.0.1:{peer}"
 
+# `tandem check` does not start the log, so these files are never read.
+[cluster]
+ca = "/nonexistent/ca.pem"
+cert = "/nonexistent/node-1.pem"
+key = "/nonexistent/node-1.key"
+
 [backend]
 kind = "dovecot"
 address = "{backend}"

@@ -11,6 +11,8 @@
 //! alone), and never sends traffic beyond 127.0.0.0/8.
 //!
 //! # Layout
+//! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
+//!   real Dovecots): kill, restart, stop a backend.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
 //! - [`imap`]: a small blocking IMAP client for asserting what a server says.
 //! - [`lognode`]: replicator nodes as separate processes (the `lognode`
@@ -18,11 +20,13 @@
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod dovecot;
 pub mod imap;
 pub mod lognode;
 pub mod ports;
 
+pub use cluster::{TandemCluster, TandemClusterBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};
 pub use imap::{ImapClient, Reply, Status};
 

@@ -45,6 +45,11 @@ data_dir = "/tmp/tandem-proxy-test-unused"
 [listen]
 imap = "127.0.0.1:1"
 peer = "127.0.0.1:2"
+# Required by the config; never loaded: these proxies run without replication.
+[cluster]
+ca = "/nonexistent/ca.pem"
+cert = "/nonexistent/node-1.pem"
+key = "/nonexistent/node-1.key"
 [backend]
 kind = "dovecot"
 address = "{backend}"

@@ -1,0 +1,921 @@
+//! The applier: carries the committed outbox of the canonical state machine
+//! to this node's backend, in order, through the backend's own IMAP with the
+//! admin acting as each user, and keeps the durable canonical <-> local UID
+//! maps that the sessions rewrite with.
+//!
+//! Ordering invariants:
+//! - Outbox items are applied one at a time in sequence order; the map
+//!   changes of an item and the cursor (the last item applied) are committed
+//!   together with an fsync, so a crash repeats at most the one item that
+//!   was in flight.
+//! - Local UIDs are learned only from the backend's APPENDUID / COPYUID
+//!   (RFC 4315), and pushed into strictly increasing maps: canonical order
+//!   and local order agree, so sequence numbers agree across nodes.
+//! - A backend that cannot be reached stops the applier on this node only
+//!   (it retries, its lag grows); a backend that refuses an item is recorded
+//!   as a failure of that item and the applier goes on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tandem_parser::encode::{self, AppendItem, MailboxVerb};
+use tandem_parser::response::{Code, Response};
+use tandem_parser::seqset::{Ranges, SequenceSet};
+use tandem_parser::uidmap::{map_ranges, RunMap, UidMap};
+use tokio::sync::{watch, Notify};
+
+use crate::backend::{BackendConn, BackendError, Reply, Status};
+use crate::canon::{FlagMode, Work, OUTBOX};
+use crate::config::BackendConfig;
+use crate::secret::Secret;
+
+/// `user \0 canonical UIDVALIDITY` -> postcard [`StoredMap`].
+const MAPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("applier_maps");
+/// `cursor` -> the last outbox item applied.
+const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_state");
+
+fn map_key(user: &str, uidvalidity: u32) -> String {
+    format!("{user}\0{uidvalidity}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMap {
+    local_uidvalidity: u32,
+    runs: Vec<(u32, u32, u32)>,
+}
+
+/// The UID map of one canonical mailbox on this node.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxMap {
+    /// The backend's UIDVALIDITY for it.
+    pub local_uidvalidity: u32,
+    /// Canonical -> local.
+    pub to_local: RunMap,
+    /// Local -> canonical.
+    pub to_canon: RunMap,
+}
+
+/// Every UID map of this node, cached in memory over the durable table.
+#[derive(Debug)]
+pub struct Maps {
+    db: Arc<Database>,
+    cache: Mutex<HashMap<(String, u32), Arc<MailboxMap>>>,
+    version: watch::Sender<u64>,
+}
+
+impl Maps {
+    fn new(db: Arc<Database>) -> Maps {
+        Maps {
+            db,
+            cache: Mutex::new(HashMap::new()),
+            version: watch::channel(0).0,
+        }
+    }
+
+    /// The map of `user`'s mailbox with canonical `uidvalidity`, if this
+    /// node's backend holds it.
+    pub fn get(&self, user: &str, uidvalidity: u32) -> Option<Arc<MailboxMap>> {
+        let k = (user.to_string(), uidvalidity);
+        if let Some(m) = self.cache.lock().ok()?.get(&k) {
+            return Some(m.clone());
+        }
+        let txn = self.db.begin_read().ok()?;
+        let t = txn.open_table(MAPS).ok()?;
+        let v = t.get(map_key(user, uidvalidity).as_str()).ok()??;
+        let stored: StoredMap = postcard::from_bytes(v.value()).ok()?;
+        let to_local = RunMap::from_runs(stored.runs)?;
+        let m = Arc::new(MailboxMap {
+            local_uidvalidity: stored.local_uidvalidity,
+            to_canon: to_local.inverse(),
+            to_local,
+        });
+        self.cache.lock().ok()?.insert(k, m.clone());
+        Some(m)
+    }
+
+    /// Changes whenever a map does (sessions wait on it for a UID the
+    /// applier is about to record).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+/// A backend refusal of one outbox item, kept for the session that proposed
+/// it.
+pub type Failure = String;
+
+/// The applier's shared state: progress and failures.
+#[derive(Debug)]
+pub struct Progress {
+    cursor: watch::Sender<u64>,
+    failures: Mutex<HashMap<u64, Failure>>,
+}
+
+impl Progress {
+    /// The last outbox item applied.
+    pub fn cursor(&self) -> u64 {
+        *self.cursor.borrow()
+    }
+
+    /// Waits until item `seq` is applied to the backend (at most
+    /// `timeout`); `Err` with the backend's words if it refused the item,
+    /// or if the wait timed out.
+    pub async fn wait(&self, seq: u64, timeout: Duration) -> Result<(), Failure> {
+        let mut rx = self.cursor.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&c| c >= seq)).await;
+        match reached {
+            Ok(Ok(_)) => {}
+            _ => return Err("the local mail backend has not applied it yet".to_string()),
+        }
+        match self.failures.lock() {
+            Ok(mut f) => f.remove(&seq).map_or(Ok(()), Err),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// A receiver of the cursor.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.cursor.subscribe()
+    }
+}
+
+/// Why an item could not be applied.
+enum ApplyError {
+    /// The backend is unreachable or broke the connection: retry later.
+    Transient(String),
+    /// The backend refused: record and go on.
+    Refused(String),
+}
+
+impl From<BackendError> for ApplyError {
+    fn from(e: BackendError) -> Self {
+        ApplyError::Transient(e.to_string())
+    }
+}
+
+/// A map change to commit with the cursor.
+enum Change {
+    Put(String, u32, MailboxMap),
+    Remove(String, u32),
+}
+
+struct UserConn {
+    conn: BackendConn,
+    selected: Option<String>,
+}
+
+/// The applier task's state.
+pub struct Applier {
+    db: Arc<Database>,
+    backend: BackendConfig,
+    password: Secret<String>,
+    maps: Arc<Maps>,
+    progress: Arc<Progress>,
+    notify: Arc<Notify>,
+    conns: HashMap<String, UserConn>,
+    /// Set until the first item after a start is applied: a crash may have
+    /// come between the backend's change and the recording of its UIDs.
+    in_doubt: bool,
+    /// This node's id (adoption expunges originals on their node only).
+    node: u64,
+    /// Held while an item is applied, so an adoption scan never mistakes a
+    /// message being appended for one delivered behind tandem's back.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("cursor", &self.progress.cursor())
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most backend connections the applier keeps open (one per user).
+const MAX_CONNS: usize = 32;
+
+/// Opens the maps and the progress of this node's applier.
+pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let cursor = {
+        txn.open_table(MAPS).map_err(|e| e.to_string())?;
+        let t = txn.open_table(STATE).map_err(|e| e.to_string())?;
+        let v = t.get("cursor").map_err(|e| e.to_string())?;
+        v.map(|v| v.value()).unwrap_or(0)
+    };
+    txn.commit().map_err(|e| e.to_string())?;
+    let progress = Arc::new(Progress {
+        cursor: watch::channel(cursor).0,
+        failures: Mutex::new(HashMap::new()),
+    });
+    Ok((Arc::new(Maps::new(db)), progress))
+}
+
+impl Applier {
+    /// An applier over `db` toward `backend`.
+    pub fn new(
+        db: Arc<Database>,
+        backend: BackendConfig,
+        password: Secret<String>,
+        maps: Arc<Maps>,
+        progress: Arc<Progress>,
+        notify: Arc<Notify>,
+        node: u64,
+        lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Applier {
+        Applier {
+            db,
+            backend,
+            password,
+            maps,
+            progress,
+            notify,
+            conns: HashMap::new(),
+            in_doubt: true,
+            node,
+            lock,
+        }
+    }
+
+    /// Runs until the task is aborted.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let next = match self.next_items() {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::error!(error = %e, "applier cannot read its outbox");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if next.is_empty() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.notify.notified()).await;
+                continue;
+            }
+            for (seq, work) in next {
+                let lock = self.lock.clone();
+                let _guard = lock.lock().await;
+                loop {
+                    match self.apply(&work).await {
+                        Ok(changes) => {
+                            self.in_doubt = false;
+                            if let Err(e) = self.commit(seq, changes) {
+                                tracing::error!(error = %e, "applier cannot record progress");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
+                            }
+                            backoff = Duration::from_millis(100);
+                            break;
+                        }
+                        Err(ApplyError::Refused(text)) => {
+                            tracing::warn!(seq, reason = %text, "backend refused a replicated change");
+                            if let Ok(mut f) = self.progress.failures.lock() {
+                                if f.len() > 10_000 {
+                                    f.clear();
+                                }
+                                f.insert(seq, text);
+                            }
+                            if self.commit(seq, Vec::new()).is_ok() {
+                                self.in_doubt = false;
+                                break;
+                            }
+                        }
+                        Err(ApplyError::Transient(e)) => {
+                            tracing::warn!(seq, error = %e, "backend unavailable; will retry");
+                            self.conns.clear();
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_items(&self) -> Result<Vec<(u64, Work)>, String> {
+        let cursor = self.progress.cursor();
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut out = Vec::new();
+        for r in t.range(cursor + 1..).map_err(|e| e.to_string())? {
+            let (k, v) = r.map_err(|e| e.to_string())?;
+            let work: Work = postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
+            out.push((k.value(), work));
+            if out.len() >= 64 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), String> {
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| e.to_string())?;
+        {
+            let mut maps = txn.open_table(MAPS).map_err(|e| e.to_string())?;
+            for c in &changes {
+                match c {
+                    Change::Put(user, uv, m) => {
+                        let stored = StoredMap {
+                            local_uidvalidity: m.local_uidvalidity,
+                            runs: m.to_local.runs().to_vec(),
+                        };
+                        let bytes = postcard::to_stdvec(&stored).map_err(|e| e.to_string())?;
+                        maps.insert(map_key(user, *uv).as_str(), bytes.as_slice())
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Change::Remove(user, uv) => {
+                        maps.remove(map_key(user, *uv).as_str())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            let mut state = txn.open_table(STATE).map_err(|e| e.to_string())?;
+            state.insert("cursor", seq).map_err(|e| e.to_string())?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| e.to_string())?;
+            outbox.retain(|k, _| k > seq).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.maps.cache.lock() {
+            for c in changes {
+                match c {
+                    Change::Put(user, uv, m) => {
+                        cache.insert((user, uv), Arc::new(m));
+                    }
+                    Change::Remove(user, uv) => {
+                        cache.remove(&(user, uv));
+                    }
+                }
+            }
+        }
+        self.maps.version.send_modify(|v| *v += 1);
+        self.progress.cursor.send_replace(seq);
+        Ok(())
+    }
+
+    async fn conn(&mut self, user: &str) -> Result<&mut UserConn, ApplyError> {
+        if !self.conns.contains_key(user) {
+            if self.conns.len() >= MAX_CONNS {
+                self.conns.clear();
+            }
+            let mut conn = BackendConn::connect(&self.backend).await?;
+            let reply = conn.login_as(&self.backend, &self.password, user).await?;
+            if reply.status != Status::Ok {
+                return Err(ApplyError::Transient(format!(
+                    "admin login as {user} refused: {}",
+                    reply.text
+                )));
+            }
+            self.conns.insert(
+                user.to_string(),
+                UserConn {
+                    conn,
+                    selected: None,
+                },
+            );
+        }
+        Ok(self.conns.get_mut(user).expect("inserted above"))
+    }
+
+    /// Sends one encoded command (made for the given tag).
+    async fn send(
+        &mut self,
+        user: &str,
+        make: impl FnOnce(&[u8]) -> Result<Vec<u8>, encode::EncodeError>,
+    ) -> Result<Reply, ApplyError> {
+        let c = self.conn(user).await?;
+        let line = make(b"x").map_err(|e| ApplyError::Refused(e.to_string()))?;
+        // BackendConn::command adds its own tag and CRLF.
+        let body = line
+            .strip_prefix(b"x ")
+            .and_then(|l| l.strip_suffix(b"\r\n"))
+            .ok_or_else(|| ApplyError::Refused("cannot encode the command".to_string()))?;
+        Ok(c.conn.command(body).await?)
+    }
+
+    async fn select(&mut self, user: &str, mailbox: &str) -> Result<(), ApplyError> {
+        if self.conn(user).await?.selected.as_deref() == Some(mailbox) {
+            return Ok(());
+        }
+        let r = self
+            .send(user, |t| {
+                encode::mailbox_command(t, MailboxVerb::Select, mailbox.as_bytes())
+            })
+            .await?;
+        let c = self.conn(user).await?;
+        if r.status != Status::Ok {
+            c.selected = None;
+            return Err(ApplyError::Refused(format!("SELECT {mailbox}: {}", r.text)));
+        }
+        c.selected = Some(mailbox.to_string());
+        Ok(())
+    }
+
+    async fn local_uidvalidity(&mut self, user: &str, mailbox: &str) -> Result<u32, ApplyError> {
+        let mut cmd = b"STATUS ".to_vec();
+        encode::astring(&mut cmd, mailbox.as_bytes());
+        cmd.extend_from_slice(b" (UIDVALIDITY)");
+        let c = self.conn(user).await?;
+        let r = c.conn.command(&cmd).await?;
+        if r.status != Status::Ok {
+            return Err(ApplyError::Refused(format!("STATUS {mailbox}: {}", r.text)));
+        }
+        for line in &r.untagged {
+            if let Ok(resp) = Response::parse(line) {
+                if let tandem_parser::response::ResponseBody::MailboxStatus { items, .. } =
+                    &resp.body
+                {
+                    for item in items {
+                        if item.name.of(line).eq_ignore_ascii_case(b"UIDVALIDITY") {
+                            return u32::try_from(item.value)
+                                .map_err(|_| ApplyError::Refused("bad UIDVALIDITY".to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Err(ApplyError::Refused(format!(
+            "STATUS {mailbox} gave no UIDVALIDITY"
+        )))
+    }
+
+    fn map_of(&self, user: &str, uv: u32) -> Result<MailboxMap, ApplyError> {
+        self.maps
+            .get(user, uv)
+            .map(|m| (*m).clone())
+            .ok_or_else(|| ApplyError::Refused(format!("no local mailbox for UIDVALIDITY {uv}")))
+    }
+
+    async fn apply(&mut self, work: &Work) -> Result<Vec<Change>, ApplyError> {
+        match work {
+            Work::Create {
+                user,
+                name,
+                uidvalidity,
+            } => {
+                let r = self
+                    .send(user, |t| {
+                        encode::mailbox_command(t, MailboxVerb::Create, name.as_bytes())
+                    })
+                    .await?;
+                if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
+                    return Err(ApplyError::Refused(format!("CREATE {name}: {}", r.text)));
+                }
+                let local = self.local_uidvalidity(user, name).await?;
+                Ok(vec![Change::Put(
+                    user.clone(),
+                    *uidvalidity,
+                    MailboxMap {
+                        local_uidvalidity: local,
+                        ..MailboxMap::default()
+                    },
+                )])
+            }
+            Work::Delete {
+                user,
+                name,
+                uidvalidity,
+            } => {
+                if let Some(c) = self.conns.get_mut(user) {
+                    c.selected = None;
+                }
+                let r = self
+                    .send(user, |t| {
+                        encode::mailbox_command(t, MailboxVerb::Delete, name.as_bytes())
+                    })
+                    .await?;
+                if r.status != Status::Ok && !r.text.contains("[NONEXISTENT]") {
+                    return Err(ApplyError::Refused(format!("DELETE {name}: {}", r.text)));
+                }
+                Ok(vec![Change::Remove(user.clone(), *uidvalidity)])
+            }
+            Work::Rename {
+                user,
+                from,
+                to,
+                inbox,
+            } => {
+                if let Some(c) = self.conns.get_mut(user) {
+                    c.selected = None;
+                }
+                let r = self
+                    .send(user, |t| encode::rename(t, from.as_bytes(), to.as_bytes()))
+                    .await?;
+                if r.status != Status::Ok {
+                    return Err(ApplyError::Refused(format!("RENAME: {}", r.text)));
+                }
+                let Some((new_uv, canon_uids)) = inbox else {
+                    return Ok(Vec::new());
+                };
+                // RENAME INBOX: the messages now live in `to` under new
+                // local UIDs; pair them with the canonical ones in order.
+                let local_uv = self.local_uidvalidity(user, to).await?;
+                self.select(user, to).await?;
+                let r = self.send(user, |t| uid_search_all(t)).await?;
+                let local = search_numbers(&r);
+                let mut map = MailboxMap {
+                    local_uidvalidity: local_uv,
+                    ..MailboxMap::default()
+                };
+                for (&c, &l) in canon_uids.iter().zip(local.iter()) {
+                    let _ = map.to_local.push(c, l);
+                }
+                map.to_canon = map.to_local.inverse();
+                let inbox_uv =
+                    crate::canon::read_mailbox(&self.db, user, "INBOX").map(|m| m.uidvalidity);
+                let mut changes = vec![Change::Put(user.clone(), *new_uv, map)];
+                if let Some(iuv) = inbox_uv {
+                    if let Ok(mut m) = self.map_of(user, iuv) {
+                        m.to_local = RunMap::new();
+                        m.to_canon = RunMap::new();
+                        changes.push(Change::Put(user.clone(), iuv, m));
+                    }
+                }
+                Ok(changes)
+            }
+            Work::Subscribe { user, name, on } => {
+                let verb = if *on {
+                    MailboxVerb::Subscribe
+                } else {
+                    MailboxVerb::Unsubscribe
+                };
+                // A refusal (already subscribed, ...) changes nothing.
+                let _ = self
+                    .send(user, |t| encode::mailbox_command(t, verb, name.as_bytes()))
+                    .await?;
+                Ok(Vec::new())
+            }
+            Work::Append {
+                user,
+                mailbox,
+                uidvalidity,
+                uids,
+                messages,
+                replaces,
+            } => {
+                let mut map = self.map_of(user, *uidvalidity)?;
+                if self.in_doubt {
+                    let found = self.unmapped(user, mailbox, &map).await?;
+                    let bodies = self.bodies(user, &found).await?;
+                    let done = found.len() >= uids.len()
+                        && bodies
+                            .iter()
+                            .zip(messages.iter())
+                            .all(|(b, m)| *b == m.body);
+                    if done && !uids.is_empty() {
+                        tracing::info!(mailbox, "append found already applied before a restart");
+                        for (&c, l) in uids.iter().zip(found.iter()) {
+                            push(&mut map, c, l);
+                        }
+                        map.to_canon = map.to_local.inverse();
+                        return Ok(vec![Change::Put(user.clone(), *uidvalidity, map)]);
+                    }
+                }
+                let flags: Vec<Vec<&[u8]>> = messages
+                    .iter()
+                    .map(|m| m.flags.iter().map(|f| f.as_bytes()).collect())
+                    .collect();
+                let items: Vec<AppendItem<'_>> = messages
+                    .iter()
+                    .zip(flags.iter())
+                    .map(|(m, f)| AppendItem {
+                        flags: f,
+                        date: m.date.as_deref().map(str::as_bytes),
+                        message: &m.body,
+                    })
+                    .collect();
+                let r = self
+                    .send(user, |t| encode::append(t, mailbox.as_bytes(), &items))
+                    .await?;
+                if r.status != Status::Ok {
+                    return Err(ApplyError::Refused(r.text));
+                }
+                let Some((_, local)) = appenduid(&r) else {
+                    return Err(ApplyError::Refused(
+                        "the backend gave no APPENDUID (UIDPLUS is required)".to_string(),
+                    ));
+                };
+                for (&c, l) in uids.iter().zip(local.iter()) {
+                    push(&mut map, c, l);
+                }
+                map.to_canon = map.to_local.inverse();
+                if let Some(r) = replaces {
+                    if r.node == self.node && r.local_uidvalidity == map.local_uidvalidity {
+                        // The originals were adopted: their copies now carry
+                        // canonical UIDs everywhere.
+                        let set = Ranges::from_ranges(r.uids.iter().map(|&u| (u, u)));
+                        self.remove_local(user, mailbox, &set).await?;
+                    }
+                }
+                Ok(vec![Change::Put(user.clone(), *uidvalidity, map)])
+            }
+            Work::Copy {
+                user,
+                from,
+                from_uidvalidity,
+                to,
+                to_uidvalidity,
+                pairs,
+                remove,
+            } => {
+                let mut src = self.map_of(user, *from_uidvalidity)?;
+                let mut dst = if from_uidvalidity == to_uidvalidity {
+                    src.clone()
+                } else {
+                    self.map_of(user, *to_uidvalidity)?
+                };
+                if self.in_doubt && !pairs.is_empty() {
+                    let found = self.unmapped(user, to, &dst).await?;
+                    if found.len() == pairs.len() {
+                        tracing::info!(mailbox = %to, "copy found already applied before a restart");
+                        for (&(cs, cd), l) in pairs.iter().zip(found.iter()) {
+                            push(&mut dst, cd, l);
+                            if *remove {
+                                src.to_local.remove(cs);
+                            }
+                        }
+                        dst.to_canon = dst.to_local.inverse();
+                        src.to_canon = src.to_local.inverse();
+                        let mut changes = vec![Change::Put(user.clone(), *to_uidvalidity, dst)];
+                        if from_uidvalidity != to_uidvalidity && *remove {
+                            changes.push(Change::Put(user.clone(), *from_uidvalidity, src));
+                        }
+                        return Ok(changes);
+                    }
+                }
+                let canon_src = Ranges::from_ranges(pairs.iter().map(|&(s, _)| (s, s)));
+                let local_src = map_ranges(&canon_src, &src.to_local);
+                let Some(set) = local_src.to_sequence_set() else {
+                    return Ok(Vec::new());
+                };
+                self.select(user, from).await?;
+                let r = self
+                    .send(user, |t| {
+                        if *remove {
+                            encode::uid_move(t, &set, to.as_bytes())
+                        } else {
+                            encode::uid_copy(t, &set, to.as_bytes())
+                        }
+                    })
+                    .await?;
+                if r.status != Status::Ok {
+                    return Err(ApplyError::Refused(r.text));
+                }
+                let Some((lsrc, ldst)) = copyuid(&r) else {
+                    return Err(ApplyError::Refused(
+                        "the backend gave no COPYUID (UIDPLUS is required)".to_string(),
+                    ));
+                };
+                let by_src: HashMap<u32, u32> = pairs.iter().copied().collect();
+                let mut new: Vec<(u32, u32)> = lsrc
+                    .iter()
+                    .zip(ldst.iter())
+                    .filter_map(|(ls, ld)| {
+                        let cs = src.to_canon.map_one(*ls)?;
+                        Some((*by_src.get(&cs)?, *ld))
+                    })
+                    .collect();
+                new.sort_unstable();
+                for (c, l) in new {
+                    push(&mut dst, c, &l);
+                }
+                if *remove {
+                    for ls in &lsrc {
+                        if let Some(cs) = src.to_canon.map_one(*ls) {
+                            if from_uidvalidity == to_uidvalidity {
+                                dst.to_local.remove(cs);
+                            } else {
+                                src.to_local.remove(cs);
+                            }
+                        }
+                    }
+                }
+                dst.to_canon = dst.to_local.inverse();
+                src.to_canon = src.to_local.inverse();
+                let mut changes = vec![Change::Put(user.clone(), *to_uidvalidity, dst)];
+                if from_uidvalidity != to_uidvalidity && *remove {
+                    changes.push(Change::Put(user.clone(), *from_uidvalidity, src));
+                }
+                Ok(changes)
+            }
+            Work::Store {
+                user,
+                mailbox,
+                uidvalidity,
+                uids,
+                mode,
+                flags,
+            } => {
+                let map = self.map_of(user, *uidvalidity)?;
+                let local = map_ranges(&Ranges::from_ranges(uids.iter().copied()), &map.to_local);
+                let Some(set) = local.to_sequence_set() else {
+                    return Ok(Vec::new());
+                };
+                self.select(user, mailbox).await?;
+                let flags: Vec<&[u8]> = flags.iter().map(|f| f.as_bytes()).collect();
+                let mode = match mode {
+                    FlagMode::Replace => tandem_parser::command::StoreMode::Replace,
+                    FlagMode::Add => tandem_parser::command::StoreMode::Add,
+                    FlagMode::Remove => tandem_parser::command::StoreMode::Remove,
+                };
+                let r = self
+                    .send(user, |t| encode::uid_store(t, &set, mode, true, &flags))
+                    .await?;
+                if r.status != Status::Ok {
+                    return Err(ApplyError::Refused(r.text));
+                }
+                Ok(Vec::new())
+            }
+            Work::Expunge {
+                user,
+                mailbox,
+                uidvalidity,
+                uids,
+            } => {
+                let mut map = self.map_of(user, *uidvalidity)?;
+                let canon = Ranges::from_ranges(uids.iter().copied());
+                let local = map_ranges(&canon, &map.to_local);
+                if local.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.remove_local(user, mailbox, &local).await?;
+                for c in canon.iter() {
+                    map.to_local.remove(c);
+                }
+                map.to_canon = map.to_local.inverse();
+                Ok(vec![Change::Put(user.clone(), *uidvalidity, map)])
+            }
+        }
+    }
+}
+
+impl Applier {
+    /// Expunges exactly the local UIDs `set` of `mailbox`: marks them
+    /// \Deleted first, since UID EXPUNGE removes only marked messages.
+    async fn remove_local(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        set: &Ranges,
+    ) -> Result<(), ApplyError> {
+        let Some(set) = set.to_sequence_set() else {
+            return Ok(());
+        };
+        self.select(user, mailbox).await?;
+        let deleted: [&[u8]; 1] = [b"\\Deleted"];
+        let r = self
+            .send(user, |t| {
+                encode::uid_store(
+                    t,
+                    &set,
+                    tandem_parser::command::StoreMode::Add,
+                    true,
+                    &deleted,
+                )
+            })
+            .await?;
+        if r.status != Status::Ok {
+            return Err(ApplyError::Refused(r.text));
+        }
+        let r = self.send(user, |t| encode::uid_expunge(t, &set)).await?;
+        if r.status != Status::Ok {
+            return Err(ApplyError::Refused(r.text));
+        }
+        Ok(())
+    }
+
+    /// The local UIDs of `mailbox` above every mapped one: messages the
+    /// backend holds that tandem has not recorded (selects the mailbox).
+    async fn unmapped(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        map: &MailboxMap,
+    ) -> Result<Vec<u32>, ApplyError> {
+        let above = map.to_local.max_to().unwrap_or(0);
+        self.select(user, mailbox).await?;
+        let q = format!("UID SEARCH UID {}:*", u64::from(above) + 1);
+        if above == u32::MAX {
+            return Ok(Vec::new());
+        }
+        let r = self.conn(user).await?.conn.command(q.as_bytes()).await?;
+        // `n:*` always includes the last message, even below n.
+        Ok(search_numbers(&r)
+            .into_iter()
+            .filter(|&u| u > above)
+            .collect())
+    }
+
+    /// The bodies of the given local UIDs of the selected mailbox, in order.
+    async fn bodies(&mut self, user: &str, uids: &[u32]) -> Result<Vec<Vec<u8>>, ApplyError> {
+        let mut out = Vec::new();
+        for uid in uids {
+            let q = format!("UID FETCH {uid} (BODY.PEEK[])");
+            let r = self.conn(user).await?.conn.command(q.as_bytes()).await?;
+            out.push(
+                r.untagged
+                    .iter()
+                    .find_map(|l| first_literal(l))
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// The data of the first literal in a response.
+pub(crate) fn first_literal(resp: &[u8]) -> Option<Vec<u8>> {
+    let open = resp.iter().position(|&b| b == b'{')?;
+    let close = open + resp[open..].iter().position(|&b| b == b'}')?;
+    let n: usize = std::str::from_utf8(&resp[open + 1..close])
+        .ok()?
+        .parse()
+        .ok()?;
+    let start = close + 3;
+    resp.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+}
+
+fn push(map: &mut MailboxMap, canon: u32, local: &u32) {
+    if let Err(e) = map.to_local.push(canon, *local) {
+        // Only a backend that reuses or reorders UIDs gets here.
+        tracing::error!(error = %e, "backend UIDs out of order; message left unmapped");
+    }
+}
+
+fn uid_search_all(t: &[u8]) -> Result<Vec<u8>, encode::EncodeError> {
+    let mut out = t.to_vec();
+    out.extend_from_slice(b" UID SEARCH ALL\r\n");
+    Ok(out)
+}
+
+pub(crate) fn search_numbers(r: &Reply) -> Vec<u32> {
+    let mut out = Vec::new();
+    for line in &r.untagged {
+        if let Ok(resp) = Response::parse(line) {
+            if let tandem_parser::response::ResponseBody::Search { numbers, .. } = &resp.body {
+                out.extend(numbers.iter().map(|(n, _)| *n));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn tagged_code(r: &Reply) -> Vec<u8> {
+    format!("t OK {}\r\n", r.text).into_bytes()
+}
+
+/// The local UIDVALIDITY and UIDs of an APPENDUID code, in order.
+fn appenduid(r: &Reply) -> Option<(u32, Vec<u32>)> {
+    let line = tagged_code(r);
+    let resp = Response::parse(&line).ok()?;
+    match resp.code()? {
+        Code::AppendUid {
+            uidvalidity, uids, ..
+        } => Some((*uidvalidity, set_in_order(uids))),
+        _ => None,
+    }
+}
+
+/// The source and destination UIDs of a COPYUID code (tagged or untagged,
+/// as MOVE sends it), paired by position.
+fn copyuid(r: &Reply) -> Option<(Vec<u32>, Vec<u32>)> {
+    let tagged = tagged_code(r);
+    let lines = r.untagged.iter().map(Vec::as_slice);
+    for line in lines.chain(std::iter::once(tagged.as_slice())) {
+        let Ok(resp) = Response::parse(line) else {
+            continue;
+        };
+        if let Some(Code::CopyUid { source, dest, .. }) = resp.code() {
+            let (s, d) = (set_in_order(source), set_in_order(dest));
+            if s.len() == d.len() {
+                return Some((s, d));
+            }
+        }
+    }
+    None
+}
+
+/// The members of a UID set in the order written (RFC 4315 pairs by
+/// position), without `*`.
+fn set_in_order(set: &SequenceSet) -> Vec<u32> {
+    let mut out = Vec::new();
+    for item in set.items() {
+        let (lo, hi) = item.bounds(u32::MAX);
+        if hi - lo > 10_000_000 {
+            break;
+        }
+        out.extend(lo..=hi);
+    }
+    out
+}

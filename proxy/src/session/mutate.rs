@@ -1,0 +1,934 @@
+//! The replicated half of a session: mutations go through the log, and UIDs
+//! are rewritten between canonical (what clients see) and local (what this
+//! node's backend holds).
+//!
+//! Ordering invariants:
+//! - A mutation is handled only once every earlier command of the session
+//!   has its tagged response ([`Session::drain`]), so the backend session's
+//!   view (sequence numbers, flags) is the one the client knows.
+//! - The tagged OK of a mutation, and any UID in it, is written only after
+//!   [`Replication::mutate`] returned: committed on a majority, applied to
+//!   the canonical state and to this node's backend.
+//! - The untagged responses a client expects after a mutation (EXISTS,
+//!   EXPUNGE, FETCH FLAGS) come from the session's own backend connection
+//!   (NOOP or UID FETCH after the apply), rewritten like any response.
+//! - A backend UID without a canonical mapping never reaches the client: the
+//!   response carrying it waits briefly for the applier, then is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_parser::command::{Command, CommandBody, SetArg, StoreMode};
+use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
+use tandem_parser::response::{Response, ResponseBody};
+use tandem_parser::rewrite::{rewrite_response, Edit, ResponseMaps, Scope};
+use tandem_parser::seqset::Ranges;
+use tandem_parser::uidmap::{map_ranges, UidMap};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{End, Pending, Selected, Session};
+use crate::applier::MailboxMap;
+use crate::canon::{FlagMode, Mailbox, NewMessage, Op, Outcome};
+use crate::replication::{MutateError, Replication};
+use crate::tls::Stream;
+
+/// The maps a response is rewritten with.
+struct SessionMaps {
+    rep: Arc<Replication>,
+    user: String,
+    selected: Option<(Arc<MailboxMap>, Mailbox)>,
+    search_uids: bool,
+}
+
+impl ResponseMaps for SessionMaps {
+    fn uids(&self, scope: Scope<'_>) -> Option<&dyn UidMap> {
+        match scope {
+            Scope::Selected => self
+                .selected
+                .as_ref()
+                .map(|(m, _)| &m.to_canon as &dyn UidMap),
+            _ => None,
+        }
+    }
+
+    fn uid_validity(&self, scope: Scope<'_>, local: u32) -> Option<u32> {
+        match scope {
+            Scope::Selected => {
+                let (m, c) = self.selected.as_ref()?;
+                (m.local_uidvalidity == local).then_some(c.uidvalidity)
+            }
+            Scope::Mailbox(name) => {
+                let c = self
+                    .rep
+                    .mailbox(&self.user, &String::from_utf8_lossy(name))?;
+                let m = self.rep.map(&self.user, c.uidvalidity)?;
+                (m.local_uidvalidity == local).then_some(c.uidvalidity)
+            }
+            Scope::Destination => None,
+        }
+    }
+
+    fn uid_next(&self, scope: Scope<'_>, _local: u32) -> Option<u32> {
+        match scope {
+            Scope::Selected => {
+                // Read fresh by maps(): UIDs given since the SELECT count.
+                let (_, c) = self.selected.as_ref()?;
+                Some(c.uidnext)
+            }
+            Scope::Mailbox(name) => self
+                .rep
+                .mailbox(&self.user, &String::from_utf8_lossy(name))
+                .map(|c| c.uidnext),
+            Scope::Destination => None,
+        }
+    }
+
+    fn search_returns_uids(&self) -> bool {
+        self.search_uids
+    }
+}
+
+/// Whether a line is `* n EXISTS`.
+pub(super) fn is_exists(line: &[u8]) -> bool {
+    line.len() < 32
+        && line.starts_with(b"* ")
+        && line.to_ascii_uppercase().ends_with(b" EXISTS\r\n")
+}
+
+/// Whether a response line may carry a UID, UIDVALIDITY or UIDNEXT.
+pub(super) fn needs_rewrite(line: &[u8]) -> bool {
+    const WORDS: [&[u8]; 6] = [
+        b"FETCH",
+        b"SEARCH",
+        b"STATUS",
+        b"UIDNEXT",
+        b"UIDVALIDITY",
+        b"UID",
+    ];
+    line.starts_with(b"* ") && {
+        let upper = line.to_ascii_uppercase();
+        WORDS
+            .iter()
+            .any(|w| upper.windows(w.len()).any(|x| x == *w))
+    }
+}
+
+fn name_of(raw: &[u8], t: &tandem_parser::lexer::StrToken) -> Result<String, ()> {
+    String::from_utf8(t.value(raw).into_owned()).map_err(|_| ())
+}
+
+impl Session {
+    /// More messages in the selected mailbox than mapped UIDs: some came
+    /// into the backend behind tandem's back; have them adopted.
+    pub(super) fn check_exists(&self, line: &[u8]) {
+        let n: Option<u64> = std::str::from_utf8(&line[2..])
+            .ok()
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        let (Some(n), Some(maps), Some(s)) = (n, self.maps(), &self.selected) else {
+            return;
+        };
+        if let Some((map, _)) = &maps.selected {
+            if n > map.to_local.len() {
+                maps.rep.request_adoption(&maps.user, &s.name);
+            }
+        }
+    }
+
+    fn maps(&self) -> Option<SessionMaps> {
+        let rep = self.rep.clone()?;
+        let user = self.user.clone()?;
+        let selected = self.selected.as_ref().and_then(|s| {
+            let c = rep.mailbox(&user, &s.name)?;
+            if c.uidvalidity != s.uidvalidity {
+                return None;
+            }
+            Some((rep.map(&user, s.uidvalidity)?, c))
+        });
+        Some(SessionMaps {
+            rep,
+            user,
+            selected,
+            search_uids: matches!(self.pending.front(), Some((_, Pending::UidSearch))),
+        })
+    }
+
+    /// Rewrites one response line (or the head of a FETCH with a literal)
+    /// local -> canonical; `None` to drop it.
+    pub(super) async fn rewrite_line(&mut self, line: &[u8], literal: bool) -> Option<Vec<u8>> {
+        let mut changes = self.rep.as_ref().and_then(|r| r.map_changes());
+        for attempt in 0..2 {
+            let result = {
+                let parsed = if literal {
+                    Response::parse_fetch_head(line)
+                } else {
+                    Response::parse(line)
+                };
+                let Ok(resp) = parsed else {
+                    tracing::warn!("unparsable backend response withheld");
+                    return None;
+                };
+                let Some(maps) = self.maps() else {
+                    return Some(line.to_vec());
+                };
+                rewrite_response(&resp, &maps).map(|c| c.into_owned())
+            };
+            match result {
+                Ok(out) => {
+                    if !literal && super::needs_parsing(line) {
+                        self.on_response(line);
+                        return Some(self.filter_single(&out));
+                    }
+                    return Some(out);
+                }
+                Err(e) if attempt == 0 => {
+                    // The applier may be recording this very message.
+                    tracing::debug!(error = %e, "waiting for the UID map");
+                    if let Some(rx) = changes.as_mut() {
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(1000), rx.changed()).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "response with an unmapped UID withheld");
+                    // A message delivered straight into the backend: adopt it.
+                    if let (Some(rep), Some(user), Some(s)) =
+                        (&self.rep, &self.user, &self.selected)
+                    {
+                        rep.request_adoption(user, &s.name);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until every command in flight has its tagged response.
+    pub(super) async fn drain<S>(&mut self, client: &mut S, backend: &mut Stream) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let timeout = self.command_timeout();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            self.pump_backend(client).await?;
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            let n = tokio::time::timeout(timeout, backend.read(&mut chunk))
+                .await
+                .map_err(|_| End::Protocol("backend did not answer in time".to_string()))??;
+            if n == 0 {
+                return Err(End::BackendClosed);
+            }
+            self.bbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn command_timeout(&self) -> Duration {
+        self.config
+            .backend()
+            .map_or(Duration::from_secs(30), |b| b.command_timeout())
+    }
+
+    /// Sends one of the session's own commands on its backend connection
+    /// (after [`Session::drain`]) and reads to its tagged response. With
+    /// `relay`, untagged responses go to the client (rewritten); else they
+    /// are returned.
+    async fn internal<S>(
+        &mut self,
+        client: &mut S,
+        backend: &mut Stream,
+        cmd: &[u8],
+        relay: bool,
+    ) -> Result<(bool, String, Vec<Vec<u8>>), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        self.internal += 1;
+        let tag = format!("tandem{}", self.internal);
+        let mut line = Vec::with_capacity(cmd.len() + 16);
+        line.extend_from_slice(tag.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(cmd);
+        line.extend_from_slice(b"\r\n");
+        backend.write_all(&line).await?;
+        let mut framer = ResponseFramer::new(Limits::responses());
+        let mut untagged = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let timeout = self.command_timeout();
+        loop {
+            match framer.next(&self.bbuf) {
+                Ok(ResponseProgress::Complete { len }) => {
+                    let resp: Vec<u8> = self.bbuf.drain(..len).collect();
+                    if resp.starts_with(tag.as_bytes()) && resp.get(tag.len()) == Some(&b' ') {
+                        let rest = String::from_utf8_lossy(&resp[tag.len() + 1..])
+                            .trim_end()
+                            .to_string();
+                        let ok = rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK");
+                        return Ok((ok, rest, untagged));
+                    }
+                    if relay {
+                        let out = if needs_rewrite(&resp) {
+                            self.rewrite_line(&resp, false).await
+                        } else {
+                            Some(resp)
+                        };
+                        if let Some(out) = out {
+                            self.write_client(client, &out).await?;
+                            self.bytes_out += out.len() as u64;
+                        }
+                    } else {
+                        untagged.push(resp);
+                    }
+                    continue;
+                }
+                Ok(ResponseProgress::Incomplete) => {}
+                Err(e) => return Err(End::Protocol(format!("backend: {e}"))),
+            }
+            let n = tokio::time::timeout(timeout, backend.read(&mut chunk))
+                .await
+                .map_err(|_| End::Protocol("backend did not answer in time".to_string()))??;
+            if n == 0 {
+                return Err(End::BackendClosed);
+            }
+            self.bbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Makes sure the user's INBOX exists in the canonical state (the first
+    /// login of a user through tandem creates it there).
+    pub(super) async fn ensure_inbox(&mut self) {
+        if self.inbox_ready {
+            return;
+        }
+        let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
+            return;
+        };
+        if rep.mailbox(&user, "INBOX").is_some() {
+            self.inbox_ready = true;
+            return;
+        }
+        match rep
+            .mutate(
+                &user,
+                Op::Create {
+                    name: "INBOX".to_string(),
+                },
+            )
+            .await
+        {
+            Ok(_) => self.inbox_ready = true,
+            Err(e) => tracing::warn!(error = %e, "cannot register INBOX"),
+        }
+    }
+
+    async fn separator<S>(
+        &mut self,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<Option<char>, End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if let Some(s) = self.separator {
+            return Ok(s);
+        }
+        let (_, _, untagged) = self
+            .internal(client, backend, b"LIST \"\" \"\"", false)
+            .await?;
+        let mut sep = None;
+        for line in &untagged {
+            if let Some(d) = list_delimiter(line) {
+                sep = d;
+            }
+        }
+        self.separator = Some(sep);
+        Ok(sep)
+    }
+
+    /// The canonical UIDs a set argument names in the selected mailbox.
+    async fn canonical_set<S>(
+        &mut self,
+        cmd: &Command<'_>,
+        set: &SetArg,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<Result<Ranges, &'static str>, End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let SetArg::Set { set, span } = set else {
+            return Ok(Err("the saved search result ($) is not supported"));
+        };
+        let Some(maps) = self.maps() else {
+            return Ok(Err("no mailbox selected"));
+        };
+        let Some((map, _)) = maps.selected else {
+            return Ok(Err("no mailbox selected"));
+        };
+        if cmd.uid {
+            let star = map.to_local.max_from().unwrap_or(0);
+            return Ok(Ok(set.resolve(star)));
+        }
+        // Message numbers: the backend session knows which messages they
+        // are; ask it for their UIDs.
+        let mut q = b"UID SEARCH ".to_vec();
+        q.extend_from_slice(span.of(cmd.buf));
+        let (ok, text, untagged) = self.internal(client, backend, &q, false).await?;
+        if !ok {
+            tracing::debug!(reply = %text, "message numbers not resolved");
+            return Ok(Err("invalid message numbers"));
+        }
+        let local = search_result(&untagged);
+        let map = self
+            .maps()
+            .and_then(|m| m.selected)
+            .map(|s| s.0)
+            .unwrap_or(map);
+        Ok(Ok(map_ranges(&local, &map.to_canon)))
+    }
+
+    /// The canonical UIDs of the messages marked \Deleted in the selected
+    /// mailbox, as this session's backend sees them.
+    async fn deleted<S>(&mut self, client: &mut S, backend: &mut Stream) -> Result<Ranges, End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let (_, _, untagged) = self
+            .internal(client, backend, b"UID SEARCH DELETED", false)
+            .await?;
+        let local = search_result(&untagged);
+        Ok(match self.maps().and_then(|m| m.selected) {
+            Some((map, _)) => map_ranges(&local, &map.to_canon),
+            None => Ranges::new(),
+        })
+    }
+
+    async fn reply<S>(&mut self, client: &mut S, line: String) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        self.write_client(client, line.as_bytes()).await?;
+        self.bytes_out += line.len() as u64;
+        Ok(())
+    }
+
+    /// Handles a mutation of a logged-in user through the log. Every
+    /// earlier command has been answered.
+    pub(super) async fn mutation<S>(
+        &mut self,
+        cmd: &Command<'_>,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
+            return Ok(());
+        };
+        let tag = String::from_utf8_lossy(cmd.tag()).to_string();
+        let raw = cmd.buf;
+        let bad_name = format!("{tag} BAD Mailbox names must be UTF-8 or modified UTF-7\r\n");
+        macro_rules! name {
+            ($t:expr) => {
+                match name_of(raw, $t) {
+                    Ok(n) => n,
+                    Err(()) => return self.reply(client, bad_name).await,
+                }
+            };
+        }
+        let selected = self.selected.clone();
+        let need_selected = || match &selected {
+            Some(s) if !s.read_only => Ok(s.clone()),
+            Some(_) => Err(format!("{tag} NO [CANNOT] The mailbox is read-only\r\n")),
+            None => Err(format!("{tag} BAD No mailbox selected\r\n")),
+        };
+        // What to propose, and what to do once it is through.
+        let (op, after) = match &cmd.body {
+            CommandBody::Create { mailbox, .. } => {
+                let mut name = name!(mailbox);
+                if let Some(sep) = self.separator(client, backend).await? {
+                    while name.len() > 1 && name.ends_with(sep) {
+                        name.pop();
+                    }
+                }
+                (Op::Create { name }, After::Plain("CREATE"))
+            }
+            CommandBody::Delete { mailbox } => (
+                Op::Delete {
+                    name: name!(mailbox),
+                },
+                After::Plain("DELETE"),
+            ),
+            CommandBody::Rename { from, to } => {
+                let separator = self.separator(client, backend).await?;
+                let (from, to) = (name!(from), name!(to));
+                (
+                    Op::Rename {
+                        from,
+                        to,
+                        separator,
+                    },
+                    After::Plain("RENAME"),
+                )
+            }
+            CommandBody::Subscribe { mailbox } => (
+                Op::Subscribe {
+                    name: name!(mailbox),
+                },
+                After::Plain("SUBSCRIBE"),
+            ),
+            CommandBody::Unsubscribe { mailbox } => (
+                Op::Unsubscribe {
+                    name: name!(mailbox),
+                },
+                After::Plain("UNSUBSCRIBE"),
+            ),
+            CommandBody::Append { mailbox, messages } => {
+                let name = name!(mailbox);
+                let messages = messages
+                    .iter()
+                    .map(|m| NewMessage {
+                        flags: m
+                            .flags
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f.of(raw)).to_string())
+                            .collect(),
+                        date: m
+                            .date
+                            .as_ref()
+                            .map(|d| String::from_utf8_lossy(&d.value(raw)).to_string()),
+                        body: m.message.value(raw).into_owned(),
+                    })
+                    .collect();
+                let into_selected = selected.as_ref().is_some_and(|s| {
+                    crate::canon::normalize(&s.name) == crate::canon::normalize(&name)
+                });
+                (
+                    Op::Append {
+                        mailbox: name,
+                        messages,
+                        replaces: None,
+                    },
+                    After::Append { into_selected },
+                )
+            }
+            CommandBody::Copy { set, mailbox } | CommandBody::Move { set, mailbox } => {
+                let remove = matches!(cmd.body, CommandBody::Move { .. });
+                let s = match &selected {
+                    Some(s) if !(remove && s.read_only) => s.clone(),
+                    _ => match need_selected() {
+                        Ok(s) => s,
+                        Err(line) => return self.reply(client, line).await,
+                    },
+                };
+                let to = name!(mailbox);
+                let uids = match self.canonical_set(cmd, set, client, backend).await? {
+                    Ok(u) => u,
+                    Err(why) => return self.reply(client, format!("{tag} BAD {why}\r\n")).await,
+                };
+                let into_selected =
+                    crate::canon::normalize(&s.name) == crate::canon::normalize(&to);
+                (
+                    Op::Copy {
+                        from: s.name.clone(),
+                        from_uidvalidity: s.uidvalidity,
+                        uids: uids.ranges().to_vec(),
+                        to,
+                        remove,
+                    },
+                    After::Copy {
+                        remove,
+                        into_selected,
+                    },
+                )
+            }
+            CommandBody::Store {
+                set,
+                modifiers,
+                mode,
+                silent,
+                flags,
+            } => {
+                let s = match need_selected() {
+                    Ok(s) => s,
+                    Err(line) => return self.reply(client, line).await,
+                };
+                if modifiers.is_some() {
+                    return self
+                        .reply(
+                            client,
+                            format!("{tag} BAD STORE modifiers are not supported\r\n"),
+                        )
+                        .await;
+                }
+                let uids = match self.canonical_set(cmd, set, client, backend).await? {
+                    Ok(u) => u,
+                    Err(why) => return self.reply(client, format!("{tag} BAD {why}\r\n")).await,
+                };
+                (
+                    Op::Store {
+                        mailbox: s.name.clone(),
+                        uidvalidity: s.uidvalidity,
+                        uids: uids.ranges().to_vec(),
+                        mode: match mode {
+                            StoreMode::Replace => FlagMode::Replace,
+                            StoreMode::Add => FlagMode::Add,
+                            StoreMode::Remove => FlagMode::Remove,
+                        },
+                        flags: flags
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f.of(raw)).to_string())
+                            .collect(),
+                    },
+                    After::Store { silent: *silent },
+                )
+            }
+            CommandBody::Expunge { uids } => {
+                let s = match need_selected() {
+                    Ok(s) => s,
+                    Err(line) => return self.reply(client, line).await,
+                };
+                let mut deleted = self.deleted(client, backend).await?;
+                if let Some(set) = uids {
+                    match self.canonical_set(cmd, set, client, backend).await? {
+                        Ok(u) => deleted = deleted.intersection(&u),
+                        Err(why) => {
+                            return self.reply(client, format!("{tag} BAD {why}\r\n")).await
+                        }
+                    }
+                }
+                (
+                    Op::Expunge {
+                        mailbox: s.name.clone(),
+                        uidvalidity: s.uidvalidity,
+                        uids: deleted.ranges().to_vec(),
+                    },
+                    After::Expunge,
+                )
+            }
+            CommandBody::Close => {
+                let Some(s) = selected.clone() else {
+                    return self
+                        .reply(client, format!("{tag} BAD No mailbox selected\r\n"))
+                        .await;
+                };
+                if s.read_only {
+                    self.internal(client, backend, b"CLOSE", false).await?;
+                    self.selected = None;
+                    return self
+                        .reply(client, format!("{tag} OK CLOSE completed\r\n"))
+                        .await;
+                }
+                let deleted = self.deleted(client, backend).await?;
+                (
+                    Op::Expunge {
+                        mailbox: s.name.clone(),
+                        uidvalidity: s.uidvalidity,
+                        uids: deleted.ranges().to_vec(),
+                    },
+                    After::Close,
+                )
+            }
+            _ => return Ok(()),
+        };
+        let empty_expunge = matches!(&op, Op::Expunge { uids, .. } if uids.is_empty());
+        let outcome = if empty_expunge {
+            // Nothing to expunge: no entry.
+            Ok(Outcome::Ok {
+                seq: 0,
+                uidvalidity: 0,
+                uids: Vec::new(),
+                source: Vec::new(),
+            })
+        } else {
+            rep.mutate(&user, op.clone()).await
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(MutateError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "mutation not replicated");
+                return self
+                    .reply(
+                        client,
+                        format!("{tag} NO [UNAVAILABLE] Not replicated, try again: {e}\r\n"),
+                    )
+                    .await;
+            }
+            Err(MutateError::Backend { outcome, text }) => {
+                self.compensate(&rep, &user, &op, &outcome).await;
+                let text = text.replace(['\r', '\n'], " ");
+                return self.reply(client, format!("{tag} NO {text}\r\n")).await;
+            }
+        };
+        let (uidvalidity, uids, source) = match outcome {
+            Outcome::No { code, text } => {
+                return self
+                    .reply(client, format!("{tag} NO [{code}] {text}\r\n"))
+                    .await
+            }
+            Outcome::Ok {
+                uidvalidity,
+                uids,
+                source,
+                ..
+            } => (uidvalidity, uids, source),
+        };
+        let set = |v: &[u32]| {
+            String::from_utf8_lossy(&Ranges::from_ranges(v.iter().map(|&u| (u, u))).to_bytes())
+                .to_string()
+        };
+        match after {
+            After::Plain(what) => {
+                if let Op::Rename { .. } | Op::Delete { .. } = &op {
+                    // The selected mailbox may have moved or gone.
+                    if let Some(s) = &self.selected {
+                        if rep.mailbox(&user, &s.name).map(|m| m.uidvalidity) != Some(s.uidvalidity)
+                        {
+                            self.selected = None;
+                        }
+                    }
+                }
+                self.reply(client, format!("{tag} OK {what} completed\r\n"))
+                    .await
+            }
+            After::Append { into_selected } => {
+                if into_selected {
+                    self.internal(client, backend, b"NOOP", true).await?;
+                }
+                self.reply(
+                    client,
+                    format!(
+                        "{tag} OK [APPENDUID {uidvalidity} {}] APPEND completed\r\n",
+                        set(&uids)
+                    ),
+                )
+                .await
+            }
+            After::Copy {
+                remove,
+                into_selected,
+            } => {
+                let code = if uids.is_empty() {
+                    String::new()
+                } else {
+                    format!("[COPYUID {uidvalidity} {} {}] ", set(&source), set(&uids))
+                };
+                if remove {
+                    if !code.is_empty() {
+                        self.reply(client, format!("* OK {code}Moved\r\n")).await?;
+                    }
+                    self.internal(client, backend, b"NOOP", true).await?;
+                    return self
+                        .reply(client, format!("{tag} OK MOVE completed\r\n"))
+                        .await;
+                }
+                if into_selected {
+                    self.internal(client, backend, b"NOOP", true).await?;
+                }
+                self.reply(client, format!("{tag} OK {code}COPY completed\r\n"))
+                    .await
+            }
+            After::Store { silent } => {
+                let local = self.maps().and_then(|m| m.selected).map(|(map, _)| {
+                    map_ranges(
+                        &Ranges::from_ranges(uids.iter().map(|&u| (u, u))),
+                        &map.to_local,
+                    )
+                });
+                match local.filter(|l| !l.is_empty()) {
+                    Some(local) if !silent => {
+                        let mut q = b"UID FETCH ".to_vec();
+                        q.extend_from_slice(&local.to_bytes());
+                        q.extend_from_slice(b" (FLAGS)");
+                        self.internal(client, backend, &q, true).await?;
+                    }
+                    _ => {
+                        self.internal(client, backend, b"NOOP", true).await?;
+                    }
+                }
+                self.reply(client, format!("{tag} OK STORE completed\r\n"))
+                    .await
+            }
+            After::Expunge => {
+                self.internal(client, backend, b"NOOP", true).await?;
+                self.reply(client, format!("{tag} OK EXPUNGE completed\r\n"))
+                    .await
+            }
+            After::Close => {
+                // Expunged through the log; leave without expunging again.
+                self.internal(client, backend, b"UNSELECT", false).await?;
+                self.selected = None;
+                self.reply(client, format!("{tag} OK CLOSE completed\r\n"))
+                    .await
+            }
+        }
+    }
+
+    /// Undoes, through the log, what the other nodes applied of a mutation
+    /// this node's backend refused, so that no node keeps a message the
+    /// client was told NO about.
+    async fn compensate(&self, rep: &Replication, user: &str, op: &Op, outcome: &Outcome) {
+        let Outcome::Ok {
+            uidvalidity, uids, ..
+        } = outcome
+        else {
+            return;
+        };
+        let mailbox = match op {
+            Op::Append { mailbox, .. } => mailbox.clone(),
+            Op::Copy {
+                to, remove: false, ..
+            } => to.clone(),
+            _ => return,
+        };
+        if uids.is_empty() {
+            return;
+        }
+        let undo = Op::Expunge {
+            mailbox,
+            uidvalidity: *uidvalidity,
+            uids: Ranges::from_ranges(uids.iter().map(|&u| (u, u)))
+                .ranges()
+                .to_vec(),
+        };
+        if let Err(e) = rep.mutate(user, undo).await {
+            tracing::error!(error = %e, "compensating expunge failed; nodes may differ until it is retried");
+        }
+    }
+
+    /// Handles a command of a logged-in user of a replicating node that is
+    /// not a mutation: refuses what cannot be translated, tracks SELECT,
+    /// and rewrites UID sets canonical -> local. Returns the bytes to
+    /// forward (`None`: answered here) and the pending kind.
+    pub(super) async fn translate<S>(
+        &mut self,
+        cmd: &Command<'_>,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<Option<(Vec<Edit>, Pending)>, End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let tag = String::from_utf8_lossy(cmd.tag()).to_string();
+        let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
+            return Ok(Some((Vec::new(), Pending::Other)));
+        };
+        if cmd.has_unparsed_uids() {
+            self.reply(
+                client,
+                format!("{tag} BAD [CANNOT] This command is not available through tandem\r\n"),
+            )
+            .await?;
+            return Ok(None);
+        }
+        let mut kind = Pending::Other;
+        match &cmd.body {
+            CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
+                self.drain(client, backend).await?;
+                let Ok(name) = name_of(cmd.buf, mailbox) else {
+                    self.reply(client, format!("{tag} BAD Mailbox names must be UTF-8\r\n"))
+                        .await?;
+                    return Ok(None);
+                };
+                let Some(m) = rep.mailbox(&user, &name) else {
+                    self.selected = None;
+                    self.reply(
+                        client,
+                        format!("{tag} NO [NONEXISTENT] No such mailbox\r\n"),
+                    )
+                    .await?;
+                    return Ok(None);
+                };
+                if rep.map(&user, m.uidvalidity).is_none() {
+                    self.selected = None;
+                    self.reply(
+                        client,
+                        format!("{tag} NO [UNAVAILABLE] This node has not caught up yet\r\n"),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+                self.selected = Some(Selected {
+                    name,
+                    uidvalidity: m.uidvalidity,
+                    read_only: matches!(cmd.body, CommandBody::Examine { .. }),
+                });
+                kind = Pending::Select;
+            }
+            CommandBody::Unselect => self.selected = None,
+            CommandBody::Search { .. } if cmd.uid => kind = Pending::UidSearch,
+            _ => {}
+        }
+        let sets = cmd.uid_sets();
+        if sets.is_empty() {
+            return Ok(Some((Vec::new(), kind)));
+        }
+        let Some((map, _)) = self.maps().and_then(|m| m.selected) else {
+            // Nothing selected: the backend answers BAD itself.
+            return Ok(Some((Vec::new(), kind)));
+        };
+        let star = map.to_local.max_from().unwrap_or(0);
+        // A set with no message here names nothing: the largest UID, which
+        // no backend gives out, keeps the command valid and empty.
+        let mut edits = Vec::new();
+        for arg in sets {
+            if let SetArg::Set { set, span } = arg {
+                let local = map_ranges(&set.resolve(star), &map.to_local);
+                let bytes = if local.is_empty() {
+                    b"4294967295".to_vec()
+                } else {
+                    local.to_bytes()
+                };
+                if bytes != span.of(cmd.buf) {
+                    edits.push(Edit { span: *span, bytes });
+                }
+            }
+        }
+        edits.sort_by_key(|e| e.span.start);
+        Ok(Some((edits, kind)))
+    }
+}
+
+/// What a mutation's reply needs.
+enum After {
+    Plain(&'static str),
+    Append { into_selected: bool },
+    Copy { remove: bool, into_selected: bool },
+    Store { silent: bool },
+    Expunge,
+    Close,
+}
+
+/// The hierarchy delimiter of a `* LIST (flags) "d" name` response:
+/// `Some(None)` for NIL.
+fn list_delimiter(line: &[u8]) -> Option<Option<char>> {
+    let rest = line.strip_prefix(b"* LIST ")?;
+    let close = rest.iter().position(|&b| b == b')')?;
+    let rest = rest.get(close + 1..)?.strip_prefix(b" ")?;
+    if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"NIL") {
+        return Some(None);
+    }
+    match rest {
+        [b'"', b'\\', c, b'"', ..] => Some(Some(char::from(*c))),
+        [b'"', c, b'"', ..] => Some(Some(char::from(*c))),
+        _ => None,
+    }
+}
+
+/// The numbers of `* SEARCH` responses.
+fn search_result(untagged: &[Vec<u8>]) -> Ranges {
+    let mut out = Ranges::new();
+    for line in untagged {
+        if let Ok(resp) = Response::parse(line) {
+            if let ResponseBody::Search { numbers, .. } = &resp.body {
+                for &(n, _) in numbers {
+                    out.insert(n, n);
+                }
+            }
+        }
+    }
+    out
+}

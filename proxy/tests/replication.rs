@@ -1,0 +1,354 @@
+//! Replicated mutations with canonical UIDs, in-process: N tandem nodes
+//! (Raft, applier, IMAP server) in one test process, each in front of its
+//! own real Dovecot. Process-level faults (SIGKILL) are in `cluster.rs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_proxy::config::Config;
+use tandem_proxy::replication::Replication;
+use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
+use tandem_replicator::NodeConfig;
+use tandem_tests::dovecot::Dovecot;
+use tandem_tests::imap::{ImapClient, Reply, Status};
+use tandem_tests::ports::{free_tcp_port, free_udp_port};
+
+struct Node {
+    imap: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dovecots: Vec<Dovecot>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<u64> = (1..=n).collect();
+        write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
+        let peers: BTreeMap<u64, u16> = ids.iter().map(|&i| (i, free_udp_port())).collect();
+        let members: BTreeMap<u64, String> = peers
+            .iter()
+            .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
+            .collect();
+        let mut dovecots = Vec::new();
+        let mut nodes = Vec::new();
+        for &id in &ids {
+            let dovecot = Dovecot::start();
+            let imap_port = free_tcp_port();
+            let certs = dir.path().join("certs");
+            let text = format!(
+                r#"
+[node]
+id = {id}
+data_dir = "{data}"
+[listen]
+imap = "127.0.0.1:{imap_port}"
+peer = "127.0.0.1:{peer}"
+[cluster]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+[backend]
+kind = "dovecot"
+address = "{backend}"
+admin_user = "{admin_user}"
+admin_password = "{admin_password}"
+command_timeout_secs = 10
+"#,
+                data = dir.path().join(format!("n{id}")).display(),
+                peer = peers[&id],
+                ca = certs.join("ca.pem").display(),
+                cert = certs.join(format!("node-{id}.pem")).display(),
+                key = certs.join(format!("node-{id}.key")).display(),
+                backend = dovecot.imap_addr(),
+                admin_user = tandem_tests::ADMIN_USER,
+                admin_password = tandem_tests::ADMIN_PASSWORD,
+            );
+            let config = Arc::new(Config::from_toml(&text, Path::new("test.toml")).unwrap());
+            let tls = TlsMaterial::load(&TlsFiles {
+                ca: certs.join("ca.pem"),
+                cert: certs.join(format!("node-{id}.pem")),
+                key: certs.join(format!("node-{id}.key")),
+            })
+            .unwrap();
+            let mut nc = NodeConfig::new(
+                id,
+                format!("127.0.0.1:{}", peers[&id]).parse().unwrap(),
+                members.clone(),
+                dir.path().join(format!("n{id}")).join("raft"),
+                tls,
+            );
+            nc.bootstrap = true;
+            nc.heartbeat = Duration::from_millis(150);
+            nc.election_timeout = (Duration::from_millis(800), Duration::from_millis(1600));
+            let listener = std::net::TcpListener::bind(("127.0.0.1", imap_port)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let rep = Replication::start(&config, nc).await.unwrap();
+                    let listeners = vec![tandem_proxy::server::Listener {
+                        socket: tokio::net::TcpListener::from_std(listener).unwrap(),
+                        implicit_tls: false,
+                    }];
+                    tandem_proxy::server::run(listeners, config, None, Some(rep.clone()), async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                    rep.shutdown().await;
+                });
+            });
+            nodes.push(Node {
+                imap: format!("127.0.0.1:{imap_port}").parse().unwrap(),
+                stop: Some(tx),
+                thread: Some(thread),
+            });
+            dovecots.push(dovecot);
+        }
+        let c = Cluster {
+            nodes,
+            _dovecots: dovecots,
+            _dir: dir,
+        };
+        c.wait_writable();
+        c
+    }
+
+    /// Waits until a mutation through node 1 succeeds (a leader exists).
+    fn wait_writable(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = ImapClient::connect(self.nodes[0].imap) {
+                if c.command(&format!("LOGIN alice {}", tandem_tests::USER_PASSWORD))
+                    .map(|r| r.status)
+                    .ok()
+                    == Some(Status::Ok)
+                {
+                    let r = c.command("SUBSCRIBE INBOX").unwrap();
+                    if r.status == Status::Ok {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "cluster never became writable");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn login(&self, node: usize, user: &str) -> ImapClient {
+        ImapClient::login(self.nodes[node].imap, user, tandem_tests::USER_PASSWORD)
+    }
+}
+
+fn uid_fetch(c: &mut ImapClient, what: &str) -> Vec<String> {
+    c.command(&format!("UID FETCH 1:* ({what})"))
+        .unwrap()
+        .ok()
+        .lines()
+}
+
+fn wait_for<T: PartialEq + std::fmt::Debug>(what: &str, expected: &T, mut f: impl FnMut() -> T) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = f();
+        if &got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: expected {expected:?}, got {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn body(marker: &str) -> Vec<u8> {
+    format!("From: a@example.org\r\nSubject: {marker}\r\n\r\nbody {marker}\r\n").into_bytes()
+}
+
+fn appenduid(r: &Reply) -> (u32, u32) {
+    let code = r.code("APPENDUID").expect("APPENDUID");
+    (code[0].parse().unwrap(), code[1].parse().unwrap())
+}
+
+#[test]
+fn append_through_one_node_is_seen_with_the_same_uid_everywhere() {
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    let r = c1.append("INBOX", &body("m1")).unwrap().ok();
+    let (uv, uid) = appenduid(&r);
+    let r = c1.append("INBOX", &body("m2")).unwrap().ok();
+    assert_eq!(appenduid(&r), (uv, uid + 1));
+    for node in 0..3 {
+        let mut c = cluster.login(node, "alice");
+        let sel = c.command("SELECT INBOX").unwrap().ok();
+        let lines = sel.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("[UIDVALIDITY {uv}]"))),
+            "node {node}: {lines:?}"
+        );
+        wait_for(&format!("node {node} UIDs"), &2, || {
+            uid_fetch(&mut c, "UID")
+                .iter()
+                .filter(|l| l.contains("FETCH"))
+                .count()
+        });
+        let lines = uid_fetch(&mut c, "UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
+        let text = lines.join("\n");
+        assert!(text.contains(&format!("UID {uid} ")), "node {node}: {text}");
+        assert!(
+            text.contains(&format!("UID {} ", uid + 1)),
+            "node {node}: {text}"
+        );
+        assert!(
+            text.contains("m1") && text.contains("m2"),
+            "node {node}: {text}"
+        );
+    }
+}
+
+#[test]
+fn store_copy_move_expunge_and_mailboxes_replicate() {
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Work").unwrap().ok();
+    for i in 0..3 {
+        c1.append("INBOX", &body(&format!("s{i}"))).unwrap().ok();
+    }
+    c1.command("SELECT INBOX").unwrap().ok();
+    let r = c1
+        .command("UID STORE 1:2 +FLAGS (\\Flagged $Label)")
+        .unwrap()
+        .ok();
+    let fetched = r.lines().join("\n");
+    assert!(
+        fetched.contains("UID 1 FLAGS (\\Flagged") && fetched.contains("UID 2 FLAGS (\\Flagged"),
+        "{fetched}"
+    );
+    let r = c1.command("UID COPY 2:3 Work").unwrap().ok();
+    let code = r.code("COPYUID").expect("COPYUID");
+    assert_eq!(code[1], "2:3");
+    assert_eq!(code[2], "1:2");
+    let r = c1.command("UID MOVE 1 Work").unwrap().ok();
+    assert!(
+        r.lines()
+            .iter()
+            .any(|l| l.contains("COPYUID") && l.contains(" 1 3]")),
+        "{r:?}"
+    );
+    assert!(r.lines().iter().any(|l| l.ends_with("EXPUNGE")), "{r:?}");
+    c1.command("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+        .unwrap()
+        .ok();
+    let r = c1.command("EXPUNGE").unwrap().ok();
+    assert!(r.lines().iter().any(|l| l.ends_with("EXPUNGE")), "{r:?}");
+    c1.command("CREATE Old").unwrap().ok();
+    c1.command("RENAME Old Archive").unwrap().ok();
+    c1.command("CREATE Gone").unwrap().ok();
+    c1.command("DELETE Gone").unwrap().ok();
+    let r = c1.command("CREATE Work").unwrap();
+    assert_eq!(r.status, Status::No);
+    assert!(r.text.contains("ALREADYEXISTS"), "{r:?}");
+
+    for node in 0..3 {
+        let mut c = cluster.login(node, "alice");
+        wait_for(
+            &format!("node {node} INBOX"),
+            &vec!["* 1 FETCH (UID 2 FLAGS (\\Flagged $Label))".to_string()],
+            || {
+                c.command("EXAMINE INBOX").unwrap().ok();
+                uid_fetch(&mut c, "UID FLAGS")
+            },
+        );
+        wait_for(&format!("node {node} Work"), &3, || {
+            c.command("EXAMINE Work").unwrap().ok();
+            uid_fetch(&mut c, "UID").len()
+        });
+        let work = uid_fetch(&mut c, "UID FLAGS").join("\n");
+        assert!(
+            work.contains("UID 1 ") && work.contains("UID 2 ") && work.contains("UID 3 "),
+            "{work}"
+        );
+        wait_for(
+            &format!("node {node} mailboxes"),
+            &(true, false, false),
+            || {
+                let list = c
+                    .command("LIST \"\" \"*\"")
+                    .unwrap()
+                    .ok()
+                    .lines()
+                    .join("\n");
+                (
+                    list.contains("Archive"),
+                    list.contains("Old"),
+                    list.contains("Gone"),
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    let (uv, first) = appenduid(&c1.append("INBOX", &body("through-tandem")).unwrap().ok());
+    // Straight into node 2's Dovecot, behind tandem's back (as a local
+    // delivery would).
+    let mut direct = ImapClient::login(
+        cluster._dovecots[1].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    direct.append("INBOX", &body("behind-tandem")).unwrap().ok();
+    // Node 2 notices when a client selects the mailbox.
+    let mut c2 = cluster.login(1, "alice");
+    c2.command("SELECT INBOX").unwrap().ok();
+    for node in 0..3 {
+        let mut c = cluster.login(node, "alice");
+        wait_for(&format!("node {node} adopted"), &2, || {
+            c.command("EXAMINE INBOX").unwrap().ok();
+            let lines = uid_fetch(&mut c, "UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
+            lines.iter().filter(|l| l.contains("FETCH")).count()
+        });
+        let text = uid_fetch(&mut c, "UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]").join("\n");
+        assert!(
+            text.contains(&format!("UID {first} ")),
+            "node {node}: {text}"
+        );
+        assert!(
+            text.contains(&format!("UID {} ", first + 1)),
+            "node {node}: {text}"
+        );
+        assert!(text.contains("behind-tandem"), "node {node}: {text}");
+        let sel = c.command("EXAMINE INBOX").unwrap().ok().lines().join("\n");
+        assert!(sel.contains(&format!("[UIDVALIDITY {uv}]")), "{sel}");
+    }
+}

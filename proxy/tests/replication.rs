@@ -352,3 +352,198 @@ fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
         assert!(sel.contains(&format!("[UIDVALIDITY {uv}]")), "{sel}");
     }
 }
+
+impl Cluster {
+    /// Stops node `i`'s tandem (its Dovecot keeps running).
+    fn stop_node(&mut self, i: usize) {
+        if let Some(s) = self.nodes[i].stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.nodes[i].thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every message of alice's `mailbox` through node `node`: (UID, subject).
+fn contents(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<(u32, String)> {
+    let mut c = cluster.login(node, "alice");
+    c.command(&format!("EXAMINE {mailbox}")).unwrap().ok();
+    let r = c
+        .command("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .unwrap()
+        .ok();
+    let mut out = Vec::new();
+    for l in r.lines() {
+        let Some(uid) = l.split("UID ").nth(1).and_then(|s| s.split(' ').next()) else {
+            continue;
+        };
+        let subject = l
+            .split("Subject: ")
+            .nth(1)
+            .and_then(|s| s.split(['\r', '\n']).next())
+            .map(str::to_string)
+            .unwrap_or_default();
+        out.push((uid.parse().unwrap(), subject));
+    }
+    out
+}
+
+/// What node `node`'s Dovecot holds for alice, straight from it: subjects in
+/// UID order.
+fn backend_subjects(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<String> {
+    let mut c = ImapClient::login(
+        cluster._dovecots[node].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    c.command(&format!("EXAMINE {mailbox}")).unwrap().ok();
+    let r = c
+        .command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .unwrap()
+        .ok();
+    r.lines()
+        .iter()
+        .filter_map(|l| {
+            let s = l.split("Subject: ").nth(1)?;
+            s.split(['\r', '\n']).next().map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_order() {
+    let cluster = Cluster::start(3);
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.imap).collect();
+    let threads: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            std::thread::spawn(move || {
+                let mut c = ImapClient::login(addr, "alice", tandem_tests::USER_PASSWORD);
+                let mut got = Vec::new();
+                for k in 0..10 {
+                    let marker = format!("n{i}-{k}");
+                    let r = c.append("INBOX", &body(&marker)).unwrap().ok();
+                    got.push((appenduid(&r).1, marker));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u32, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    acked.sort();
+    let uids: std::collections::BTreeSet<u32> = acked.iter().map(|a| a.0).collect();
+    assert_eq!(uids.len(), 30, "a UID was given twice: {acked:?}");
+    // Each client's own UIDs increase.
+    for i in 0..3 {
+        let mine: Vec<u32> = acked
+            .iter()
+            .filter(|a| a.1.starts_with(&format!("n{i}-")))
+            .map(|a| a.0)
+            .collect();
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(mine.len(), 10);
+        assert_eq!(mine, sorted, "client {i} saw its UIDs go down");
+    }
+    for node in 0..3 {
+        wait_for(&format!("node {node} contents"), &acked, || {
+            contents(&cluster, node, "INBOX")
+        });
+        // The backend itself holds them in the same order (so sequence
+        // numbers agree).
+        let order: Vec<String> = acked.iter().map(|a| a.1.clone()).collect();
+        assert_eq!(
+            backend_subjects(&cluster, node, "INBOX"),
+            order,
+            "node {node}"
+        );
+    }
+}
+
+#[test]
+fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
+    let mut cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.append("INBOX", &body("before")).unwrap().ok();
+    cluster.stop_node(1);
+    cluster.stop_node(2);
+    let started = Instant::now();
+    let r = c1.append("INBOX", &body("lost")).unwrap();
+    assert_eq!(r.status, Status::No, "{r:?}");
+    assert!(r.text.contains("[UNAVAILABLE]"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let r = c1.command("CREATE Nope").unwrap();
+    assert!(r.text.contains("[UNAVAILABLE]"), "{r:?}");
+    // Reads still work, and nothing of the refused writes reached a backend.
+    for node in 0..3 {
+        assert_eq!(
+            backend_subjects(&cluster, node, "INBOX"),
+            vec!["before"],
+            "node {node}"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_backend_catches_up_when_it_returns() {
+    let mut cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.append("INBOX", &body("one")).unwrap().ok();
+    cluster._dovecots[2].stop();
+    let mut acked = vec![];
+    for k in 0..5 {
+        let marker = format!("while-down-{k}");
+        let r = c1.append("INBOX", &body(&marker)).unwrap().ok();
+        acked.push((appenduid(&r).1, marker));
+    }
+    c1.command("SELECT INBOX").unwrap().ok();
+    c1.command("UID STORE 1 +FLAGS (\\Seen)").unwrap().ok();
+    cluster._dovecots[2].restart();
+    let expected = contents(&cluster, 0, "INBOX");
+    assert_eq!(expected.len(), 6);
+    wait_for("node 3 caught up", &expected, || {
+        contents(&cluster, 2, "INBOX")
+    });
+    let mut c3 = cluster.login(2, "alice");
+    c3.command("EXAMINE INBOX").unwrap().ok();
+    let flags = uid_fetch(&mut c3, "FLAGS").join("\n");
+    assert!(
+        flags.contains("UID 1 FLAGS (\\Seen") || flags.contains("FLAGS (\\Seen"),
+        "{flags}"
+    );
+}
+
+#[test]
+fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Box").unwrap().ok();
+    c1.append("Box", &body("kept")).unwrap().ok();
+    wait_for("Box everywhere", &vec!["kept".to_string()], || {
+        backend_subjects(&cluster, 2, "Box")
+    });
+    // Behind tandem's back, node 1's backend loses the mailbox: its apply
+    // of the next APPEND fails there.
+    let mut direct = ImapClient::login(
+        cluster._dovecots[0].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    direct.command("DELETE Box").unwrap().ok();
+    let r = c1.append("Box", &body("refused")).unwrap();
+    assert_eq!(r.status, Status::No, "{r:?}");
+    // The other nodes appended it, then the compensating expunge removed
+    // it again: nobody keeps a message the client was told NO about.
+    for node in 1..3 {
+        wait_for(
+            &format!("node {node} undone"),
+            &vec!["kept".to_string()],
+            || backend_subjects(&cluster, node, "Box"),
+        );
+    }
+}

@@ -169,8 +169,12 @@ impl Replication {
     /// holds without a canonical UID (delivered straight into the backend)
     /// to be adopted: replicated to every node as new messages with
     /// canonical UIDs, the originals expunged here. Runs in the background;
-    /// a second request for a mailbox being scanned is ignored.
-    pub fn request_adoption(self: &Arc<Self>, user: &str, mailbox: &str) {
+    /// a second request for a mailbox being scanned is ignored. `seen` is
+    /// the message count the backend reported (`u64::MAX` if unknown): once
+    /// the applier is done with the item in hand, a map that covers it means
+    /// there is nothing to adopt (the usual case: a message the applier was
+    /// still recording).
+    pub fn request_adoption(self: &Arc<Self>, user: &str, mailbox: &str, seen: u64) {
         let key = (user.to_string(), canon::normalize(mailbox));
         let fresh = self
             .adopting
@@ -182,7 +186,17 @@ impl Replication {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            match me.adopt(&key.0, &key.1).await {
+            drop(me.apply_lock.lock().await);
+            let covered = me
+                .mailbox(&key.0, &key.1)
+                .and_then(|m| me.map(&key.0, m.uidvalidity))
+                .is_some_and(|m| m.to_local.len() >= seen);
+            let result = if covered {
+                Ok(0)
+            } else {
+                me.adopt(&key.0, &key.1).await
+            };
+            match result {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(mailbox = %key.1, messages = n, "adopted messages delivered behind tandem")

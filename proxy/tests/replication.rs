@@ -461,6 +461,11 @@ fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
     let mut cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("before")).unwrap().ok();
+    for node in 1..3 {
+        wait_for("applied everywhere", &vec!["before".to_string()], || {
+            backend_subjects(&cluster, node, "INBOX")
+        });
+    }
     cluster.stop_node(1);
     cluster.stop_node(2);
     let started = Instant::now();

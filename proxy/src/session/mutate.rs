@@ -88,6 +88,19 @@ impl ResponseMaps for SessionMaps {
     }
 }
 
+/// Whether a rewrite failed on a UID of the selected mailbox (which the
+/// applier may be about to record), rather than on a mailbox tandem does not
+/// know.
+fn selected_uid_error(e: &tandem_parser::rewrite::RewriteError) -> bool {
+    use tandem_parser::rewrite::RewriteError;
+    match e {
+        RewriteError::Unmapped { what, .. } | RewriteError::NoneMapped { what, .. } => {
+            !what.starts_with("STATUS") && !what.contains("UIDVALIDITY") && !what.contains("UIDNEXT")
+        }
+        RewriteError::NoMap { .. } => false,
+    }
+}
+
 /// Whether a line is `* n EXISTS`.
 pub(super) fn is_exists(line: &[u8]) -> bool {
     line.len() < 32
@@ -130,7 +143,7 @@ impl Session {
         };
         if let Some((map, _)) = &maps.selected {
             if n > map.to_local.len() {
-                maps.rep.request_adoption(&maps.user, &s.name);
+                maps.rep.request_adoption(&maps.user, &s.name, n);
             }
         }
     }
@@ -181,7 +194,7 @@ impl Session {
                     }
                     return Some(out);
                 }
-                Err(e) if attempt == 0 => {
+                Err(e) if attempt == 0 && selected_uid_error(&e) => {
                     // The applier may be recording this very message.
                     tracing::debug!(error = %e, "waiting for the UID map");
                     if let Some(rx) = changes.as_mut() {
@@ -192,10 +205,10 @@ impl Session {
                 Err(e) => {
                     tracing::warn!(error = %e, "response with an unmapped UID withheld");
                     // A message delivered straight into the backend: adopt it.
-                    if let (Some(rep), Some(user), Some(s)) =
-                        (&self.rep, &self.user, &self.selected)
+                    if let (true, Some(rep), Some(user), Some(s)) =
+                        (selected_uid_error(&e), &self.rep, &self.user, &self.selected)
                     {
-                        rep.request_adoption(user, &s.name);
+                        rep.request_adoption(user, &s.name, u64::MAX);
                     }
                 }
             }

@@ -16,13 +16,11 @@
 //!   under a sequence number that grows by one per item; the node's applier
 //!   carries the outbox to its backend in that order.
 
-use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tandem_parser::seqset::Ranges;
 use tandem_replicator::{NodeId, SmError, StateMachine};
-use tokio::sync::Notify;
 
 /// `user \0 name` -> postcard [`Mailbox`].
 pub const MAILBOXES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("canon_mailboxes");
@@ -356,8 +354,6 @@ pub struct Canon {
     /// Whether this node has a backend: a witness keeps the canonical state
     /// but no outbox.
     pub outbox: bool,
-    /// Woken after each accepted mutation (the applier waits on it).
-    pub notify: Arc<Notify>,
 }
 
 type SmResult<T> = Result<T, SmError>;
@@ -802,11 +798,7 @@ impl StateMachine for Canon {
         _index: u64,
         entry: Entry,
     ) -> Result<Outcome, SmError> {
-        let out = self.apply_op(txn, entry)?;
-        if matches!(out, Outcome::Ok { .. }) {
-            self.notify.notify_one();
-        }
-        Ok(out)
+        self.apply_op(txn, entry)
     }
 
     fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<Vec<u8>, SmError> {

@@ -34,6 +34,8 @@ pub struct Replication {
     maps: Option<Arc<Maps>>,
     progress: Option<Arc<Progress>>,
     applier: Option<tokio::task::JoinHandle<()>>,
+    /// Wakes the applier when Raft applied entries.
+    watcher: tokio::task::JoinHandle<()>,
     /// How long a session waits for the local backend to apply a committed
     /// entry before answering NO.
     apply_timeout: Duration,
@@ -125,11 +127,19 @@ impl Replication {
         let backend = config.backend().cloned();
         let sm = Canon {
             outbox: backend.is_some(),
-            notify: notify.clone(),
         };
         let node = Node::start(node_config, sm)
             .await
             .map_err(|e| e.to_string())?;
+        // Raft's metrics change once applied entries are committed to the
+        // store, so the applier then sees the new outbox items.
+        let mut metrics = node.raft().metrics();
+        let wake = notify.clone();
+        let watcher = tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                wake.notify_one();
+            }
+        });
         let apply_lock = Arc::new(tokio::sync::Mutex::new(()));
         let mut backend_access = None;
         let (maps, progress, applier, apply_timeout) = match backend {
@@ -158,6 +168,7 @@ impl Replication {
             maps,
             progress,
             applier,
+            watcher,
             apply_timeout,
             backend: backend_access,
             apply_lock,
@@ -298,6 +309,7 @@ impl Replication {
 
     /// Stops the applier and the Raft node.
     pub async fn shutdown(self: Arc<Self>) {
+        self.watcher.abort();
         if let Some(a) = &self.applier {
             a.abort();
         }

@@ -2,167 +2,11 @@
 //! (Raft, applier, IMAP server) in one test process, each in front of its
 //! own real Dovecot. Process-level faults (SIGKILL) are in `cluster.rs`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_proxy::config::Config;
-use tandem_proxy::replication::Replication;
-use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
-use tandem_replicator::NodeConfig;
-use tandem_tests::dovecot::Dovecot;
 use tandem_tests::imap::{ImapClient, Reply, Status};
-use tandem_tests::ports::{free_tcp_port, free_udp_port};
-
-struct Node {
-    imap: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    _dovecots: Vec<Dovecot>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(n: u64) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<u64> = (1..=n).collect();
-        write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
-        let peers: BTreeMap<u64, u16> = ids.iter().map(|&i| (i, free_udp_port())).collect();
-        let members: BTreeMap<u64, String> = peers
-            .iter()
-            .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
-            .collect();
-        let mut dovecots = Vec::new();
-        let mut nodes = Vec::new();
-        for &id in &ids {
-            let dovecot = Dovecot::start();
-            let imap_port = free_tcp_port();
-            let certs = dir.path().join("certs");
-            let text = format!(
-                r#"
-[node]
-id = {id}
-data_dir = "{data}"
-[listen]
-imap = "127.0.0.1:{imap_port}"
-peer = "127.0.0.1:{peer}"
-[cluster]
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-[backend]
-kind = "dovecot"
-address = "{backend}"
-admin_user = "{admin_user}"
-admin_password = "{admin_password}"
-command_timeout_secs = 10
-"#,
-                data = dir.path().join(format!("n{id}")).display(),
-                peer = peers[&id],
-                ca = certs.join("ca.pem").display(),
-                cert = certs.join(format!("node-{id}.pem")).display(),
-                key = certs.join(format!("node-{id}.key")).display(),
-                backend = dovecot.imap_addr(),
-                admin_user = tandem_tests::ADMIN_USER,
-                admin_password = tandem_tests::ADMIN_PASSWORD,
-            );
-            let config = Arc::new(Config::from_toml(&text, Path::new("test.toml")).unwrap());
-            let tls = TlsMaterial::load(&TlsFiles {
-                ca: certs.join("ca.pem"),
-                cert: certs.join(format!("node-{id}.pem")),
-                key: certs.join(format!("node-{id}.key")),
-            })
-            .unwrap();
-            let mut nc = NodeConfig::new(
-                id,
-                format!("127.0.0.1:{}", peers[&id]).parse().unwrap(),
-                members.clone(),
-                dir.path().join(format!("n{id}")).join("raft"),
-                tls,
-            );
-            nc.bootstrap = true;
-            nc.heartbeat = Duration::from_millis(150);
-            nc.election_timeout = (Duration::from_millis(800), Duration::from_millis(1600));
-            let listener = std::net::TcpListener::bind(("127.0.0.1", imap_port)).unwrap();
-            listener.set_nonblocking(true).unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let thread = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let rep = Replication::start(&config, nc).await.unwrap();
-                    let listeners = vec![tandem_proxy::server::Listener {
-                        socket: tokio::net::TcpListener::from_std(listener).unwrap(),
-                        implicit_tls: false,
-                    }];
-                    tandem_proxy::server::run(listeners, config, None, Some(rep.clone()), async {
-                        let _ = rx.await;
-                    })
-                    .await;
-                    rep.shutdown().await;
-                });
-            });
-            nodes.push(Node {
-                imap: format!("127.0.0.1:{imap_port}").parse().unwrap(),
-                stop: Some(tx),
-                thread: Some(thread),
-            });
-            dovecots.push(dovecot);
-        }
-        let c = Cluster {
-            nodes,
-            _dovecots: dovecots,
-            _dir: dir,
-        };
-        c.wait_writable();
-        c
-    }
-
-    /// Waits until a mutation through node 1 succeeds (a leader exists).
-    fn wait_writable(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut c) = ImapClient::connect(self.nodes[0].imap) {
-                if c.command(&format!("LOGIN alice {}", tandem_tests::USER_PASSWORD))
-                    .map(|r| r.status)
-                    .ok()
-                    == Some(Status::Ok)
-                {
-                    let r = c.command("SUBSCRIBE INBOX").unwrap();
-                    if r.status == Status::Ok {
-                        return;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "cluster never became writable");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn login(&self, node: usize, user: &str) -> ImapClient {
-        ImapClient::login(self.nodes[node].imap, user, tandem_tests::USER_PASSWORD)
-    }
-}
+use tandem_tests::inproc::Cluster;
 
 fn uid_fetch(c: &mut ImapClient, what: &str) -> Vec<String> {
     c.command(&format!("UID FETCH 1:* ({what})"))
@@ -323,7 +167,7 @@ fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
     // Straight into node 2's Dovecot, behind tandem's back (as a local
     // delivery would).
     let mut direct = ImapClient::login(
-        cluster._dovecots[1].imap_addr(),
+        cluster.dovecots[1].imap_addr(),
         "alice",
         tandem_tests::USER_PASSWORD,
     );
@@ -350,18 +194,6 @@ fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
         assert!(text.contains("behind-tandem"), "node {node}: {text}");
         let sel = c.command("EXAMINE INBOX").unwrap().ok().lines().join("\n");
         assert!(sel.contains(&format!("[UIDVALIDITY {uv}]")), "{sel}");
-    }
-}
-
-impl Cluster {
-    /// Stops node `i`'s tandem (its Dovecot keeps running).
-    fn stop_node(&mut self, i: usize) {
-        if let Some(s) = self.nodes[i].stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.nodes[i].thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -393,7 +225,7 @@ fn contents(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<(u32, String)>
 /// UID order.
 fn backend_subjects(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<String> {
     let mut c = ImapClient::login(
-        cluster._dovecots[node].imap_addr(),
+        cluster.dovecots[node].imap_addr(),
         "alice",
         tandem_tests::USER_PASSWORD,
     );
@@ -490,7 +322,7 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     let mut cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("one")).unwrap().ok();
-    cluster._dovecots[2].stop();
+    cluster.dovecots[2].stop();
     let mut acked = vec![];
     for k in 0..5 {
         let marker = format!("while-down-{k}");
@@ -499,7 +331,7 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     }
     c1.command("SELECT INBOX").unwrap().ok();
     c1.command("UID STORE 1 +FLAGS (\\Seen)").unwrap().ok();
-    cluster._dovecots[2].restart();
+    cluster.dovecots[2].restart();
     let expected = contents(&cluster, 0, "INBOX");
     assert_eq!(expected.len(), 6);
     wait_for("node 3 caught up", &expected, || {
@@ -526,7 +358,7 @@ fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
     // Behind tandem's back, node 1's backend loses the mailbox: its apply
     // of the next APPEND fails there.
     let mut direct = ImapClient::login(
-        cluster._dovecots[0].imap_addr(),
+        cluster.dovecots[0].imap_addr(),
         "alice",
         tandem_tests::USER_PASSWORD,
     );

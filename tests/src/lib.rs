@@ -15,6 +15,8 @@
 //!   real Dovecots): kill, restart, stop a backend.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
 //! - [`imap`]: a small blocking IMAP client for asserting what a server says.
+//! - [`inproc`]: a tandem cluster inside the test process, for tests
+//!   and benchmarks without SIGKILL.
 //! - [`lognode`]: replicator nodes as separate processes (the `lognode`
 //!   binary), for SIGKILL tests.
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
@@ -23,6 +25,7 @@
 pub mod cluster;
 pub mod dovecot;
 pub mod imap;
+pub mod inproc;
 pub mod lognode;
 pub mod ports;
 

@@ -1,0 +1,201 @@
+//! Replicated writes side by side in one run: direct Dovecot, tandem with
+//! one node, tandem with three nodes (each in front of its own Dovecot, all
+//! on this machine). APPEND of 4 KiB and 1 MiB and STORE of one flag, with 1
+//! and 16 clients; rounds alternate the configurations so machine noise hits
+//! all of them. Also tandem's own CPU per replicated APPEND (the threads of
+//! the nodes' runtimes; the Dovecots and the bench's clients excluded).
+//!
+//! Run: `cargo bench -p tandem-proxy --bench replicated` (or `make bench`).
+//! `BENCH_SECONDS` sets the time per round (default 3), `BENCH_ROUNDS` the
+//! rounds per configuration (default 2).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tandem_tests::inproc::{Cluster, THREAD_NAME};
+use tandem_tests::{Dovecot, ImapClient, USER_PASSWORD};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Append4k,
+    Append1m,
+    Store,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Append4k => "APPEND 4 KiB",
+            Workload::Append1m => "APPEND 1 MiB",
+            Workload::Store => "STORE +/-FLAGS one message",
+        }
+    }
+}
+
+fn message(size: usize, n: u64) -> Vec<u8> {
+    let mut m = format!("From: bench@example.org\r\nSubject: bench {n}\r\n\r\n").into_bytes();
+    while m.len() + 2 < size {
+        m.extend_from_slice(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n");
+    }
+    m.truncate(size - 2);
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs `clients` threads for `seconds`; each on its own mailbox so STORE
+/// and APPEND from different clients do not queue on one mailbox lock.
+fn round(addr: SocketAddr, w: Workload, clients: usize, seconds: f64) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let user = if i % 2 == 0 { "alice" } else { "bob" };
+                let mut c = ImapClient::login(addr, user, USER_PASSWORD);
+                let mailbox = format!("bench{i}");
+                let _ = c.command(&format!("CREATE {mailbox}")).unwrap();
+                let body = message(
+                    if w == Workload::Append1m { 1 << 20 } else { 4096 },
+                    i as u64,
+                );
+                if w == Workload::Store {
+                    if c.command(&format!("SELECT {mailbox}")).unwrap().exists() == Some(0) {
+                        c.append(&mailbox, &body).unwrap().ok();
+                    }
+                    c.command(&format!("SELECT {mailbox}")).unwrap().ok();
+                }
+                let mut lat = Vec::new();
+                let mut k = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match w {
+                        Workload::Append4k | Workload::Append1m => {
+                            c.append(&mailbox, &body).unwrap().ok();
+                        }
+                        Workload::Store => {
+                            let sign = if k % 2 == 0 { '+' } else { '-' };
+                            c.command(&format!("STORE 1 {sign}FLAGS.SILENT (\\Flagged)"))
+                                .unwrap()
+                                .ok();
+                        }
+                    }
+                    lat.push(t.elapsed());
+                    k += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+/// CPU seconds used so far by the threads of the node runtimes.
+fn node_cpu_seconds() -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for task in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(THREAD_NAME) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the comm: state is field 3, utime 14 and stime 15.
+        let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        total += utime + stime;
+    }
+    total as f64 / ticks
+}
+
+struct Stats {
+    lat: Vec<Duration>,
+    seconds: f64,
+    cpu: f64,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain test run passes nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let direct = Dovecot::start();
+    let one = Cluster::start(1);
+    let three = Cluster::start(3);
+    let configs: [(&str, SocketAddr); 3] = [
+        ("direct Dovecot", direct.imap_addr()),
+        ("tandem 1 node", one.nodes[0].imap),
+        ("tandem 3 nodes", three.nodes[0].imap),
+    ];
+    println!(
+        "{:<28} {:>3} {:<16} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "workload", "cl", "configuration", "ops/s", "p50 ms", "p99 ms", "vs direct", "cpu ms/op"
+    );
+    for w in [Workload::Append4k, Workload::Store, Workload::Append1m] {
+        for clients in [1usize, 16] {
+            let mut stats: Vec<Stats> = (0..3)
+                .map(|_| Stats {
+                    lat: Vec::new(),
+                    seconds: 0.0,
+                    cpu: 0.0,
+                })
+                .collect();
+            for _ in 0..rounds {
+                for (i, (_, addr)) in configs.iter().enumerate() {
+                    let cpu0 = node_cpu_seconds();
+                    let t = Instant::now();
+                    let lat = round(*addr, w, clients, seconds);
+                    stats[i].seconds += t.elapsed().as_secs_f64();
+                    stats[i].cpu += node_cpu_seconds() - cpu0;
+                    stats[i].lat.extend(lat);
+                }
+            }
+            let direct_rate = stats[0].lat.len() as f64 / stats[0].seconds;
+            for (i, (name, _)) in configs.iter().enumerate() {
+                let s = &mut stats[i];
+                s.lat.sort();
+                let rate = s.lat.len() as f64 / s.seconds;
+                let cpu = if i == 0 || s.lat.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.2}", s.cpu * 1000.0 / s.lat.len() as f64)
+                };
+                println!(
+                    "{:<28} {:>3} {:<16} {:>9.0} {:>9.2} {:>9.2} {:>9.0}% {:>9}",
+                    w.name(),
+                    clients,
+                    name,
+                    rate,
+                    percentile(&s.lat, 0.5).as_secs_f64() * 1000.0,
+                    percentile(&s.lat, 0.99).as_secs_f64() * 1000.0,
+                    100.0 * rate / direct_rate,
+                    cpu
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! A tandem cluster in one process, for tests and benchmarks that need no
+//! SIGKILL: N nodes (Raft node, applier, IMAP server, each on its own tokio
+//! runtime whose threads are named `tandem-node`), each in front of its own
+//! real Dovecot.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_proxy::config::Config;
+use tandem_proxy::replication::Replication;
+use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
+use tandem_replicator::NodeConfig;
+
+use crate::dovecot::Dovecot;
+use crate::imap::{ImapClient, Status};
+use crate::ports::{free_tcp_port, free_udp_port};
+
+/// Thread name of every node runtime's threads (for CPU accounting).
+pub const THREAD_NAME: &str = "tandem-node";
+
+/// One node.
+#[derive(Debug)]
+pub struct Node {
+    /// Its IMAP listener.
+    pub imap: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, in id order.
+    pub nodes: Vec<Node>,
+    /// Their Dovecots.
+    pub dovecots: Vec<Dovecot>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes and waits until the cluster takes writes.
+    pub fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<u64> = (1..=n).collect();
+        write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
+        let peers: BTreeMap<u64, u16> = ids.iter().map(|&i| (i, free_udp_port())).collect();
+        let members: BTreeMap<u64, String> = peers
+            .iter()
+            .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
+            .collect();
+        let mut dovecots = Vec::new();
+        let mut nodes = Vec::new();
+        for &id in &ids {
+            let dovecot = Dovecot::start();
+            let imap_port = free_tcp_port();
+            let certs = dir.path().join("certs");
+            let text = format!(
+                r#"
+[node]
+id = {id}
+data_dir = "{data}"
+[listen]
+imap = "127.0.0.1:{imap_port}"
+peer = "127.0.0.1:{peer}"
+[cluster]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+[backend]
+kind = "dovecot"
+address = "{backend}"
+admin_user = "{admin_user}"
+admin_password = "{admin_password}"
+command_timeout_secs = 10
+"#,
+                data = dir.path().join(format!("n{id}")).display(),
+                peer = peers[&id],
+                ca = certs.join("ca.pem").display(),
+                cert = certs.join(format!("node-{id}.pem")).display(),
+                key = certs.join(format!("node-{id}.key")).display(),
+                backend = dovecot.imap_addr(),
+                admin_user = crate::ADMIN_USER,
+                admin_password = crate::ADMIN_PASSWORD,
+            );
+            let config = Arc::new(Config::from_toml(&text, Path::new("test.toml")).unwrap());
+            let tls = TlsMaterial::load(&TlsFiles {
+                ca: certs.join("ca.pem"),
+                cert: certs.join(format!("node-{id}.pem")),
+                key: certs.join(format!("node-{id}.key")),
+            })
+            .unwrap();
+            let mut nc = NodeConfig::new(
+                id,
+                format!("127.0.0.1:{}", peers[&id]).parse().unwrap(),
+                members.clone(),
+                dir.path().join(format!("n{id}")).join("raft"),
+                tls,
+            );
+            nc.bootstrap = true;
+            nc.heartbeat = Duration::from_millis(150);
+            nc.election_timeout = (Duration::from_millis(800), Duration::from_millis(1600));
+            let listener = std::net::TcpListener::bind(("127.0.0.1", imap_port)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name(THREAD_NAME)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let rep = Replication::start(&config, nc).await.unwrap();
+                    let listeners = vec![tandem_proxy::server::Listener {
+                        socket: tokio::net::TcpListener::from_std(listener).unwrap(),
+                        implicit_tls: false,
+                    }];
+                    tandem_proxy::server::run(listeners, config, None, Some(rep.clone()), async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                    rep.shutdown().await;
+                });
+            });
+            nodes.push(Node {
+                imap: format!("127.0.0.1:{imap_port}").parse().unwrap(),
+                stop: Some(tx),
+                thread: Some(thread),
+            });
+            dovecots.push(dovecot);
+        }
+        let c = Cluster {
+            nodes,
+            dovecots,
+            _dir: dir,
+        };
+        c.wait_writable();
+        c
+    }
+
+    /// Waits until a mutation through node 1 succeeds (a leader exists).
+    pub fn wait_writable(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = ImapClient::connect(self.nodes[0].imap) {
+                if c.command(&format!("LOGIN alice {}", crate::USER_PASSWORD))
+                    .map(|r| r.status)
+                    .ok()
+                    == Some(Status::Ok)
+                {
+                    let r = c.command("SUBSCRIBE INBOX").unwrap();
+                    if r.status == Status::Ok {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "cluster never became writable");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Logs `user` in through node `node`.
+    pub fn login(&self, node: usize, user: &str) -> ImapClient {
+        ImapClient::login(self.nodes[node].imap, user, crate::USER_PASSWORD)
+    }
+}
+
+impl Cluster {
+    /// Stops node `i`'s tandem (its Dovecot keeps running).
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(s) = self.nodes[i].stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.nodes[i].thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+

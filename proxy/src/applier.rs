@@ -25,17 +25,15 @@ use tandem_parser::encode::{self, AppendItem, MailboxVerb};
 use tandem_parser::response::{Code, Response};
 use tandem_parser::seqset::{Ranges, SequenceSet};
 use tandem_parser::uidmap::{map_ranges, RunMap, UidMap};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backend::{BackendConn, BackendError, Reply, Status};
-use crate::canon::{FlagMode, Work, OUTBOX};
+use crate::canon::{FlagMode, Work, COUNTERS, OUTBOX};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
 
 /// `user \0 canonical UIDVALIDITY` -> postcard [`StoredMap`].
 const MAPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("applier_maps");
-/// `cursor` -> the last outbox item applied.
-const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_state");
 
 fn map_key(user: &str, uidvalidity: u32) -> String {
     format!("{user}\0{uidvalidity}")
@@ -107,38 +105,79 @@ impl Maps {
 /// it.
 pub type Failure = String;
 
-/// The applier's shared state: progress and failures.
+/// The applier's progress: which outbox items are applied, and the
+/// backend refusals kept for the sessions that proposed them.
 #[derive(Debug)]
 pub struct Progress {
-    cursor: watch::Sender<u64>,
-    failures: Mutex<HashMap<u64, Failure>>,
+    state: Mutex<ProgressState>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    /// Every item up to here is applied.
+    cursor: u64,
+    /// Items above the cursor applied already (users are applied in
+    /// parallel, so items finish out of order).
+    done: std::collections::BTreeSet<u64>,
+    failures: HashMap<u64, Failure>,
 }
 
 impl Progress {
-    /// The last outbox item applied.
+    /// Every outbox item up to this one is applied.
     pub fn cursor(&self) -> u64 {
-        *self.cursor.borrow()
+        self.state.lock().map(|s| s.cursor).unwrap_or(0)
+    }
+
+    fn is_done(&self, seq: u64) -> bool {
+        self.state
+            .lock()
+            .map(|s| seq <= s.cursor || s.done.contains(&seq))
+            .unwrap_or(false)
+    }
+
+    fn finish(&self, seq: u64, failure: Option<Failure>) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(f) = failure {
+                if s.failures.len() > 10_000 {
+                    s.failures.clear();
+                }
+                s.failures.insert(seq, f);
+            }
+            if seq > s.cursor {
+                s.done.insert(seq);
+            }
+            loop {
+                let next = s.cursor + 1;
+                if !s.done.remove(&next) {
+                    break;
+                }
+                s.cursor = next;
+            }
+        }
+        self.changed.send_modify(|v| *v += 1);
     }
 
     /// Waits until item `seq` is applied to the backend (at most
     /// `timeout`); `Err` with the backend's words if it refused the item,
     /// or if the wait timed out.
     pub async fn wait(&self, seq: u64, timeout: Duration) -> Result<(), Failure> {
-        let mut rx = self.cursor.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&c| c >= seq)).await;
-        match reached {
-            Ok(Ok(_)) => {}
-            _ => return Err("the local mail backend has not applied it yet".to_string()),
+        let mut rx = self.changed.subscribe();
+        let reached = tokio::time::timeout(timeout, async {
+            while !self.is_done(seq) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if reached.is_err() || !self.is_done(seq) {
+            return Err("the local mail backend has not applied it yet".to_string());
         }
-        match self.failures.lock() {
-            Ok(mut f) => f.remove(&seq).map_or(Ok(()), Err),
+        match self.state.lock() {
+            Ok(mut s) => s.failures.remove(&seq).map_or(Ok(()), Err),
             Err(_) => Ok(()),
         }
-    }
-
-    /// A receiver of the cursor.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.cursor.subscribe()
     }
 }
 
@@ -167,56 +206,79 @@ struct UserConn {
     selected: Option<String>,
 }
 
-/// The applier task's state.
+/// Most backend connections the applier keeps open (one per user).
+const MAX_CONNS: usize = 32;
+
+/// Opens the maps and the progress of this node's applier. Everything
+/// below the oldest item left in the outbox is applied.
+pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let txn = db.begin_write().map_err(|x| e(&x))?;
+    let cursor = {
+        txn.open_table(MAPS).map_err(|x| e(&x))?;
+        let outbox = txn.open_table(OUTBOX).map_err(|x| e(&x))?;
+        let first = outbox.first().map_err(|x| e(&x))?.map(|(k, _)| k.value());
+        match first {
+            Some(k) => k - 1,
+            None => {
+                let c = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
+                let v = c.get("seq").map_err(|x| e(&x))?;
+                v.map(|v| v.value()).unwrap_or(0)
+            }
+        }
+    };
+    txn.commit().map_err(|x| e(&x))?;
+    let progress = Arc::new(Progress {
+        state: Mutex::new(ProgressState {
+            cursor,
+            ..ProgressState::default()
+        }),
+        changed: watch::channel(0).0,
+    });
+    Ok((Arc::new(Maps::new(db)), progress))
+}
+
+/// Per-user locks: a user's worker holds its lock while it applies an
+/// item, and an adoption scan of that user's mailboxes takes it too.
+#[derive(Debug, Default)]
+pub struct UserLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UserLocks {
+    /// The lock of `user`.
+    pub fn of(&self, user: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut m) = self.0.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if m.len() > 10_000 {
+            m.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        m.entry(user.to_string()).or_default().clone()
+    }
+}
+
+/// Reads the outbox and hands each item to the worker of its user; workers
+/// of different users apply in parallel, each user's items in order.
 pub struct Applier {
-    db: Arc<Database>,
-    backend: BackendConfig,
-    password: Secret<String>,
-    maps: Arc<Maps>,
-    progress: Arc<Progress>,
+    template: Worker,
     notify: Arc<Notify>,
-    conns: HashMap<String, UserConn>,
-    /// Set until the first item after a start is applied: a crash may have
-    /// come between the backend's change and the recording of its UIDs.
-    in_doubt: bool,
-    /// This node's id (adoption expunges originals on their node only).
-    node: u64,
-    /// Held while an item is applied, so an adoption scan never mistakes a
-    /// message being appended for one delivered behind tandem's back.
-    lock: Arc<tokio::sync::Mutex<()>>,
+    workers: HashMap<String, mpsc::Sender<(u64, Work)>>,
 }
 
 impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Applier")
-            .field("cursor", &self.progress.cursor())
-            .field("connections", &self.conns.len())
+            .field("cursor", &self.template.progress.cursor())
+            .field("workers", &self.workers.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Most backend connections the applier keeps open (one per user).
-const MAX_CONNS: usize = 32;
-
-/// Opens the maps and the progress of this node's applier.
-pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    let cursor = {
-        txn.open_table(MAPS).map_err(|e| e.to_string())?;
-        let t = txn.open_table(STATE).map_err(|e| e.to_string())?;
-        let v = t.get("cursor").map_err(|e| e.to_string())?;
-        v.map(|v| v.value()).unwrap_or(0)
-    };
-    txn.commit().map_err(|e| e.to_string())?;
-    let progress = Arc::new(Progress {
-        cursor: watch::channel(cursor).0,
-        failures: Mutex::new(HashMap::new()),
-    });
-    Ok((Arc::new(Maps::new(db)), progress))
-}
+/// A worker with nothing to do for this long exits.
+const WORKER_IDLE: Duration = Duration::from_secs(60);
 
 impl Applier {
     /// An applier over `db` toward `backend`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Arc<Database>,
         backend: BackendConfig,
@@ -225,27 +287,39 @@ impl Applier {
         progress: Arc<Progress>,
         notify: Arc<Notify>,
         node: u64,
-        lock: Arc<tokio::sync::Mutex<()>>,
+        locks: Arc<UserLocks>,
     ) -> Applier {
+        // Items present at start may have been in flight at a crash.
+        let horizon = db
+            .begin_read()
+            .ok()
+            .and_then(|t| t.open_table(OUTBOX).ok())
+            .and_then(|t| t.last().ok().flatten().map(|(k, _)| k.value()))
+            .unwrap_or(0);
         Applier {
-            db,
-            backend,
-            password,
-            maps,
-            progress,
+            template: Worker {
+                db,
+                backend,
+                password,
+                maps,
+                progress,
+                conns: HashMap::new(),
+                in_doubt: true,
+                horizon,
+                found: false,
+                node,
+                locks,
+            },
             notify,
-            conns: HashMap::new(),
-            in_doubt: true,
-            node,
-            lock,
+            workers: HashMap::new(),
         }
     }
 
     /// Runs until the task is aborted.
     pub async fn run(mut self) {
-        let mut backoff = Duration::from_millis(100);
+        let mut next = self.template.progress.cursor() + 1;
         loop {
-            let next = match self.next_items() {
+            let items = match self.template.items_from(next) {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::error!(error = %e, "applier cannot read its outbox");
@@ -253,52 +327,116 @@ impl Applier {
                     continue;
                 }
             };
-            if next.is_empty() {
+            if items.is_empty() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.notify.notified()).await;
                 continue;
             }
-            for (seq, work) in next {
-                let lock = self.lock.clone();
-                let _guard = lock.lock().await;
+            for (seq, work) in items {
+                next = seq + 1;
+                let user = work.user().to_string();
+                let mut item = (seq, work);
                 loop {
-                    match self.apply(&work).await {
-                        Ok(changes) => {
-                            self.in_doubt = false;
-                            if let Err(e) = self.commit(seq, changes) {
-                                tracing::error!(error = %e, "applier cannot record progress");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                                continue;
-                            }
-                            backoff = Duration::from_millis(100);
-                            break;
-                        }
-                        Err(ApplyError::Refused(text)) => {
-                            tracing::warn!(seq, reason = %text, "backend refused a replicated change");
-                            if let Ok(mut f) = self.progress.failures.lock() {
-                                if f.len() > 10_000 {
-                                    f.clear();
-                                }
-                                f.insert(seq, text);
-                            }
-                            if self.commit(seq, Vec::new()).is_ok() {
-                                self.in_doubt = false;
-                                break;
-                            }
-                        }
-                        Err(ApplyError::Transient(e)) => {
-                            tracing::warn!(seq, error = %e, "backend unavailable; will retry");
-                            self.conns.clear();
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let tx = self.workers.entry(user.clone()).or_insert_with(|| {
+                        let (tx, rx) = mpsc::channel(1024);
+                        let worker = self.template.fork();
+                        tokio::spawn(worker.run(rx));
+                        tx
+                    });
+                    match tx.send(item).await {
+                        Ok(()) => break,
+                        // The worker went idle and exited: start another.
+                        Err(mpsc::error::SendError(back)) => {
+                            self.workers.remove(&user);
+                            item = back;
                         }
                     }
                 }
             }
         }
     }
+}
 
-    fn next_items(&self) -> Result<Vec<(u64, Work)>, String> {
-        let cursor = self.progress.cursor();
+/// Applies one user's items, in order, over that user's backend session.
+struct Worker {
+    db: Arc<Database>,
+    backend: BackendConfig,
+    password: Secret<String>,
+    maps: Arc<Maps>,
+    progress: Arc<Progress>,
+    conns: HashMap<String, UserConn>,
+    /// Until one item is found not yet applied, items at or below
+    /// `horizon` (the outbox at start) may have reached the backend before
+    /// a crash without their UIDs being recorded: look before applying.
+    in_doubt: bool,
+    horizon: u64,
+    /// Set by `apply` when the item was found already applied.
+    found: bool,
+    /// This node's id (adoption expunges originals on their node only).
+    node: u64,
+    locks: Arc<UserLocks>,
+}
+
+impl Worker {
+    fn fork(&self) -> Worker {
+        Worker {
+            db: self.db.clone(),
+            backend: self.backend.clone(),
+            password: self.password.clone(),
+            maps: self.maps.clone(),
+            progress: self.progress.clone(),
+            conns: HashMap::new(),
+            in_doubt: true,
+            horizon: self.horizon,
+            found: false,
+            node: self.node,
+            locks: self.locks.clone(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<(u64, Work)>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Ok(Some((seq, work))) = tokio::time::timeout(WORKER_IDLE, rx.recv()).await else {
+                return;
+            };
+            let lock = self.locks.of(work.user());
+            let _guard = lock.lock().await;
+            loop {
+                let doubt = self.in_doubt && seq <= self.horizon;
+                self.found = false;
+                match self.apply(&work, doubt).await {
+                    Ok(changes) => {
+                        if !self.found {
+                            self.in_doubt = false;
+                        }
+                        if let Err(e) = self.commit(seq, changes) {
+                            tracing::error!(error = %e, "applier cannot record progress");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        self.progress.finish(seq, None);
+                        backoff = Duration::from_millis(100);
+                        break;
+                    }
+                    Err(ApplyError::Refused(text)) => {
+                        tracing::warn!(seq, reason = %text, "backend refused a replicated change");
+                        if self.commit(seq, Vec::new()).is_ok() {
+                            self.progress.finish(seq, Some(text));
+                            break;
+                        }
+                    }
+                    Err(ApplyError::Transient(e)) => {
+                        tracing::warn!(seq, error = %e, "backend unavailable; will retry");
+                        self.conns.clear();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    fn items_from(&self, first: u64) -> Result<Vec<(u64, Work)>, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
         let t = match txn.open_table(OUTBOX) {
             Ok(t) => t,
@@ -306,11 +444,11 @@ impl Applier {
             Err(e) => return Err(e.to_string()),
         };
         let mut out = Vec::new();
-        for r in t.range(cursor + 1..).map_err(|e| e.to_string())? {
+        for r in t.range(first..).map_err(|e| e.to_string())? {
             let (k, v) = r.map_err(|e| e.to_string())?;
             let work: Work = postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
             out.push((k.value(), work));
-            if out.len() >= 64 {
+            if out.len() >= 256 {
                 break;
             }
         }
@@ -318,8 +456,10 @@ impl Applier {
     }
 
     fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), String> {
+        // Not fsynced on its own: the log's next durable write carries it,
+        // and what a crash loses is found again on the backend (in doubt).
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(Durability::Immediate)
+        txn.set_durability(Durability::None)
             .map_err(|e| e.to_string())?;
         {
             let mut maps = txn.open_table(MAPS).map_err(|e| e.to_string())?;
@@ -340,10 +480,8 @@ impl Applier {
                     }
                 }
             }
-            let mut state = txn.open_table(STATE).map_err(|e| e.to_string())?;
-            state.insert("cursor", seq).map_err(|e| e.to_string())?;
             let mut outbox = txn.open_table(OUTBOX).map_err(|e| e.to_string())?;
-            outbox.retain(|k, _| k > seq).map_err(|e| e.to_string())?;
+            outbox.remove(seq).map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())?;
         if let Ok(mut cache) = self.maps.cache.lock() {
@@ -359,7 +497,6 @@ impl Applier {
             }
         }
         self.maps.version.send_modify(|v| *v += 1);
-        self.progress.cursor.send_replace(seq);
         Ok(())
     }
 
@@ -456,7 +593,9 @@ impl Applier {
             .ok_or_else(|| ApplyError::Refused(format!("no local mailbox for UIDVALIDITY {uv}")))
     }
 
-    async fn apply(&mut self, work: &Work) -> Result<Vec<Change>, ApplyError> {
+    /// Applies one item; sets `found` when it was already applied (looked
+    /// for only when `doubt`).
+    async fn apply(&mut self, work: &Work, doubt: bool) -> Result<Vec<Change>, ApplyError> {
         match work {
             Work::Create {
                 user,
@@ -564,7 +703,15 @@ impl Applier {
                 replaces,
             } => {
                 let mut map = self.map_of(user, *uidvalidity)?;
-                if self.in_doubt {
+                if uids
+                    .first()
+                    .is_some_and(|&u| map.to_local.map_one(u).is_some())
+                {
+                    // Recorded already (applied before a restart).
+                    self.found = true;
+                    return Ok(Vec::new());
+                }
+                if doubt {
                     let found = self.unmapped(user, mailbox, &map).await?;
                     let bodies = self.bodies(user, &found).await?;
                     let done = found.len() >= uids.len()
@@ -578,6 +725,7 @@ impl Applier {
                             push(&mut map, c, l);
                         }
                         map.to_canon = map.to_local.inverse();
+                        self.found = true;
                         return Ok(vec![Change::Put(user.clone(), *uidvalidity, map)]);
                     }
                 }
@@ -634,7 +782,14 @@ impl Applier {
                 } else {
                     self.map_of(user, *to_uidvalidity)?
                 };
-                if self.in_doubt && !pairs.is_empty() {
+                if pairs
+                    .first()
+                    .is_some_and(|&(_, d)| dst.to_local.map_one(d).is_some())
+                {
+                    self.found = true;
+                    return Ok(Vec::new());
+                }
+                if doubt && !pairs.is_empty() {
                     let found = self.unmapped(user, to, &dst).await?;
                     if found.len() == pairs.len() {
                         tracing::info!(mailbox = %to, "copy found already applied before a restart");
@@ -650,6 +805,7 @@ impl Applier {
                         if from_uidvalidity != to_uidvalidity && *remove {
                             changes.push(Change::Put(user.clone(), *from_uidvalidity, src));
                         }
+                        self.found = true;
                         return Ok(changes);
                     }
                 }
@@ -759,7 +915,7 @@ impl Applier {
     }
 }
 
-impl Applier {
+impl Worker {
     /// Expunges exactly the local UIDs `set` of `mailbox`: marks them
     /// \Deleted first, since UID EXPUNGE removes only marked messages.
     async fn remove_local(

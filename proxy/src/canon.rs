@@ -16,7 +16,6 @@
 //!   under a sequence number that grows by one per item; the node's applier
 //!   carries the outbox to its backend in that order.
 
-
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tandem_parser::seqset::Ranges;
@@ -313,6 +312,22 @@ pub enum Work {
         /// Canonical UIDs.
         uids: Vec<(u32, u32)>,
     },
+}
+
+impl Work {
+    /// The user it is for.
+    pub fn user(&self) -> &str {
+        match self {
+            Work::Create { user, .. }
+            | Work::Delete { user, .. }
+            | Work::Rename { user, .. }
+            | Work::Subscribe { user, .. }
+            | Work::Append { user, .. }
+            | Work::Copy { user, .. }
+            | Work::Store { user, .. }
+            | Work::Expunge { user, .. } => user,
+        }
+    }
 }
 
 /// What an entry did, returned to its proposer.

@@ -40,8 +40,9 @@ pub struct Replication {
     /// entry before answering NO.
     apply_timeout: Duration,
     backend: Option<(BackendConfig, Secret<String>)>,
-    /// Shared with the applier: held while it applies an item.
-    apply_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Shared with the applier: a user's lock is held while one of the
+    /// user's items is applied.
+    locks: Arc<applier::UserLocks>,
     /// Mailboxes being scanned for adoption.
     adopting: Mutex<HashSet<(String, String)>>,
 }
@@ -140,7 +141,7 @@ impl Replication {
                 wake.notify_one();
             }
         });
-        let apply_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let locks = Arc::new(applier::UserLocks::default());
         let mut backend_access = None;
         let (maps, progress, applier, apply_timeout) = match backend {
             Some(b) => {
@@ -156,7 +157,7 @@ impl Replication {
                     progress.clone(),
                     notify,
                     node.id(),
-                    apply_lock.clone(),
+                    locks.clone(),
                 );
                 let handle = tokio::spawn(task.run());
                 (Some(maps), Some(progress), Some(handle), timeout)
@@ -171,7 +172,7 @@ impl Replication {
             watcher,
             apply_timeout,
             backend: backend_access,
-            apply_lock,
+            locks,
             adopting: Mutex::new(HashSet::new()),
         }))
     }
@@ -197,7 +198,7 @@ impl Replication {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            drop(me.apply_lock.lock().await);
+            drop(me.locks.of(&key.0).lock().await);
             let covered = me
                 .mailbox(&key.0, &key.1)
                 .and_then(|m| me.map(&key.0, m.uidvalidity))
@@ -239,7 +240,8 @@ impl Replication {
         loop {
             // Scanned while the applier is paused: every message it appends
             // is mapped before it lets go.
-            let guard = self.apply_lock.lock().await;
+            let lock = self.locks.of(user);
+            let guard = lock.lock().await;
             let map = self.map(user, canon.uidvalidity).ok_or("no local map")?;
             let mut cmd = b"EXAMINE ".to_vec();
             tandem_parser::encode::astring(&mut cmd, mailbox.as_bytes());

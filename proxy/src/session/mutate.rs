@@ -95,7 +95,9 @@ fn selected_uid_error(e: &tandem_parser::rewrite::RewriteError) -> bool {
     use tandem_parser::rewrite::RewriteError;
     match e {
         RewriteError::Unmapped { what, .. } | RewriteError::NoneMapped { what, .. } => {
-            !what.starts_with("STATUS") && !what.contains("UIDVALIDITY") && !what.contains("UIDNEXT")
+            !what.starts_with("STATUS")
+                && !what.contains("UIDVALIDITY")
+                && !what.contains("UIDNEXT")
         }
         RewriteError::NoMap { .. } => false,
     }
@@ -205,9 +207,12 @@ impl Session {
                 Err(e) => {
                     tracing::warn!(error = %e, "response with an unmapped UID withheld");
                     // A message delivered straight into the backend: adopt it.
-                    if let (true, Some(rep), Some(user), Some(s)) =
-                        (selected_uid_error(&e), &self.rep, &self.user, &self.selected)
-                    {
+                    if let (true, Some(rep), Some(user), Some(s)) = (
+                        selected_uid_error(&e),
+                        &self.rep,
+                        &self.user,
+                        &self.selected,
+                    ) {
                         rep.request_adoption(user, &s.name, u64::MAX);
                     }
                 }

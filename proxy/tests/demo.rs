@@ -3,7 +3,7 @@
 //! (hidden `--port-base`) so that it never takes the documented ones.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ fn ports_free(base: u16, nodes: u16) -> bool {
         [p.imap, p.imaps, p.backend, p.lmtp, p.metrics]
             .iter()
             .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            && UdpSocket::bind(("127.0.0.1", p.peer)).is_ok()
     })
 }
 
@@ -29,6 +30,21 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The demo process; SIGTERM on drop, so a failing test leaves nothing
+/// running.
+struct DemoProcess(std::process::Child);
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
     let nodes = 2;
@@ -38,21 +54,23 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
         assert!(base < 32000, "no free port range");
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args([
-            "demo",
-            "--nodes",
-            "2",
-            "--port-base",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    let mut demo = DemoProcess(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args([
+                "demo",
+                "--nodes",
+                "2",
+                "--port-base",
+                &base.to_string(),
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(demo.0.stdout.take().unwrap());
     let mut printed = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -81,7 +99,12 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
         c.append("INBOX", b"Subject: hello demo\r\n\r\nhi\r\n")
             .unwrap()
             .ok();
-        assert_eq!(c.command("SELECT INBOX").unwrap().ok().exists(), Some(1));
+        // The nodes form one cluster: once mutations replicate, INBOX
+        // also holds what was appended through the earlier nodes, so only
+        // "at least this one" holds either way (tests/cluster.rs checks
+        // replication itself).
+        let exists = c.command("SELECT INBOX").unwrap().ok().exists();
+        assert!(exists.is_some_and(|k| k >= 1), "{exists:?}");
         c.command("LOGOUT").unwrap().ok();
         assert!(
             TcpStream::connect(("127.0.0.1", p.imaps)).is_ok(),
@@ -100,11 +123,11 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
     }
 
     let status = Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
+        .args(["-TERM", &demo.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = demo.wait().unwrap();
+    let exit = demo.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut out, &mut rest);

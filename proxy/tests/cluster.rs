@@ -48,3 +48,29 @@ fn a_witness_runs_the_log_without_serving_imap() {
     c.stop(3);
     assert!(!c.is_running(3));
 }
+
+#[test]
+fn an_append_through_one_node_reaches_every_backend() {
+    let c = cluster(3);
+    let mut alice = c.login(1, "alice");
+    alice
+        .append("INBOX", b"Subject: wired\r\n\r\nthrough the log\r\n")
+        .unwrap()
+        .ok();
+    for id in c.ids() {
+        let backend = c.dovecot(id).imap_addr();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mut direct = tandem_tests::ImapClient::login(backend, "alice", "demo");
+            let exists = direct.command("SELECT INBOX").unwrap().ok().exists();
+            if exists == Some(1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id}'s Dovecot has {exists:?} messages"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

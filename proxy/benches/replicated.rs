@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench -p tandem-proxy --bench replicated` (or `make bench`).
 //! `BENCH_SECONDS` sets the time per round (default 3), `BENCH_ROUNDS` the
-//! rounds per configuration (default 2).
+//! rounds per configuration (default 2), `BENCH_FILTER` a part of the
+//! workload names to run (e.g. `1 MiB`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,7 +62,11 @@ fn round(addr: SocketAddr, w: Workload, clients: usize, seconds: f64) -> Vec<Dur
                 let mailbox = format!("bench{i}");
                 let _ = c.command(&format!("CREATE {mailbox}")).unwrap();
                 let body = message(
-                    if w == Workload::Append1m { 1 << 20 } else { 4096 },
+                    if w == Workload::Append1m {
+                        1 << 20
+                    } else {
+                        4096
+                    },
                     i as u64,
                 );
                 if w == Workload::Store {
@@ -155,7 +160,11 @@ fn main() {
         "{:<28} {:>3} {:<16} {:>9} {:>9} {:>9} {:>10} {:>9}",
         "workload", "cl", "configuration", "ops/s", "p50 ms", "p99 ms", "vs direct", "cpu ms/op"
     );
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for w in [Workload::Append4k, Workload::Store, Workload::Append1m] {
+        if !w.name().contains(filter.as_str()) {
+            continue;
+        }
         for clients in [1usize, 16] {
             let mut stats: Vec<Stats> = (0..3)
                 .map(|_| Stats {

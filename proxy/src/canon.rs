@@ -79,7 +79,9 @@ pub struct NewMessage {
     pub flags: Vec<String>,
     /// The internal date as written (`"01-Jan-2026 10:00:00 +0000"`), if given.
     pub date: Option<String>,
-    /// The message.
+    /// The message (serialized as bytes, not as a sequence of numbers:
+    /// postcard then copies it in one go).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 

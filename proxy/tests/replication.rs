@@ -267,7 +267,10 @@ fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_orde
         threads.into_iter().map(|t| t.join().unwrap()).collect();
     // Each client's UIDs increase in the order it got them.
     for (i, got) in per_client.iter().enumerate() {
-        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "client {i}: {got:?}");
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "client {i}: {got:?}"
+        );
     }
     let mut acked: Vec<(u32, String)> = per_client.into_iter().flatten().collect();
     acked.sort();

@@ -45,6 +45,7 @@ pub(crate) enum Request {
     /// Store a large payload (see [`crate::blob`]).
     PutBlob {
         hash: crate::blob::Hash,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Send a large payload this node may hold.
@@ -63,7 +64,7 @@ pub(crate) enum Response {
     ),
     Propose(Result<Proposed, ForwardError>),
     BlobStored(Result<(), String>),
-    Blob(Option<Vec<u8>>),
+    Blob(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The server refused the request (wrong sender, undecodable).
     Refused(String),
 }

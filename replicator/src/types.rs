@@ -30,7 +30,7 @@ openraft::declare_raft_types!(
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
     /// The encoded entry itself.
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The SHA-256 of the encoded entry, stored as a blob on a majority.
     Blob {
         /// Content hash.
@@ -62,7 +62,7 @@ impl fmt::Display for Payload {
 
 /// What applying an entry produced, encoded.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Output(pub Vec<u8>);
+pub struct Output(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl fmt::Debug for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,7 +9,7 @@
 //! `tandem_replicator::NodeConfig::bootstrap`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tandem_replicator::tls::{TlsFiles, TlsMaterial};
 use tandem_replicator::NodeConfig;
@@ -18,7 +18,12 @@ use crate::config::Config;
 
 /// Where a node keeps its replicated log: `<node.data_dir>/raft`.
 pub fn raft_dir(config: &Config) -> PathBuf {
-    config.node.data_dir.join("raft")
+    raft_dir_of(&config.node.data_dir)
+}
+
+/// The log directory under a node's `data_dir`.
+pub fn raft_dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("raft")
 }
 
 /// The Raft node settings for `config`, with its TLS material loaded.

@@ -307,9 +307,22 @@ impl Demo {
         for n in 1..=nodes {
             let ports = NodePorts::of(n, base);
             let node_dir = dir.join(format!("node{n}"));
+            let data_dir = node_dir.join("data");
+            // A node whose log exists was started before: it restarts
+            // without --bootstrap, on the mail its Dovecot already has.
+            let fresh = !crate::cluster::raft_dir_of(&data_dir).exists();
             // Short socket paths: Dovecot's base_dir lives under /tmp.
             let dovecot_dir = std::env::temp_dir().join(format!("tandem-demo-{}-{n}", ports.imap));
-            let _ = fs::remove_dir_all(&dovecot_dir);
+            if fresh {
+                let _ = fs::remove_dir_all(&dovecot_dir);
+            } else if !dovecot_dir.join("home").exists() {
+                return Err(io::Error::other(format!(
+                    "node {n} has a replicated log in {} but its Dovecot mail ({}) is gone; \
+                     start the demo with a new --dir",
+                    data_dir.display(),
+                    dovecot_dir.display()
+                )));
+            }
             let conf = DovecotSetup {
                 dir: dovecot_dir.clone(),
                 imap_port: ports.backend,
@@ -360,7 +373,7 @@ impl Demo {
                  key = \"{cluster_key}\"\n\n\
                  [backend]\nkind = \"dovecot\"\naddress = \"127.0.0.1:{backend}\"\n\
                  admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
-                data = node_dir.join("data").display(),
+                data = data_dir.display(),
                 cluster_ca = cluster_dir.join("ca.pem").display(),
                 cluster_cert = cluster_dir.join(format!("node-{n}.pem")).display(),
                 cluster_key = cluster_dir.join(format!("node-{n}.key")).display(),
@@ -377,11 +390,8 @@ impl Demo {
             let log = fs::File::create(node_dir.join("tandem.log"))?;
             let mut command = Command::new(tandem);
             command.arg("run").arg("--config").arg(&config_path);
-            // A brand-new cluster is bootstrapped on its first start only:
-            // a demo dir reused later already has the log.
-            let parsed = crate::config::Config::load(&config_path)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            if !crate::cluster::raft_dir(&parsed).exists() {
+            // A brand-new cluster is bootstrapped on its first start only.
+            if fresh {
                 command.arg("--bootstrap");
             }
             let node = command

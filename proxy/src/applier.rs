@@ -647,40 +647,22 @@ impl Worker {
                 if let Some(c) = self.conns.get_mut(user) {
                     c.selected = None;
                 }
+                if let Some(mv) = inbox {
+                    return self.move_inbox(user, to, mv).await;
+                }
                 let r = self
                     .send(user, |t| encode::rename(t, from.as_bytes(), to.as_bytes()))
                     .await?;
                 if r.status != Status::Ok {
-                    return Err(ApplyError::Refused(format!("RENAME: {}", r.text)));
-                }
-                let Some((new_uv, canon_uids)) = inbox else {
-                    return Ok(Vec::new());
-                };
-                // RENAME INBOX: the messages now live in `to` under new
-                // local UIDs; pair them with the canonical ones in order.
-                let local_uv = self.local_uidvalidity(user, to).await?;
-                self.select(user, to).await?;
-                let r = self.send(user, |t| uid_search_all(t)).await?;
-                let local = search_numbers(&r);
-                let mut map = MailboxMap {
-                    local_uidvalidity: local_uv,
-                    ..MailboxMap::default()
-                };
-                for (&c, &l) in canon_uids.iter().zip(local.iter()) {
-                    let _ = map.to_local.push(c, l);
-                }
-                map.to_canon = map.to_local.inverse();
-                let inbox_uv =
-                    crate::canon::read_mailbox(&self.db, user, "INBOX").map(|m| m.uidvalidity);
-                let mut changes = vec![Change::Put(user.clone(), *new_uv, map)];
-                if let Some(iuv) = inbox_uv {
-                    if let Ok(mut m) = self.map_of(user, iuv) {
-                        m.to_local = RunMap::new();
-                        m.to_canon = RunMap::new();
-                        changes.push(Change::Put(user.clone(), iuv, m));
+                    // Re-applied after a restart: already renamed.
+                    let done = self.local_uidvalidity(user, to).await.is_ok()
+                        && self.local_uidvalidity(user, from).await.is_err();
+                    if !done {
+                        return Err(ApplyError::Refused(format!("RENAME: {}", r.text)));
                     }
+                    self.found = true;
                 }
-                Ok(changes)
+                Ok(Vec::new())
             }
             Work::Subscribe { user, name, on } => {
                 let verb = if *on {
@@ -916,6 +898,66 @@ impl Worker {
 }
 
 impl Worker {
+    /// RENAME INBOX: creates `to` and moves INBOX's messages into it, then
+    /// maps each new local UID to the canonical one decided for it.
+    async fn move_inbox(
+        &mut self,
+        user: &str,
+        to: &str,
+        mv: &crate::canon::InboxMove,
+    ) -> Result<Vec<Change>, ApplyError> {
+        let r = self
+            .send(user, |t| {
+                encode::mailbox_command(t, MailboxVerb::Create, to.as_bytes())
+            })
+            .await?;
+        if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
+            return Err(ApplyError::Refused(format!("CREATE {to}: {}", r.text)));
+        }
+        let local_uv = self.local_uidvalidity(user, to).await?;
+        let mut dst = match self.maps.get(user, mv.uidvalidity) {
+            Some(m) if m.local_uidvalidity == local_uv => (*m).clone(),
+            _ => MailboxMap {
+                local_uidvalidity: local_uv,
+                ..MailboxMap::default()
+            },
+        };
+        let mut inbox = self.map_of(user, mv.inbox_uidvalidity)?;
+        let canon_src = Ranges::from_ranges(mv.pairs.iter().map(|&(s, _)| (s, s)));
+        let local_src = map_ranges(&canon_src, &inbox.to_local);
+        if let Some(set) = local_src.to_sequence_set() {
+            self.select(user, "INBOX").await?;
+            let r = self
+                .send(user, |t| encode::uid_move(t, &set, to.as_bytes()))
+                .await?;
+            if r.status != Status::Ok {
+                return Err(ApplyError::Refused(format!("MOVE to {to}: {}", r.text)));
+            }
+            let Some((lsrc, ldst)) = copyuid(&r) else {
+                return Err(ApplyError::Refused(
+                    "the backend gave no COPYUID (UIDPLUS is required)".to_string(),
+                ));
+            };
+            let by_src: HashMap<u32, u32> = mv.pairs.iter().copied().collect();
+            let mut new: Vec<(u32, u32)> = lsrc
+                .iter()
+                .zip(ldst.iter())
+                .filter_map(|(ls, ld)| Some((*by_src.get(&inbox.to_canon.map_one(*ls)?)?, *ld)))
+                .collect();
+            new.sort_unstable();
+            for (c, l) in new {
+                push(&mut dst, c, &l);
+            }
+        }
+        dst.to_canon = dst.to_local.inverse();
+        inbox.to_local = RunMap::new();
+        inbox.to_canon = RunMap::new();
+        Ok(vec![
+            Change::Put(user.to_string(), mv.uidvalidity, dst),
+            Change::Put(user.to_string(), mv.inbox_uidvalidity, inbox),
+        ])
+    }
+
     /// Expunges exactly the local UIDs `set` of `mailbox`: marks them
     /// \Deleted first, since UID EXPUNGE removes only marked messages.
     async fn remove_local(
@@ -1006,12 +1048,6 @@ fn push(map: &mut MailboxMap, canon: u32, local: &u32) {
         // Only a backend that reuses or reorders UIDs gets here.
         tracing::error!(error = %e, "backend UIDs out of order; message left unmapped");
     }
-}
-
-fn uid_search_all(t: &[u8]) -> Result<Vec<u8>, encode::EncodeError> {
-    let mut out = t.to_vec();
-    out.extend_from_slice(b" UID SEARCH ALL\r\n");
-    Ok(out)
 }
 
 pub(crate) fn search_numbers(r: &Reply) -> Vec<u32> {

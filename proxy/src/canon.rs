@@ -242,9 +242,9 @@ pub enum Work {
         from: String,
         /// New name.
         to: String,
-        /// For RENAME INBOX: the new mailbox's UIDVALIDITY and its UIDs,
-        /// in the order of INBOX's UIDs they came from.
-        inbox: Option<(u32, Vec<u32>)>,
+        /// For RENAME INBOX: the messages move to a new mailbox (backends
+        /// are not asked to RENAME INBOX; Dovecot refuses it).
+        inbox: Option<InboxMove>,
     },
     /// Subscribe or unsubscribe.
     Subscribe {
@@ -330,6 +330,18 @@ impl Work {
             | Work::Expunge { user, .. } => user,
         }
     }
+}
+
+/// RENAME INBOX as the applier carries it out: create the new mailbox and
+/// move INBOX's messages into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxMove {
+    /// INBOX's canonical UIDVALIDITY.
+    pub inbox_uidvalidity: u32,
+    /// The new mailbox's canonical UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// (UID in INBOX, UID in the new mailbox), ascending.
+    pub pairs: Vec<(u32, u32)>,
 }
 
 /// What an entry did, returned to its proposer.
@@ -535,7 +547,11 @@ impl Canon {
                     put_mailbox(&mut boxes, &user, &to, &m)?;
                     src.uids.clear();
                     put_mailbox(&mut boxes, &user, &from, &src)?;
-                    inbox = Some((uidvalidity, new));
+                    inbox = Some(InboxMove {
+                        inbox_uidvalidity: src.uidvalidity,
+                        uidvalidity,
+                        pairs: old.into_iter().zip(new).collect(),
+                    });
                 } else {
                     let kids = children(&boxes, &user, &from, separator)?;
                     boxes.remove(key(&user, &from).as_str())?;
@@ -550,7 +566,7 @@ impl Canon {
                     }
                 }
                 drop(boxes);
-                let uidvalidity = inbox.as_ref().map_or(src.uidvalidity, |i| i.0);
+                let uidvalidity = inbox.as_ref().map_or(src.uidvalidity, |i| i.uidvalidity);
                 let seq = self.push_work(
                     txn,
                     &Work::Rename {

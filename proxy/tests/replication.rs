@@ -378,3 +378,107 @@ fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
         );
     }
 }
+
+#[test]
+fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
+    let cluster = Cluster::start(3);
+    // Node 2's backend already holds a message before alice first comes
+    // through tandem: it is adopted, so node 2's local UIDs run one ahead
+    // of the canonical ones.
+    let mut direct = ImapClient::login(
+        cluster.dovecots[1].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    direct.append("INBOX", &body("early")).unwrap().ok();
+    let mut c2 = cluster.login(1, "alice");
+    c2.command("SELECT INBOX").unwrap().ok();
+    wait_for("adopted", &1, || contents(&cluster, 0, "INBOX").len());
+    let mut c1 = cluster.login(0, "alice");
+    for m in ["m1", "m2"] {
+        c1.append("INBOX", &body(m)).unwrap().ok();
+    }
+    wait_for("node 2 has all", &3, || {
+        contents(&cluster, 1, "INBOX").len()
+    });
+    let mut c2 = cluster.login(1, "alice");
+    let sel = c2.command("SELECT INBOX").unwrap().ok().lines().join("\n");
+    let uv = contents(&cluster, 0, "INBOX");
+    assert_eq!(uv.iter().map(|m| m.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(sel.contains("[UIDNEXT 4]"), "{sel}");
+    // The backend's own numbers are not the canonical ones.
+    let mut d = ImapClient::login(
+        cluster.dovecots[1].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    let local = d.command("EXAMINE INBOX").unwrap().ok().lines().join("\n");
+    assert!(!local.contains("[UIDNEXT 4]"), "{local}");
+
+    let r = c2.command("UID SEARCH ALL").unwrap().ok().lines();
+    assert_eq!(r, vec!["* SEARCH 1 2 3"]);
+    let r = c2.command("UID SEARCH UID 2:3").unwrap().ok().lines();
+    assert_eq!(r, vec!["* SEARCH 2 3"]);
+    let r = c2
+        .command("UID SEARCH RETURN (ALL MIN MAX) ALL")
+        .unwrap()
+        .ok()
+        .lines()
+        .join("\n");
+    assert!(
+        r.contains("MIN 1") && r.contains("MAX 3") && r.contains("ALL 1:3"),
+        "{r}"
+    );
+    let r = c2
+        .command("UID FETCH 2 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .unwrap()
+        .ok();
+    let text = r.lines().join("\n");
+    assert!(text.contains("UID 2 ") && text.contains("m1"), "{text}");
+    let r = c2.command("UID FETCH 9 (UID)").unwrap().ok();
+    assert!(r.untagged.is_empty(), "{r:?}");
+    let r = c2
+        .command("STATUS INBOX (UIDNEXT MESSAGES)")
+        .unwrap()
+        .ok()
+        .lines()
+        .join("\n");
+    assert!(r.contains("UIDNEXT 4") && r.contains("MESSAGES 3"), "{r}");
+    c2.command("UID STORE 3 +FLAGS (\\Seen)").unwrap().ok();
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("EXAMINE INBOX").unwrap().ok();
+    let flags = c1
+        .command("UID FETCH 3 (FLAGS)")
+        .unwrap()
+        .ok()
+        .lines()
+        .join("\n");
+    assert!(flags.contains("\\Seen"), "{flags}");
+    // Sequence numbers agree: message 2 is UID 2 on every node.
+    for node in 0..3 {
+        let mut c = cluster.login(node, "alice");
+        c.command("EXAMINE INBOX").unwrap().ok();
+        let r = c.command("FETCH 2 (UID)").unwrap().ok().lines();
+        assert_eq!(r, vec!["* 2 FETCH (UID 2)"], "node {node}");
+    }
+}
+
+#[test]
+fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
+    let cluster = Cluster::start(2);
+    let mut c1 = cluster.login(0, "alice");
+    for m in ["a", "b"] {
+        c1.append("INBOX", &body(m)).unwrap().ok();
+    }
+    c1.command("RENAME INBOX Saved").unwrap().ok();
+    for node in 0..2 {
+        wait_for(
+            &format!("node {node} Saved"),
+            &vec![(1, "a".to_string()), (2, "b".to_string())],
+            || contents(&cluster, node, "Saved"),
+        );
+        assert!(contents(&cluster, node, "INBOX").is_empty());
+    }
+    let r = c1.append("INBOX", &body("c")).unwrap().ok();
+    assert_eq!(appenduid(&r).1, 3, "INBOX keeps its UIDNEXT");
+}

@@ -74,3 +74,224 @@ fn an_append_through_one_node_reaches_every_backend() {
         }
     }
 }
+
+/// Every message of alice's INBOX through node `id`: (UID, subject).
+fn inbox(c: &TandemCluster, id: u64) -> Vec<(u32, String)> {
+    let mut alice = c.login(id, "alice");
+    alice.command("EXAMINE INBOX").unwrap().ok();
+    let r = alice
+        .command("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .unwrap()
+        .ok();
+    r.lines()
+        .iter()
+        .filter_map(|l| {
+            let uid = l.split("UID ").nth(1)?.split(' ').next()?.parse().ok()?;
+            let subject = l.split("Subject: ").nth(1)?.split(['\r', '\n']).next()?;
+            Some((uid, subject.to_string()))
+        })
+        .collect()
+}
+
+/// Waits until every running node shows the same INBOX, and returns it.
+fn converged(c: &TandemCluster, ids: &[u64]) -> Vec<(u32, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let views: Vec<_> = ids.iter().map(|&id| inbox(c, id)).collect();
+        if views.windows(2).all(|w| w[0] == w[1]) {
+            return views[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes never converged: {views:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tandem_tests::imap::Status;
+
+    let mut c = cluster(3);
+    let addrs: Vec<_> = c.ids().iter().map(|&id| c.imap_addr(id)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // One writer per node; a writer whose node dies moves to the next one.
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let addrs = addrs.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut attempt = 0;
+                let mut node = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut client) = tandem_tests::ImapClient::connect(addrs[node]) else {
+                        node = (node + 1) % addrs.len();
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    };
+                    if client.command("LOGIN alice demo").map(|r| r.status).ok() != Some(Status::Ok)
+                    {
+                        node = (node + 1) % addrs.len();
+                        continue;
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        attempt += 1;
+                        let marker = format!("w{w}-{attempt}");
+                        let msg = format!("Subject: {marker}\r\n\r\nbody\r\n");
+                        match client.append("INBOX", msg.as_bytes()) {
+                            Ok(r) if r.status == Status::Ok => {
+                                let uid: u32 = r.code("APPENDUID").unwrap()[1].parse().unwrap();
+                                acked.push((uid, marker));
+                            }
+                            // NO [UNAVAILABLE] during the election: try again.
+                            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                            // The node died under us: the outcome is unknown.
+                            Err(_) => break,
+                        }
+                    }
+                    node = (node + 1) % addrs.len();
+                }
+                acked
+            })
+        })
+        .collect();
+    // Kill every node in turn (the leader among them), restarting each.
+    for id in c.ids() {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        c.kill(id);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        c.restart(id);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let mut acked: Vec<(u32, String)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    acked.sort();
+    assert!(
+        acked.len() > 20,
+        "too few writes went through: {}",
+        acked.len()
+    );
+    let final_view = converged(&c, &c.ids());
+    // No UID names two messages, and none is missing or doubled.
+    let mut seen = std::collections::BTreeMap::new();
+    for (uid, subject) in &final_view {
+        assert!(
+            seen.insert(*uid, subject.clone()).is_none(),
+            "UID {uid} twice"
+        );
+    }
+    let subjects: std::collections::BTreeSet<_> = final_view.iter().map(|m| &m.1).collect();
+    assert_eq!(
+        subjects.len(),
+        final_view.len(),
+        "a message was applied twice"
+    );
+    for (uid, marker) in &acked {
+        assert_eq!(
+            seen.get(uid),
+            Some(marker),
+            "acknowledged UID {uid} ({marker}) is not that message everywhere"
+        );
+    }
+}
+
+/// mbsync of alice's mail from `server` into `dir` (its state kept there).
+fn mbsync(server: std::net::SocketAddr, dir: &std::path::Path) -> Vec<String> {
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let config = dir.join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount t\nHost {}\nPort {}\nUser alice\nPass demo\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount t\n\n\
+             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+             Channel c\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
+            server.ip(),
+            server.port(),
+            m = mail.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("mbsync")
+        .arg("-c")
+        .arg(&config)
+        .arg("-a")
+        .output()
+        .expect("run mbsync (isync installed? make deps)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync failed: {text}");
+    // "Maildir notice: no UIDVALIDITY, creating new." is the first run's
+    // near side; a far side that changed UIDVALIDITY is an error.
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("UIDVALIDITY") && l.to_ascii_lowercase().contains("change")),
+        "mbsync saw a UIDVALIDITY change: {text}"
+    );
+    let mut files = Vec::new();
+    for sub in ["cur", "new"] {
+        if let Ok(rd) = std::fs::read_dir(mail.join("INBOX").join(sub)) {
+            files.extend(
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string()),
+            );
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn mbsync_fails_over_to_another_node_without_downloading_again() {
+    let mut c = cluster(3);
+    let mut alice = c.login(1, "alice");
+    for i in 0..3 {
+        alice
+            .append(
+                "INBOX",
+                format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+            )
+            .unwrap()
+            .ok();
+    }
+    drop(alice);
+    let dir = tempfile::tempdir().unwrap();
+    let first = mbsync(c.imap_addr(1), dir.path());
+    assert_eq!(first.len(), 3, "{first:?}");
+    let state = std::fs::read_to_string(dir.path().join("mail/INBOX/.mbsyncstate")).unwrap();
+    c.kill(1);
+    let mut alice = c.login(2, "alice");
+    alice
+        .append("INBOX", b"Subject: after\r\n\r\nafter the failover\r\n")
+        .unwrap()
+        .ok();
+    drop(alice);
+    converged(&c, &[2, 3]);
+    let second = mbsync(c.imap_addr(2), dir.path());
+    // The three files from node 1 are untouched (nothing downloaded again),
+    // one new message came, nothing was lost.
+    assert_eq!(second.len(), 4, "{second:?}");
+    for f in &first {
+        assert!(second.contains(f), "{f} was replaced: {second:?}");
+    }
+    let state2 = std::fs::read_to_string(dir.path().join("mail/INBOX/.mbsyncstate")).unwrap();
+    let uv = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("FarUidValidity"))
+            .map(str::to_string)
+    };
+    assert_eq!(uv(&state), uv(&state2), "{state}\n---\n{state2}");
+    assert!(uv(&state).is_some(), "{state}");
+}

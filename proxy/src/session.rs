@@ -563,8 +563,8 @@ impl Session {
             _ => {}
         }
         if self.rep.is_some() && self.user.is_some() {
-            self.ensure_inbox().await;
             if cmd.is_mutation() {
+                self.ensure_inbox().await;
                 self.drain(client, backend).await?;
                 self.mutation(&cmd, client, backend).await?;
                 return Ok(Action::Done);

@@ -851,6 +851,10 @@ impl Session {
                         .await?;
                     return Ok(None);
                 };
+                if crate::canon::normalize(&name) == "INBOX" {
+                    // A user's first visit through tandem registers INBOX.
+                    self.ensure_inbox().await;
+                }
                 let Some(m) = rep.mailbox(&user, &name) else {
                     self.selected = None;
                     self.reply(

@@ -857,11 +857,12 @@ impl Session {
                 }
                 let Some(m) = rep.mailbox(&user, &name) else {
                     self.selected = None;
-                    self.reply(
-                        client,
-                        format!("{tag} NO [NONEXISTENT] No such mailbox\r\n"),
-                    )
-                    .await?;
+                    let line = if crate::canon::normalize(&name) == "INBOX" {
+                        format!("{tag} NO [UNAVAILABLE] INBOX is not registered yet, try again\r\n")
+                    } else {
+                        format!("{tag} NO [NONEXISTENT] No such mailbox\r\n")
+                    };
+                    self.reply(client, line).await?;
                     return Ok(None);
                 };
                 if rep.map(&user, m.uidvalidity).is_none() {

@@ -454,6 +454,17 @@ fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
         .lines()
         .join("\n");
     assert!(flags.contains("\\Seen"), "{flags}");
+    // What tandem cannot translate or replicate is refused, not passed on.
+    for cmd in [
+        "UID SORT (DATE) UTF-8 ALL",
+        "SETACL INBOX bob lr",
+        "XAPPLEPUSHSERVICE",
+    ] {
+        let r = c2.command(cmd).unwrap();
+        assert_eq!(r.status, Status::Bad, "{cmd}: {r:?}");
+        assert!(r.text.contains("[CANNOT]"), "{cmd}: {r:?}");
+    }
+    c2.command("NAMESPACE").unwrap().ok();
     // Sequence numbers agree: message 2 is UID 2 on every node.
     for node in 0..3 {
         let mut c = cluster.login(node, "alice");

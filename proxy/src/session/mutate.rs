@@ -103,6 +103,28 @@ fn selected_uid_error(e: &tandem_parser::rewrite::RewriteError) -> bool {
     }
 }
 
+/// Commands tandem does not parse but may pass on when replicating: they
+/// neither change replicated state nor carry or return UIDs. Anything else
+/// unknown (SETACL, SETMETADATA, SETQUOTA, vendor extensions) would change
+/// one node only, or leak local numbers, and is refused.
+fn is_known_safe(cmd: &Command<'_>) -> bool {
+    if !matches!(cmd.body, CommandBody::Other) {
+        return true;
+    }
+    const SAFE: [&[u8]; 9] = [
+        b"LIST",
+        b"LSUB",
+        b"NAMESPACE",
+        b"GETQUOTA",
+        b"GETQUOTAROOT",
+        b"MYRIGHTS",
+        b"GETACL",
+        b"LISTRIGHTS",
+        b"GETMETADATA",
+    ];
+    !cmd.uid && SAFE.iter().any(|s| cmd.name().eq_ignore_ascii_case(s))
+}
+
 /// Whether a line is `* n EXISTS`.
 pub(super) fn is_exists(line: &[u8]) -> bool {
     line.len() < 32
@@ -834,7 +856,7 @@ impl Session {
         let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
             return Ok(Some((Vec::new(), Pending::Other)));
         };
-        if cmd.has_unparsed_uids() {
+        if cmd.has_unparsed_uids() || !is_known_safe(cmd) {
             self.reply(
                 client,
                 format!("{tag} BAD [CANNOT] This command is not available through tandem\r\n"),

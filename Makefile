@@ -56,6 +56,7 @@ bench: deps
 	$(CARGO) bench -p tandem-parser --bench parse
 	$(CARGO) bench -p tandem-replicator --bench commit
 	$(CARGO) bench -p tandem-proxy --bench proxy
+	$(CARGO) bench -p tandem-proxy --bench replicated
 
 chaos:
 	@echo "make chaos: the fault-injection campaign arrives with issue 8; not implemented yet." >&2

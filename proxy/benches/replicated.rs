@@ -21,7 +21,13 @@ enum Workload {
     Append4k,
     Append1m,
     Store,
+    FetchHeaders,
+    Select,
 }
+
+/// The mailbox the read workloads use, with this many messages.
+const SEEDED: &str = "seeded";
+const SEEDED_MESSAGES: u32 = 1000;
 
 impl Workload {
     fn name(self) -> &'static str {
@@ -29,6 +35,8 @@ impl Workload {
             Workload::Append4k => "APPEND 4 KiB",
             Workload::Append1m => "APPEND 1 MiB",
             Workload::Store => "STORE +/-FLAGS one message",
+            Workload::FetchHeaders => "FETCH 1:1000 headers",
+            Workload::Select => "EXAMINE 1,000 messages",
         }
     }
 }
@@ -57,8 +65,16 @@ fn round(addr: SocketAddr, w: Workload, clients: usize, seconds: f64) -> Vec<Dur
     let handles: Vec<_> = (0..clients)
         .map(|i| {
             std::thread::spawn(move || {
-                let user = if i % 2 == 0 { "alice" } else { "bob" };
+                let reading = matches!(w, Workload::FetchHeaders | Workload::Select);
+                let user = if i % 2 == 0 || reading {
+                    "alice"
+                } else {
+                    "bob"
+                };
                 let mut c = ImapClient::login(addr, user, USER_PASSWORD);
+                if matches!(w, Workload::FetchHeaders | Workload::Select) {
+                    return reads(&mut c, w, deadline);
+                }
                 let mailbox = format!("bench{i}");
                 let _ = c.command(&format!("CREATE {mailbox}")).unwrap();
                 let body = message(
@@ -83,7 +99,7 @@ fn round(addr: SocketAddr, w: Workload, clients: usize, seconds: f64) -> Vec<Dur
                         Workload::Append4k | Workload::Append1m => {
                             c.append(&mailbox, &body).unwrap().ok();
                         }
-                        Workload::Store => {
+                        Workload::Store | Workload::FetchHeaders | Workload::Select => {
                             let sign = if k % 2 == 0 { '+' } else { '-' };
                             c.command(&format!("STORE 1 {sign}FLAGS.SILENT (\\Flagged)"))
                                 .unwrap()
@@ -101,6 +117,47 @@ fn round(addr: SocketAddr, w: Workload, clients: usize, seconds: f64) -> Vec<Dur
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect()
+}
+
+/// The read workloads on alice's seeded mailbox, until `deadline`.
+fn reads(c: &mut ImapClient, w: Workload, deadline: Instant) -> Vec<Duration> {
+    let mut lat = Vec::new();
+    c.command(&format!("EXAMINE {SEEDED}")).unwrap().ok();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        if w == Workload::Select {
+            let r = c.command(&format!("EXAMINE {SEEDED}")).unwrap().ok();
+            assert_eq!(r.exists(), Some(SEEDED_MESSAGES));
+        } else {
+            let r = c
+                .command("UID FETCH 1:* (UID BODY.PEEK[HEADER])")
+                .unwrap()
+                .ok();
+            assert_eq!(r.untagged.len(), SEEDED_MESSAGES as usize);
+        }
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
+/// Puts the read workloads' messages into alice's `seeded` mailbox
+/// through `addr`, 50 per MULTIAPPEND.
+fn seed(addr: SocketAddr) {
+    let mut c = ImapClient::login(addr, "alice", USER_PASSWORD);
+    let _ = c.command(&format!("CREATE {SEEDED}")).unwrap();
+    let mut n = 0;
+    while n < SEEDED_MESSAGES {
+        let mut bytes = format!("s APPEND {SEEDED}").into_bytes();
+        for _ in 0..50 {
+            let m = message(2048, u64::from(n));
+            bytes.extend_from_slice(format!(" {{{}+}}\r\n", m.len()).as_bytes());
+            bytes.extend_from_slice(&m);
+            n += 1;
+        }
+        bytes.extend_from_slice(b"\r\n");
+        c.write(&bytes).unwrap();
+        c.finish("s").unwrap().ok();
+    }
 }
 
 /// CPU seconds used so far by the threads of the node runtimes.
@@ -151,6 +208,9 @@ fn main() {
     let direct = Dovecot::start();
     let one = Cluster::start(1);
     let three = Cluster::start(3);
+    for addr in [direct.imap_addr(), one.nodes[0].imap, three.nodes[0].imap] {
+        seed(addr);
+    }
     let configs: [(&str, SocketAddr); 3] = [
         ("direct Dovecot", direct.imap_addr()),
         ("tandem 1 node", one.nodes[0].imap),
@@ -161,7 +221,13 @@ fn main() {
         "workload", "cl", "configuration", "ops/s", "p50 ms", "p99 ms", "vs direct", "cpu ms/op"
     );
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
-    for w in [Workload::Append4k, Workload::Store, Workload::Append1m] {
+    for w in [
+        Workload::FetchHeaders,
+        Workload::Select,
+        Workload::Append4k,
+        Workload::Store,
+        Workload::Append1m,
+    ] {
         if !w.name().contains(filter.as_str()) {
             continue;
         }

@@ -94,6 +94,11 @@ impl Maps {
         Some(m)
     }
 
+    /// A number that changes whenever a map does.
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
     /// Changes whenever a map does (sessions wait on it for a UID the
     /// applier is about to record).
     pub fn subscribe(&self) -> watch::Receiver<u64> {

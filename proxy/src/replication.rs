@@ -357,6 +357,11 @@ impl Replication {
         self.maps.as_ref()?.get(user, uidvalidity)
     }
 
+    /// A number that changes whenever a UID map does.
+    pub fn map_version(&self) -> u64 {
+        self.maps.as_ref().map_or(0, |m| m.version())
+    }
+
     /// Changes whenever a UID map does.
     pub fn map_changes(&self) -> Option<watch::Receiver<u64>> {
         Some(self.maps.as_ref()?.subscribe())

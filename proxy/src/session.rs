@@ -157,6 +157,7 @@ struct Session {
     /// Dropping a response the client must not see (a message tandem has
     /// no canonical UID for), up to its end.
     dropping: bool,
+    selected_cache: std::sync::Mutex<mutate::SelectedCache>,
     commands: u64,
     bytes_in: u64,
     bytes_out: u64,
@@ -237,6 +238,7 @@ pub async fn serve(
         separator: None,
         internal: 0,
         dropping: false,
+        selected_cache: std::sync::Mutex::new(None),
         commands: 0,
         bytes_in: 0,
         bytes_out: 0,

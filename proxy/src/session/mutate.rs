@@ -36,9 +36,17 @@ use crate::tls::Stream;
 struct SessionMaps {
     rep: Arc<Replication>,
     user: String,
-    selected: Option<(Arc<MailboxMap>, Mailbox)>,
+    selected: Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
     search_uids: bool,
 }
+
+/// The selected mailbox's map and canonical state, kept while neither the
+/// maps nor the canonical state changed (a FETCH of 1,000 messages is 1,000
+/// lines to rewrite).
+pub(super) type SelectedCache = Option<(
+    (String, u32, u64, Option<u64>),
+    Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
+)>;
 
 impl ResponseMaps for SessionMaps {
     fn uids(&self, scope: Scope<'_>) -> Option<&dyn UidMap> {
@@ -176,11 +184,26 @@ impl Session {
         let rep = self.rep.clone()?;
         let user = self.user.clone()?;
         let selected = self.selected.as_ref().and_then(|s| {
-            let c = rep.mailbox(&user, &s.name)?;
-            if c.uidvalidity != s.uidvalidity {
-                return None;
+            let key = (
+                s.name.clone(),
+                s.uidvalidity,
+                rep.map_version(),
+                rep.node.applied_index(),
+            );
+            let mut cache = self.selected_cache.lock().ok()?;
+            if let Some((k, v)) = cache.as_ref() {
+                if *k == key {
+                    return v.clone();
+                }
             }
-            Some((rep.map(&user, s.uidvalidity)?, c))
+            let found = rep.mailbox(&user, &s.name).and_then(|c| {
+                if c.uidvalidity != s.uidvalidity {
+                    return None;
+                }
+                Some((rep.map(&user, s.uidvalidity)?, Arc::new(c)))
+            });
+            *cache = Some((key, found.clone()));
+            found
         });
         Some(SessionMaps {
             rep,

@@ -278,6 +278,19 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// Most parallel backend sessions (one per mailbox) a user's worker keeps.
+const MAX_LANES: usize = 8;
+
+/// The mailbox an item touches, if it touches exactly one.
+fn single_mailbox(work: &Work) -> Option<&str> {
+    match work {
+        Work::Append { mailbox, .. }
+        | Work::Store { mailbox, .. }
+        | Work::Expunge { mailbox, .. } => Some(mailbox),
+        _ => None,
+    }
+}
+
 /// A worker with nothing to do for this long exits.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
@@ -398,44 +411,113 @@ impl Worker {
         }
     }
 
+    /// Applies the user's items as they come. A run of items that each
+    /// touch one mailbox (APPEND, STORE, EXPUNGE) is spread over one backend
+    /// session per mailbox, in parallel, each mailbox's items in order;
+    /// anything else (COPY, MOVE, mailbox operations) waits for the run
+    /// before it and runs alone.
     async fn run(mut self, mut rx: mpsc::Receiver<(u64, Work)>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut lanes: HashMap<String, Worker> = HashMap::new();
         loop {
-            let Ok(Some((seq, work))) = tokio::time::timeout(WORKER_IDLE, rx.recv()).await else {
+            let Ok(Some(first)) = tokio::time::timeout(WORKER_IDLE, rx.recv()).await else {
                 return;
             };
-            let lock = self.locks.of(work.user());
+            let mut batch = std::collections::VecDeque::from([first]);
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(item) => batch.push_back(item),
+                    Err(_) => break,
+                }
+            }
+            let lock = self.locks.of(batch[0].1.user());
             let _guard = lock.lock().await;
-            loop {
-                let doubt = self.in_doubt && seq <= self.horizon;
-                self.found = false;
-                match self.apply(&work, doubt).await {
-                    Ok(changes) => {
-                        if !self.found {
-                            self.in_doubt = false;
+            while !batch.is_empty() {
+                let run = batch
+                    .iter()
+                    .take_while(|(seq, w)| {
+                        !(self.in_doubt && *seq <= self.horizon) && single_mailbox(w).is_some()
+                    })
+                    .count();
+                if run < 2 {
+                    if let Some((seq, work)) = batch.pop_front() {
+                        if single_mailbox(&work).is_none() {
+                            // Mailboxes may be renamed or replaced: the lanes
+                            // select again before their next STORE or EXPUNGE.
+                            for lane in lanes.values_mut() {
+                                for c in lane.conns.values_mut() {
+                                    c.selected = None;
+                                }
+                            }
                         }
-                        if let Err(e) = self.commit(seq, changes) {
-                            tracing::error!(error = %e, "applier cannot record progress");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
+                        self.apply_one(seq, &work).await;
+                    }
+                    continue;
+                }
+                let mut groups: Vec<(String, Vec<(u64, Work)>)> = Vec::new();
+                for (seq, work) in batch.drain(..run) {
+                    let mailbox = single_mailbox(&work).unwrap_or_default().to_string();
+                    match groups.iter_mut().find(|g| g.0 == mailbox) {
+                        Some(g) => g.1.push((seq, work)),
+                        None => groups.push((mailbox, vec![(seq, work)])),
+                    }
+                }
+                let mut running = tokio::task::JoinSet::new();
+                for (mailbox, items) in groups {
+                    let mut lane = lanes.remove(&mailbox).unwrap_or_else(|| {
+                        let mut lane = self.fork();
+                        lane.in_doubt = false;
+                        lane
+                    });
+                    running.spawn(async move {
+                        for (seq, work) in items {
+                            lane.apply_one(seq, &work).await;
                         }
-                        self.progress.finish(seq, None);
-                        backoff = Duration::from_millis(100);
-                        break;
+                        (mailbox, lane)
+                    });
+                }
+                while let Some(done) = running.join_next().await {
+                    if let Ok((mailbox, lane)) = done {
+                        lanes.insert(mailbox, lane);
                     }
-                    Err(ApplyError::Refused(text)) => {
-                        tracing::warn!(seq, reason = %text, "backend refused a replicated change");
-                        if self.commit(seq, Vec::new()).is_ok() {
-                            self.progress.finish(seq, Some(text));
-                            break;
-                        }
+                }
+                if lanes.len() > MAX_LANES {
+                    lanes.clear();
+                }
+            }
+        }
+    }
+
+    /// Applies one item, retrying while the backend is unreachable.
+    async fn apply_one(&mut self, seq: u64, work: &Work) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let doubt = self.in_doubt && seq <= self.horizon;
+            self.found = false;
+            match self.apply(work, doubt).await {
+                Ok(changes) => {
+                    if !self.found {
+                        self.in_doubt = false;
                     }
-                    Err(ApplyError::Transient(e)) => {
-                        tracing::warn!(seq, error = %e, "backend unavailable; will retry");
-                        self.conns.clear();
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if let Err(e) = self.commit(seq, changes) {
+                        tracing::error!(error = %e, "applier cannot record progress");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
+                    self.progress.finish(seq, None);
+                    return;
+                }
+                Err(ApplyError::Refused(text)) => {
+                    tracing::warn!(seq, reason = %text, "backend refused a replicated change");
+                    if self.commit(seq, Vec::new()).is_ok() {
+                        self.progress.finish(seq, Some(text));
+                        return;
+                    }
+                }
+                Err(ApplyError::Transient(e)) => {
+                    tracing::warn!(seq, error = %e, "backend unavailable; will retry");
+                    self.conns.clear();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -28,10 +28,22 @@ pub struct Node {
     pub imap: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The node's replication, once started.
+    rep: Option<Arc<Replication>>,
+}
+
+impl Node {
+    /// The node's current leader and term, as it sees them.
+    pub fn leader_and_term(&self) -> Option<(Option<u64>, u64)> {
+        let rep = self.rep.as_ref()?;
+        Some((rep.node.leader(), rep.node.term()))
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // The node's own runtime must hold the last handle when it stops.
+        self.rep.take();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -111,11 +123,14 @@ command_timeout_secs = 10
                 tls,
             );
             nc.bootstrap = true;
-            nc.heartbeat = Duration::from_millis(150);
-            nc.election_timeout = (Duration::from_millis(800), Duration::from_millis(1600));
+            // The production defaults: shorter timeouts elect needlessly when
+            // a test machine's two cores are busy with many Dovecots.
+            nc.heartbeat = Duration::from_millis(250);
+            nc.election_timeout = (Duration::from_millis(1000), Duration::from_millis(2000));
             let listener = std::net::TcpListener::bind(("127.0.0.1", imap_port)).unwrap();
             listener.set_nonblocking(true).unwrap();
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let (rep_tx, rep_rx) = std::sync::mpsc::channel();
             let thread = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
@@ -125,6 +140,7 @@ command_timeout_secs = 10
                     .unwrap();
                 rt.block_on(async move {
                     let rep = Replication::start(&config, nc).await.unwrap();
+                    let _ = rep_tx.send(rep.clone());
                     let listeners = vec![tandem_proxy::server::Listener {
                         socket: tokio::net::TcpListener::from_std(listener).unwrap(),
                         implicit_tls: false,
@@ -136,10 +152,12 @@ command_timeout_secs = 10
                     rep.shutdown().await;
                 });
             });
+            let rep = rep_rx.recv_timeout(Duration::from_secs(30)).ok();
             nodes.push(Node {
                 imap: format!("127.0.0.1:{imap_port}").parse().unwrap(),
                 stop: Some(tx),
                 thread: Some(thread),
+                rep,
             });
             dovecots.push(dovecot);
         }
@@ -149,7 +167,34 @@ command_timeout_secs = 10
             _dir: dir,
         };
         c.wait_writable();
+        c.wait_stable();
         c
+    }
+
+    /// Waits until every node names the same leader in the same term and
+    /// keeps doing so for longer than an election timeout: the elections of
+    /// a cluster's first seconds are over.
+    pub fn wait_stable(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut since = Instant::now();
+        let mut last = None;
+        loop {
+            let views: Vec<_> = self.nodes.iter().map(Node::leader_and_term).collect();
+            let agreed = views.windows(2).all(|w| w[0] == w[1])
+                && views
+                    .first()
+                    .is_some_and(|v| v.is_some_and(|(l, _)| l.is_some()));
+            let now = views.first().cloned().flatten();
+            if !agreed || now != last {
+                since = Instant::now();
+                last = now;
+            }
+            if agreed && since.elapsed() > Duration::from_millis(2500) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no stable leader: {views:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until a mutation through node 1 succeeds (a leader exists).
@@ -182,6 +227,7 @@ command_timeout_secs = 10
 impl Cluster {
     /// Stops node `i`'s tandem (its Dovecot keeps running).
     pub fn stop_node(&mut self, i: usize) {
+        self.nodes[i].rep.take();
         if let Some(s) = self.nodes[i].stop.take() {
             let _ = s.send(());
         }

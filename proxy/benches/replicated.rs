@@ -186,10 +186,39 @@ fn node_cpu_seconds() -> f64 {
     total as f64 / ticks
 }
 
+/// CPU seconds used so far by a Dovecot: its master, its running children,
+/// and the children it has reaped (`cutime` + `cstime`), so a session that
+/// ends between two readings still counts.
+fn dovecot_cpu_seconds(master: u32) -> f64 {
+    // (ppid, own utime + stime, reaped children's cutime + cstime)
+    let read = |pid: &str| -> Option<(u32, u64, u64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let close = stat.rfind(')')?;
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some((f.get(1)?.parse().ok()?, n(11) + n(12), n(13) + n(14)))
+    };
+    let Some((_, own, reaped)) = read(&master.to_string()) else {
+        return 0.0;
+    };
+    let mut ticks = own + reaped;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some((ppid, own, _)) = read(&e.file_name().to_string_lossy()) {
+                if ppid == master {
+                    ticks += own;
+                }
+            }
+        }
+    }
+    ticks as f64 / 100.0 // USER_HZ
+}
+
 struct Stats {
     lat: Vec<Duration>,
     seconds: f64,
     cpu: f64,
+    backend_cpu: f64,
 }
 
 fn main() {
@@ -211,15 +240,37 @@ fn main() {
     for addr in [direct.imap_addr(), one.nodes[0].imap, three.nodes[0].imap] {
         seed(addr);
     }
-    let configs: [(&str, SocketAddr); 3] = [
-        ("direct Dovecot", direct.imap_addr()),
-        ("tandem 1 node", one.nodes[0].imap),
-        ("tandem 3 nodes", three.nodes[0].imap),
+    let configs: [(&str, SocketAddr, Vec<u32>); 3] = [
+        (
+            "direct Dovecot",
+            direct.imap_addr(),
+            direct.pid().into_iter().collect(),
+        ),
+        (
+            "tandem 1 node",
+            one.nodes[0].imap,
+            one.dovecots.iter().filter_map(|d| d.pid()).collect(),
+        ),
+        (
+            "tandem 3 nodes",
+            three.nodes[0].imap,
+            three.dovecots.iter().filter_map(|d| d.pid()).collect(),
+        ),
     ];
+    let backend_cpu = |pids: &[u32]| pids.iter().map(|&p| dovecot_cpu_seconds(p)).sum::<f64>();
     println!(
-        "{:<28} {:>3} {:<16} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "workload", "cl", "configuration", "ops/s", "p50 ms", "p99 ms", "vs direct", "cpu ms/op"
+        "{:<28} {:>3} {:<16} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "workload",
+        "cl",
+        "configuration",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "vs direct",
+        "tandem cpu",
+        "backend cpu"
     );
+    println!("{:>104}", "(CPU: ms per op, all nodes)");
     let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for w in [
         Workload::FetchHeaders,
@@ -237,20 +288,25 @@ fn main() {
                     lat: Vec::new(),
                     seconds: 0.0,
                     cpu: 0.0,
+                    backend_cpu: 0.0,
                 })
                 .collect();
             for _ in 0..rounds {
-                for (i, (_, addr)) in configs.iter().enumerate() {
+                for (i, (_, addr, pids)) in configs.iter().enumerate() {
                     let cpu0 = node_cpu_seconds();
+                    let b0 = backend_cpu(pids);
                     let t = Instant::now();
                     let lat = round(*addr, w, clients, seconds);
                     stats[i].seconds += t.elapsed().as_secs_f64();
                     stats[i].cpu += node_cpu_seconds() - cpu0;
+                    // Sessions end with the round; the master reaps them.
+                    std::thread::sleep(Duration::from_millis(200));
+                    stats[i].backend_cpu += backend_cpu(pids) - b0;
                     stats[i].lat.extend(lat);
                 }
             }
             let direct_rate = stats[0].lat.len() as f64 / stats[0].seconds;
-            for (i, (name, _)) in configs.iter().enumerate() {
+            for (i, (name, _, _)) in configs.iter().enumerate() {
                 let s = &mut stats[i];
                 s.lat.sort();
                 let rate = s.lat.len() as f64 / s.seconds;
@@ -259,8 +315,13 @@ fn main() {
                 } else {
                     format!("{:.2}", s.cpu * 1000.0 / s.lat.len() as f64)
                 };
+                let backend = if s.lat.is_empty() {
+                    0.0
+                } else {
+                    s.backend_cpu * 1000.0 / s.lat.len() as f64
+                };
                 println!(
-                    "{:<28} {:>3} {:<16} {:>9.0} {:>9.2} {:>9.2} {:>9.0}% {:>9}",
+                    "{:<28} {:>3} {:<16} {:>9.0} {:>9.2} {:>9.2} {:>9.0}% {:>10} {:>10.2}",
                     w.name(),
                     clients,
                     name,
@@ -268,7 +329,8 @@ fn main() {
                     percentile(&s.lat, 0.5).as_secs_f64() * 1000.0,
                     percentile(&s.lat, 0.99).as_secs_f64() * 1000.0,
                     100.0 * rate / direct_rate,
-                    cpu
+                    cpu,
+                    backend
                 );
             }
         }

@@ -513,3 +513,31 @@ fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
     let r = c1.append("INBOX", &body("c")).unwrap().ok();
     assert_eq!(appenduid(&r).1, 3, "INBOX keeps its UIDNEXT");
 }
+
+#[test]
+fn a_rename_the_client_nodes_backend_refuses_is_undone_everywhere() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Old").unwrap().ok();
+    c1.append("Old", &body("kept")).unwrap().ok();
+    // Node 1's Dovecot has a mailbox tandem does not know (from before it).
+    let mut direct = ImapClient::login(
+        cluster.dovecots[0].imap_addr(),
+        "alice",
+        tandem_tests::USER_PASSWORD,
+    );
+    direct.command("CREATE New").unwrap().ok();
+    let r = c1.command("RENAME Old New").unwrap();
+    assert_eq!(r.status, Status::No, "{r:?}");
+    for node in 0..3 {
+        wait_for(
+            &format!("node {node} has Old back"),
+            &vec![(1, "kept".to_string())],
+            || contents(&cluster, node, "Old"),
+        );
+        let mut c = cluster.login(node, "alice");
+        let r = c.command("EXAMINE New").unwrap();
+        assert_eq!(r.status, Status::No, "node {node}: {r:?}");
+    }
+}

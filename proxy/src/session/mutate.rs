@@ -840,25 +840,44 @@ impl Session {
         else {
             return;
         };
-        let mailbox = match op {
-            Op::Append { mailbox, .. } => mailbox.clone(),
-            Op::Copy {
-                to, remove: false, ..
-            } => to.clone(),
-            _ => return,
+        let undo = match op {
+            Op::Append { mailbox, .. }
+            | Op::Copy {
+                to: mailbox,
+                remove: false,
+                ..
+            } if !uids.is_empty() => Op::Expunge {
+                mailbox: mailbox.clone(),
+                uidvalidity: *uidvalidity,
+                uids: Ranges::from_ranges(uids.iter().map(|&u| (u, u)))
+                    .ranges()
+                    .to_vec(),
+            },
+            // A mailbox this backend would not create, or a name it would
+            // not rename to (one that exists here only, from before tandem).
+            Op::Create { name } => Op::Delete { name: name.clone() },
+            Op::Rename {
+                from,
+                to,
+                separator,
+            } if crate::canon::normalize(from) != "INBOX" => Op::Rename {
+                from: to.clone(),
+                to: from.clone(),
+                separator: *separator,
+            },
+            _ => {
+                tracing::error!("the local backend refused a change the others applied; this node differs until it is resynced");
+                return;
+            }
         };
-        if uids.is_empty() {
-            return;
-        }
-        let undo = Op::Expunge {
-            mailbox,
-            uidvalidity: *uidvalidity,
-            uids: Ranges::from_ranges(uids.iter().map(|&u| (u, u)))
-                .ranges()
-                .to_vec(),
-        };
-        if let Err(e) = rep.mutate(user, undo).await {
-            tracing::error!(error = %e, "compensating expunge failed; nodes may differ until it is retried");
+        match rep.mutate(user, undo).await {
+            Ok(Outcome::Ok { .. }) => {}
+            Ok(Outcome::No { text, .. }) => {
+                tracing::error!(reason = %text, "compensating change refused; nodes may differ")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "compensating change failed; nodes may differ")
+            }
         }
     }
 

@@ -493,7 +493,11 @@ impl Worker {
         loop {
             let doubt = self.in_doubt && seq <= self.horizon;
             self.found = false;
-            match self.apply(work, doubt).await {
+            let started = std::time::Instant::now();
+            let result = self.apply(work, doubt).await;
+            metrics::histogram!("tandem_apply_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(changes) => {
                     if !self.found {
                         self.in_doubt = false;
@@ -533,7 +537,8 @@ impl Worker {
         let mut out = Vec::new();
         for r in t.range(first..).map_err(|e| e.to_string())? {
             let (k, v) = r.map_err(|e| e.to_string())?;
-            let work: Work = postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
+            let (_, work): crate::canon::Queued =
+                postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
             out.push((k.value(), work));
             if out.len() >= 256 {
                 break;
@@ -624,7 +629,11 @@ impl Worker {
             .strip_prefix(b"x ")
             .and_then(|l| l.strip_suffix(b"\r\n"))
             .ok_or_else(|| ApplyError::Refused("cannot encode the command".to_string()))?;
-        Ok(c.conn.command(body).await?)
+        let started = std::time::Instant::now();
+        let reply = c.conn.command(body).await?;
+        metrics::histogram!("tandem_backend_command_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(reply)
     }
 
     async fn select(&mut self, user: &str, mailbox: &str) -> Result<(), ApplyError> {

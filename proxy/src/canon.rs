@@ -31,7 +31,7 @@ pub const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("canon
 /// `node \0 user \0 local UIDVALIDITY \0 local UID` of every message
 /// adopted from a backend, so that one is never adopted twice.
 pub const ADOPTED: TableDefinition<'_, &str, ()> = TableDefinition::new("canon_adopted");
-/// Outbox sequence number -> postcard [`Work`], for the applier.
+/// Outbox sequence number -> postcard [`Queued`], for the applier.
 pub const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("canon_outbox");
 
 /// The key of a user's mailbox in [`MAILBOXES`] and [`SUBSCRIPTIONS`].
@@ -383,7 +383,24 @@ pub struct Canon {
     /// Whether this node has a backend: a witness keeps the canonical state
     /// but no outbox.
     pub outbox: bool,
+    /// The proposer's clock of the entry being applied (outbox items carry
+    /// it, for the replication lag in seconds).
+    entry_secs: u64,
 }
+
+impl Canon {
+    /// The state machine of a mail node (`outbox`) or a witness.
+    pub fn new(outbox: bool) -> Canon {
+        Canon {
+            outbox,
+            entry_secs: 0,
+        }
+    }
+}
+
+/// An outbox item as stored: the proposer's clock when it was proposed,
+/// and the work.
+pub type Queued = (u64, Work);
 
 type SmResult<T> = Result<T, SmError>;
 
@@ -448,7 +465,8 @@ impl Canon {
         counters.insert("seq", seq)?;
         if self.outbox {
             let mut outbox = txn.open_table(OUTBOX)?;
-            outbox.insert(seq, postcard::to_stdvec(work)?.as_slice())?;
+            let item: (u64, &Work) = (self.entry_secs, work);
+            outbox.insert(seq, postcard::to_stdvec(&item)?.as_slice())?;
         }
         Ok(seq)
     }
@@ -831,6 +849,7 @@ impl StateMachine for Canon {
         _index: u64,
         entry: Entry,
     ) -> Result<Outcome, SmError> {
+        self.entry_secs = entry.at_secs;
         self.apply_op(txn, entry)
     }
 
@@ -931,7 +950,7 @@ mod tests {
         fn new() -> Fixture {
             Fixture {
                 db: db(),
-                sm: Canon { outbox: true },
+                sm: Canon::new(true),
                 clock: 1_700_000_000,
             }
         }

@@ -14,9 +14,22 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "tandem", version, about)]
 pub struct Cli {
+    /// Log format on stderr: `text` (default) or `json` (one object per
+    /// line). The level comes from TANDEM_LOG (default `warn`).
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -66,6 +79,17 @@ pub enum Command {
         #[arg(long, default_value_t = 1000, hide = true)]
         port_base: u16,
     },
+    /// Print the status of nodes from their metrics endpoints
+    /// (`listen.metrics`): role, Raft state, term, leader, indexes,
+    /// replication lag, backend health. Exit 1 if a node does not answer.
+    Status {
+        /// A node's config file: its `listen.metrics` is asked.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Metrics endpoints to ask (host:port), repeatable.
+        #[arg(long)]
+        addr: Vec<String>,
+    },
     /// Create a cluster CA and node certificates for replication (mutual
     /// TLS). Reuses DIR/ca.key when present, so nodes can be added later;
     /// never overwrites a node's files.
@@ -82,15 +106,18 @@ pub enum Command {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
         // Colours only on a terminal: node logs usually go to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
         Command::Check {
             config,
@@ -98,6 +125,7 @@ pub fn main() -> ExitCode {
             offline,
         } => check(config, &user, offline),
         Command::Certs { dir, nodes } => certs(&dir, &nodes),
+        Command::Status { config, addr } => status(config, addr),
         Command::Run { config, bootstrap } => run(config, bootstrap),
         Command::Demo {
             dir,
@@ -220,6 +248,17 @@ fn run(path: PathBuf, bootstrap: bool) -> ExitCode {
             eprintln!("tandem: nothing to serve: set listen.imap or listen.imaps");
             return ExitCode::from(2);
         }
+        let metrics_listener = match config.listen.metrics {
+            Some(addr) => match crate::metrics::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("tandem: cannot listen on {addr} (listen.metrics): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let handle = crate::metrics::install();
         let replication = match crate::replication::Replication::start(&config, node_config).await {
             Ok(r) => r,
             Err(e) => {
@@ -234,17 +273,28 @@ fn run(path: PathBuf, bootstrap: bool) -> ExitCode {
             witness,
             "replicated log started"
         );
+        let config = std::sync::Arc::new(config);
+        let source = crate::metrics::Source::new(config.clone(), replication.clone());
+        let raft_dir = crate::cluster::raft_dir(&config);
+        let mut tasks = vec![tokio::spawn(crate::metrics::sampler(source.clone(), raft_dir))];
+        if let Some(l) = metrics_listener {
+            tracing::info!(addr = ?l.local_addr().ok(), "serving metrics, /healthz, /readyz, /status");
+            tasks.push(tokio::spawn(crate::metrics::serve(l, handle, source)));
+        }
         if witness {
             shutdown_signal().await;
         } else {
             crate::server::run(
                 listeners,
-                std::sync::Arc::new(config),
+                config,
                 tls,
                 Some(replication.clone()),
                 shutdown_signal(),
             )
             .await;
+        }
+        for t in tasks {
+            t.abort();
         }
         replication.shutdown().await;
         ExitCode::SUCCESS
@@ -321,4 +371,110 @@ fn check(path: PathBuf, user: &str, offline: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `tandem status`: asks each endpoint's `/status` and prints one line per
+/// node.
+fn status(config: Option<PathBuf>, mut addrs: Vec<String>) -> ExitCode {
+    if let Some(path) = config {
+        match Config::load(&path) {
+            Ok(c) => match c.listen.metrics {
+                Some(a) => addrs.insert(0, a.to_string()),
+                None => {
+                    eprintln!("tandem: {} has no listen.metrics", path.display());
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if addrs.is_empty() {
+        eprintln!("tandem: give --config or --addr");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{:<22} {:>4} {:<8} {:<10} {:>6} {:>7} {:>10} {:>10} {:>8} {:>8} {:<8}",
+        "endpoint",
+        "id",
+        "role",
+        "state",
+        "term",
+        "leader",
+        "committed",
+        "applied",
+        "lag",
+        "lag s",
+        "backend"
+    );
+    let mut failed = false;
+    for a in &addrs {
+        match fetch_status(a) {
+            Ok(s) => {
+                let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                println!(
+                    "{:<22} {:>4} {:<8} {:<10} {:>6} {:>7} {:>10} {:>10} {:>8} {:>8.1} {:<8}",
+                    a,
+                    s.id,
+                    s.role,
+                    s.state,
+                    s.term,
+                    opt(s.leader),
+                    opt(s.committed),
+                    opt(s.applied),
+                    s.lag_entries,
+                    s.lag_seconds,
+                    match s.backend_up {
+                        Some(true) => "up",
+                        Some(false) => "DOWN",
+                        None => "-",
+                    }
+                );
+                for (peer, lag) in &s.followers {
+                    println!("{:<22}   follower {peer} lacks {lag} entries", "");
+                }
+                if s.resync_needed {
+                    println!("{:<22}   NEEDS RESYNC", "");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("{a:<22} unreachable: {e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// GET /status over plain HTTP/1.0.
+fn fetch_status(addr: &str) -> Result<crate::metrics::Status, String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(3))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut resp)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("not HTTP")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(head.lines().next().unwrap_or("").to_string());
+    }
+    serde_json::from_str(body).map_err(|e| e.to_string())
 }

@@ -92,6 +92,9 @@ pub struct Config {
     /// Limits on what clients may ask of this node.
     #[serde(default)]
     pub limits: Limits,
+    /// When `/readyz` on `listen.metrics` says ready.
+    #[serde(default)]
+    pub health: HealthConfig,
     /// TLS for clients: required for `listen.imaps` and STARTTLS.
     pub tls: Option<TlsConfig>,
     /// The replicated log: the cluster's mutual-TLS material and Raft
@@ -373,6 +376,23 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Seconds one IDLE command may last before the server ends it.
     pub idle_command_timeout_secs: u64,
+}
+
+/// When the node reports itself ready (`/readyz`): a leader is known, the
+/// backend answers, and the backend's replication lag is under the bound.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Largest replication lag, in seconds, of a ready node.
+    pub ready_max_lag_seconds: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            ready_max_lag_seconds: 30,
+        }
+    }
 }
 
 impl Default for Limits {

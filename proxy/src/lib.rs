@@ -25,6 +25,7 @@
 //! - [`canon`]: the canonical state machine (mailboxes, UIDVALIDITY, UIDs).
 //! - [`cluster`]: a node's config turned into its Raft node's settings
 //!   (members, cluster TLS, timing, log directory).
+//! - [`metrics`]: Prometheus metrics, `/healthz`, `/readyz`, `/status`.
 //! - [`replication`]: a node's Raft node, applier and UID maps.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod replication;
 pub mod secret;
 pub mod server;

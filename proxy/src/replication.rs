@@ -126,9 +126,7 @@ impl Replication {
     ) -> Result<Arc<Replication>, String> {
         let notify = Arc::new(Notify::new());
         let backend = config.backend().cloned();
-        let sm = Canon {
-            outbox: backend.is_some(),
-        };
+        let sm = Canon::new(backend.is_some());
         let node = Node::start(node_config, sm)
             .await
             .map_err(|e| e.to_string())?;
@@ -336,13 +334,29 @@ impl Replication {
             user: user.to_string(),
             op,
         };
-        let outcome: Outcome = self.node.propose(&entry).await?;
+        let started = std::time::Instant::now();
+        let count = |outcome: &'static str| {
+            metrics::counter!("tandem_proposals_total", "outcome" => outcome).increment(1);
+        };
+        let outcome: Outcome = match self.node.propose(&entry).await {
+            Ok(o) => o,
+            Err(e) => {
+                count("unavailable");
+                return Err(e.into());
+            }
+        };
+        metrics::histogram!("tandem_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         if let Outcome::Ok { seq, .. } = &outcome {
             if let Some(p) = &self.progress {
                 if let Err(text) = p.wait(*seq, self.apply_timeout).await {
+                    count("backend_refused");
                     return Err(MutateError::Backend { outcome, text });
                 }
             }
+            count("ok");
+        } else {
+            count("refused");
         }
         Ok(outcome)
     }
@@ -367,9 +381,22 @@ impl Replication {
         Some(self.maps.as_ref()?.subscribe())
     }
 
-    /// The last outbox item this node's backend has applied, and the last
-    /// one committed: their difference is the backend's lag in items.
-    pub fn applied(&self) -> u64 {
-        self.progress.as_ref().map_or(0, |p| p.cursor())
+    /// The backend's replication lag: committed items it has not applied,
+    /// and the age in seconds of the oldest (by its proposer's clock).
+    pub fn lag(&self) -> (u64, f64) {
+        use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+        let read = || -> Option<(u64, f64)> {
+            let txn = self.node.database().begin_read().ok()?;
+            let t = txn.open_table(canon::OUTBOX).ok()?;
+            let n = t.len().ok()?;
+            let (_, first) = t.first().ok()??;
+            let (at, _): canon::Queued = postcard::from_bytes(first.value()).ok()?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()?
+                .as_secs_f64();
+            Some((n, (now - at as f64).max(0.0)))
+        };
+        read().unwrap_or((0, 0.0))
     }
 }

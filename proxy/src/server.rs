@@ -59,7 +59,12 @@ impl Drop for Slot {
 fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, config: &Config) -> Option<Slot> {
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
     let per_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-    if c.total >= config.limits.max_connections || per_ip >= config.limits.max_connections_per_ip {
+    if c.total >= config.limits.max_connections {
+        crate::metrics::count_limit("connections");
+        return None;
+    }
+    if per_ip >= config.limits.max_connections_per_ip {
+        crate::metrics::count_limit("connections_per_ip");
         return None;
     }
     c.total += 1;
@@ -68,6 +73,22 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, config: &Config) -> Option
         counts: counts.clone(),
         ip,
     })
+}
+
+/// Counts a client connection in `tandem_client_connections` while alive.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> OpenConnection {
+        metrics::gauge!("tandem_client_connections").increment(1.0);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("tandem_client_connections").decrement(1.0);
+    }
 }
 
 /// A listening socket and how its clients start.
@@ -144,8 +165,10 @@ pub async fn run(
                 let tls = tls.clone();
                 let backend_tls = backend_tls.clone();
                 let replication = replication.clone();
+                metrics::counter!("tandem_client_connections_total").increment(1);
                 sessions.spawn(async move {
                     let _slot = slot;
+                    let _open = OpenConnection::new();
                     let _ = stream.set_nodelay(true);
                     let client = if implicit {
                         let Some(acceptor) = tls.clone() else { return };
@@ -153,10 +176,12 @@ pub async fn run(
                         match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                             Ok(Ok(s)) => Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(s))),
                             Ok(Err(e)) => {
+                                metrics::counter!("tandem_tls_handshake_failures_total").increment(1);
                                 tracing::info!(client = %peer, error = %e, "TLS handshake failed");
                                 return;
                             }
                             Err(_) => {
+                                metrics::counter!("tandem_tls_handshake_failures_total").increment(1);
                                 tracing::info!(client = %peer, "TLS handshake timed out");
                                 return;
                             }

@@ -135,7 +135,10 @@ struct Session {
     /// Offsets of the `}` of synchronizing literal announcements in the
     /// command being framed, where a `+` is inserted before forwarding.
     sync_literals: Vec<usize>,
-    pending: VecDeque<(Vec<u8>, Pending)>,
+    /// Commands forwarded and not yet answered: tag, kind, metric label.
+    pending: VecDeque<(Vec<u8>, Pending, &'static str)>,
+    /// A command the session answers itself: its tag and metric label.
+    answering: Option<(Vec<u8>, &'static str)>,
     /// The user named by the LOGIN or AUTHENTICATE in flight.
     candidate_user: Option<String>,
     user: Option<String>,
@@ -227,6 +230,7 @@ pub async fn serve(
         mode: Mode::Commands,
         sync_literals: Vec::new(),
         pending: VecDeque::new(),
+        answering: None,
         candidate_user: None,
         user: None,
         continuing: false,
@@ -355,7 +359,7 @@ impl Session {
                 }
                 () = tokio::time::sleep_until(backend_deadline.into()), if awaiting_backend => {
                     let mut out = Vec::new();
-                    for (tag, _) in self.pending.drain(..) {
+                    for (tag, _, _) in self.pending.drain(..) {
                         out.extend_from_slice(&tag);
                         out.extend_from_slice(b" NO [UNAVAILABLE] Mail backend did not answer in time\r\n");
                     }
@@ -414,6 +418,7 @@ impl Session {
                         Err(e) => {
                             self.sync_literals.clear();
                             if let Some(discard) = e.discard() {
+                                crate::metrics::count_limit("literal");
                                 cbuf.drain(..discard.min(cbuf.len()));
                                 let msg = format!("{} NO [TOOBIG] {}\r\n", tag_or_star(e.tag()), e);
                                 client.write_all(msg.as_bytes()).await?;
@@ -456,7 +461,14 @@ impl Session {
         S: AsyncWrite + Unpin,
     {
         let code = match e {
-            FrameError::LiteralTooBig { .. } | FrameError::MessageTooBig { .. } => "[TOOBIG] ",
+            FrameError::LiteralTooBig { .. } | FrameError::MessageTooBig { .. } => {
+                crate::metrics::count_limit("literal");
+                "[TOOBIG] "
+            }
+            FrameError::LineTooLong { .. } => {
+                crate::metrics::count_limit("line");
+                ""
+            }
             _ => "",
         };
         let msg = format!("{} BAD {code}{e}; closing\r\n", tag_or_star(e.tag()));
@@ -488,6 +500,7 @@ impl Session {
         };
         let tag = cmd.tag().to_vec();
         let tag_str = String::from_utf8_lossy(&tag).to_string();
+        let label = crate::metrics::command_label(cmd.name());
         let mut kind = Pending::Other;
         match &cmd.body {
             CommandBody::StartTls => {
@@ -536,7 +549,7 @@ impl Session {
                         line.extend_from_slice(c);
                     }
                     line.extend_from_slice(b"\r\n");
-                    self.pending.push_back((tag, Pending::Other));
+                    self.pending.push_back((tag, Pending::Other, "ENABLE"));
                     backend.write_all(&line).await?;
                     return Ok(Action::Done);
                 }
@@ -565,13 +578,17 @@ impl Session {
             _ => {}
         }
         if self.rep.is_some() && self.user.is_some() {
+            self.answering = Some((tag.clone(), label));
             if cmd.is_mutation() {
                 self.ensure_inbox().await;
                 self.drain(client, backend).await?;
                 self.mutation(&cmd, client, backend).await?;
+                self.answering = None;
                 return Ok(Action::Done);
             }
-            let Some((edits, k)) = self.translate(&cmd, client, backend).await? else {
+            let translated = self.translate(&cmd, client, backend).await?;
+            self.answering = None;
+            let Some((edits, k)) = translated else {
                 return Ok(Action::Done);
             };
             if kind == Pending::Other {
@@ -589,14 +606,14 @@ impl Session {
                         at as usize
                     })
                     .collect();
-                self.pending.push_back((tag, kind));
+                self.pending.push_back((tag, kind, label));
                 for piece in nonsync_pieces(&rewritten, &marks) {
                     backend.write_all(piece).await?;
                 }
                 return Ok(Action::Done);
             }
         }
-        self.pending.push_back((tag, kind));
+        self.pending.push_back((tag, kind, label));
         for piece in nonsync_pieces(raw, marks) {
             backend.write_all(piece).await?;
         }
@@ -740,12 +757,13 @@ impl Session {
         } = resp.body
         {
             let tag = tag.of(line);
-            let Some(pos) = self.pending.iter().position(|(t, _)| t == tag) else {
+            let Some(pos) = self.pending.iter().position(|(t, _, _)| t == tag) else {
                 return;
             };
-            let Some((_, kind)) = self.pending.remove(pos) else {
+            let Some((_, kind, label)) = self.pending.remove(pos) else {
                 return;
             };
+            crate::metrics::count_command(label, status_label(status));
             match kind {
                 Pending::Login | Pending::Authenticate => {
                     if self.mode == Mode::Authenticating {
@@ -812,6 +830,15 @@ impl Session {
         };
         out.splice(at..at, extra.bytes());
         out
+    }
+}
+
+/// The metric label of a tagged status.
+fn status_label(status: tandem_parser::response::Status) -> &'static str {
+    match status {
+        tandem_parser::response::Status::Ok => "ok",
+        tandem_parser::response::Status::No => "no",
+        _ => "bad",
     }
 }
 

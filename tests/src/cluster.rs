@@ -137,6 +137,7 @@ impl TandemClusterBuilder {
                 id,
                 Node {
                     imap: mail.then(|| SocketAddr::from(([127, 0, 0, 1], free_tcp_port()))),
+                    metrics: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
                     peer: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
                     dovecot: mail.then(Dovecot::start),
                     config: node_dir.join("tandem.toml"),
@@ -172,7 +173,7 @@ fn node_config(
 ) -> String {
     let mut text = format!(
         "# tandem-tests cluster node {id}\n[node]\nid = {id}\ndata_dir = \"{data}\"\n{role}\n\
-         [listen]\npeer = \"{peer}\"\n",
+         [listen]\npeer = \"{peer}\"\nmetrics = \"{metrics}\"\n",
         data = node.dir.join("data").display(),
         role = if node.dovecot.is_some() {
             ""
@@ -180,6 +181,7 @@ fn node_config(
             "role = \"witness\"\n"
         },
         peer = node.peer,
+        metrics = node.metrics,
     );
     if let Some(imap) = node.imap {
         let _ = writeln!(text, "imap = \"{imap}\"");
@@ -214,6 +216,8 @@ fn node_config(
 struct Node {
     /// tandem's IMAP listener; `None` on a witness.
     imap: Option<SocketAddr>,
+    /// Its metrics endpoint.
+    metrics: SocketAddr,
     /// The replication (UDP) address.
     peer: SocketAddr,
     /// The backend; `None` on a witness.
@@ -270,6 +274,12 @@ impl TandemCluster {
         self.nodes
             .get_mut(&id)
             .unwrap_or_else(|| panic!("no node {id} (ids: {ids:?})"))
+    }
+
+    /// Node `id`'s metrics endpoint (`/metrics`, `/healthz`, `/readyz`,
+    /// `/status`).
+    pub fn metrics_addr(&self, id: u64) -> SocketAddr {
+        self.node(id).metrics
     }
 
     /// Where clients connect to node `id` (plain IMAP).

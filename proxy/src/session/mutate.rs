@@ -209,7 +209,7 @@ impl Session {
             rep,
             user,
             selected,
-            search_uids: matches!(self.pending.front(), Some((_, Pending::UidSearch))),
+            search_uids: matches!(self.pending.front(), Some((_, Pending::UidSearch, _))),
         })
     }
 
@@ -472,6 +472,24 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
+        // The tagged answer of a command the session answers itself.
+        if let Some((tag, label)) = &self.answering {
+            if let Some(rest) = line
+                .as_bytes()
+                .strip_prefix(tag.as_slice())
+                .and_then(|r| r.strip_prefix(b" "))
+            {
+                let result = if rest.starts_with(b"OK") {
+                    "ok"
+                } else if rest.starts_with(b"NO") {
+                    "no"
+                } else {
+                    "bad"
+                };
+                crate::metrics::count_command(label, result);
+                self.answering = None;
+            }
+        }
         self.write_client(client, line.as_bytes()).await?;
         self.bytes_out += line.len() as u64;
         Ok(())

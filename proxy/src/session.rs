@@ -250,6 +250,7 @@ pub async fn serve(
     let result = s.run(&mut client, &mut backend, &mut stop).await;
     let _ = client.flush().await;
     tracing::info!(
+        node = s.config.node.id,
         client = %peer,
         user = s.user.as_deref().unwrap_or("-"),
         seconds = started.elapsed().as_secs_f64(),

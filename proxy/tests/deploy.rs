@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tandem_proxy::config::{Config, ConfigError, Role};
+use tandem_proxy::config::{Config, Role};
 
 /// The gauges and counters tandem exports on `listen.metrics`
 /// (`proxy/src/metrics.rs`), without their labels.
@@ -111,6 +111,7 @@ fn assert_cluster_agrees(nodes: &[(String, Config)]) {
                 c.node.id
             );
         }
+        assert_eq!(c.health.ready_max_lag_seconds, 30, "{name}: [health]");
         let metrics = c.listen.metrics.expect("listen.metrics");
         assert!(
             !metrics.ip().is_unspecified(),
@@ -148,23 +149,6 @@ fn two_plus_witness_example_configs_parse_and_agree() {
     let witness = &nodes[2].1;
     assert!(witness.backend().is_none() && witness.tls.is_none());
     assert!(witness.listen.imap.is_none() && witness.listen.imaps.is_none());
-}
-
-/// The examples carry `[health]` commented out until the binary knows the
-/// section. Uncommented, it must parse as soon as the config does: until
-/// then the only acceptable failure is the unknown `health` field.
-#[test]
-fn commented_health_section_parses_once_uncommented() {
-    let path = deploy().join("examples/three-node/node1.toml");
-    let text = read(&path)
-        .replace("# [health]", "[health]")
-        .replace("# ready_max_lag_seconds", "ready_max_lag_seconds");
-    assert!(text.contains("\n[health]\nready_max_lag_seconds = 30\n"));
-    match Config::from_toml(&text, &path) {
-        Ok(_) => {}
-        Err(ConfigError::Parse { source, .. }) if source.to_string().contains("health") => {}
-        Err(e) => panic!("{e}"),
-    }
 }
 
 #[test]

@@ -186,6 +186,50 @@ impl Blobs {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Deletes the blobs no entry of the log refers to (`live` holds the
+    /// hashes the log refers to) once they are older than `min_age`: a blob
+    /// is stored on a majority before its entry is proposed, so a young
+    /// unreferenced blob may be about to be referenced. Interrupted writes
+    /// (`.tmp` files) older than `min_age` go too. Returns how many files
+    /// were deleted.
+    pub fn collect(&self, live: &std::collections::HashSet<Hash>, min_age: Duration) -> usize {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            if !old {
+                continue;
+            }
+            let dead = match unhex(&name) {
+                Some(h) => !live.contains(&h),
+                None => name.contains(".tmp"),
+            };
+            if dead && std::fs::remove_file(e.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+}
+
+fn unhex(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut h = [0u8; 32];
+    for (i, byte) in h.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(h)
 }
 
 #[cfg(test)]
@@ -209,6 +253,30 @@ mod tests {
         std::fs::write(blobs.path(&h), b"evil").unwrap();
         assert!(blobs.get(&h).is_none());
         assert!(blobs.get(&hash(b"absent")).is_none());
+    }
+
+    #[test]
+    fn collect_keeps_live_and_young_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(
+            dir.path().join("b"),
+            Arc::new(BTreeMap::new()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let live = blobs.put(b"live").unwrap();
+        let dead = blobs.put(b"dead").unwrap();
+        std::fs::write(blobs.dir().join("x.tmp1-2"), b"partial").unwrap();
+        let set: std::collections::HashSet<Hash> = [live].into_iter().collect();
+        assert_eq!(
+            blobs.collect(&set, Duration::from_secs(3600)),
+            0,
+            "all young"
+        );
+        assert_eq!(blobs.collect(&set, Duration::ZERO), 2);
+        assert!(blobs.get(&live).is_some());
+        assert!(blobs.get(&dead).is_none());
+        assert_eq!(unhex(&hex(&live)), Some(live));
     }
 
     /// The same blob can be stored twice at once (a push from the proposer

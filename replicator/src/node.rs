@@ -320,6 +320,7 @@ impl<S: StateMachine> Node<S> {
             config.keep_log_entries,
             config.compaction_interval,
         )));
+        tasks.push(tokio::spawn(collect_blobs(db.clone(), blobs.clone())));
 
         Ok(Node {
             id: config.id,
@@ -622,6 +623,33 @@ async fn write_as_leader(raft: &Raft, payload: Payload) -> Result<Proposed, Forw
             )))
         }
         Err(e) => Err(ForwardError::Failed(e.to_string())),
+    }
+}
+
+/// An unreferenced blob younger than this may belong to a proposal in
+/// flight (blobs are stored before their entry is proposed) and is kept.
+const BLOB_MIN_AGE: Duration = Duration::from_secs(3600);
+
+/// Every ten minutes, deletes the blobs no entry of the log refers to any
+/// more (their entries were compacted away: a node that still needed them
+/// gets a snapshot instead).
+async fn collect_blobs(db: Arc<redb::Database>, blobs: Arc<Blob>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (db, blobs) = (db.clone(), blobs.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let live = store::blob_hashes_in_log(&db)?;
+            Ok::<_, String>(blobs.collect(&live, BLOB_MIN_AGE))
+        })
+        .await;
+        match result {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "unreferenced blobs collected"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "blob collection failed"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -489,6 +489,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The hashes of every blob the stored log refers to (entries kept for
+/// lagging nodes included): the blobs that must be kept.
+pub fn blob_hashes_in_log(
+    db: &Database,
+) -> Result<std::collections::HashSet<crate::blob::Hash>, String> {
+    fn walk(p: &Payload, out: &mut std::collections::HashSet<crate::blob::Hash>) {
+        match p {
+            Payload::Blob { hash, .. } => {
+                out.insert(*hash);
+            }
+            Payload::Batch(items) => items.iter().for_each(|i| walk(i, out)),
+            Payload::Inline(_) => {}
+        }
+    }
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let log = match txn.open_table(LOG) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = std::collections::HashSet::new();
+    for r in log.iter().map_err(|e| e.to_string())? {
+        let (_, v) = r.map_err(|e| e.to_string())?;
+        let entry: Entry = decode(v.value()).map_err(|e| e.to_string())?;
+        if let EntryPayload::Normal(p) = &entry.payload {
+            walk(p, &mut out);
+        }
+    }
+    Ok(out)
+}
+
 /// A snapshot as stored and as sent: the state machine's own bytes and the
 /// position they correspond to.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -81,7 +81,9 @@ pub enum Command {
     },
     /// Print the status of nodes from their metrics endpoints
     /// (`listen.metrics`): role, Raft state, term, leader, indexes,
-    /// replication lag, backend health. Exit 1 if a node does not answer.
+    /// replication lag, backend health. With --config: that node and every
+    /// `[[peer]]` that names its `metrics` address. Exit 1 if a node does
+    /// not answer.
     Status {
         /// A node's config file: its `listen.metrics` is asked.
         #[arg(long, short)]
@@ -379,7 +381,12 @@ fn status(config: Option<PathBuf>, mut addrs: Vec<String>) -> ExitCode {
     if let Some(path) = config {
         match Config::load(&path) {
             Ok(c) => match c.listen.metrics {
-                Some(a) => addrs.insert(0, a.to_string()),
+                Some(a) => {
+                    // This node, then the peers whose endpoints are known.
+                    let peers = c.peers.iter().filter_map(|p| p.metrics.clone());
+                    let all: Vec<String> = std::iter::once(a.to_string()).chain(peers).collect();
+                    addrs.splice(0..0, all);
+                }
                 None => {
                     eprintln!("tandem: {} has no listen.metrics", path.display());
                     return ExitCode::from(2);

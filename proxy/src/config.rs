@@ -355,6 +355,10 @@ pub struct PeerConfig {
     pub id: u64,
     /// `host:port` of the peer's replication listener.
     pub address: String,
+    /// `host:port` of the peer's `listen.metrics`, if `tandem status
+    /// --config` should ask it too.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// Limits on clients. Each has a default meant for production.

@@ -204,7 +204,11 @@ fn node_config(
     }
     for (&other, n) in all {
         if other != id {
-            let _ = write!(text, "[[peer]]\nid = {other}\naddress = \"{}\"\n\n", n.peer);
+            let _ = write!(
+                text,
+                "[[peer]]\nid = {other}\naddress = \"{}\"\nmetrics = \"{}\"\n\n",
+                n.peer, n.metrics
+            );
         }
     }
     text.push_str(extra);

@@ -267,7 +267,16 @@ pub struct Applier {
     template: Worker,
     notify: Arc<Notify>,
     workers: HashMap<String, mpsc::Sender<(u64, Work)>>,
+    /// The durable high-water mark: no item above it was handed to a worker.
+    dispatched: u64,
 }
+
+/// How far ahead the high-water mark is raised at a time (one fsync each).
+const HIGH_WATER_STEP: u64 = 256;
+/// Key of the high-water mark in [`STATE`].
+const DISPATCHED: &str = "dispatched";
+/// The applier's own durable values.
+const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_state");
 
 impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -291,6 +300,23 @@ fn single_mailbox(work: &Work) -> Option<&str> {
     }
 }
 
+/// How often a NO that may be passing (see [`is_soft`]) is retried before
+/// it counts as the backend's refusal (about half a minute of backoff).
+const MAX_SOFT_REFUSALS: u32 = 10;
+
+/// Whether a backend's NO may be passing: no response code, or one that
+/// says so (RFC 5530 UNAVAILABLE, SERVERBUG, INUSE). TRYCREATE, NONEXISTENT,
+/// OVERQUOTA, TOOBIG, LIMIT and the like are final.
+fn is_soft(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    match upper.split_once('[') {
+        None => true,
+        Some((_, rest)) => ["UNAVAILABLE", "SERVERBUG", "INUSE"]
+            .iter()
+            .any(|c| rest.starts_with(c)),
+    }
+}
+
 /// A worker with nothing to do for this long exits.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
@@ -307,13 +333,22 @@ impl Applier {
         node: u64,
         locks: Arc<UserLocks>,
     ) -> Applier {
-        // Items present at start may have been in flight at a crash.
-        let horizon = db
-            .begin_read()
-            .ok()
+        // Items up to the durable high-water mark may have been in flight at
+        // a crash (the outbox itself may lack them: it is rebuilt as Raft
+        // applies its log again).
+        let read = db.begin_read().ok();
+        let last_queued = read
+            .as_ref()
             .and_then(|t| t.open_table(OUTBOX).ok())
             .and_then(|t| t.last().ok().flatten().map(|(k, _)| k.value()))
             .unwrap_or(0);
+        let dispatched = read
+            .as_ref()
+            .and_then(|t| t.open_table(STATE).ok())
+            .and_then(|t| t.get(DISPATCHED).ok().flatten().map(|v| v.value()))
+            .unwrap_or(0);
+        drop(read);
+        let horizon = last_queued.max(dispatched);
         Applier {
             template: Worker {
                 db,
@@ -322,7 +357,6 @@ impl Applier {
                 maps,
                 progress,
                 conns: HashMap::new(),
-                in_doubt: true,
                 horizon,
                 found: false,
                 node,
@@ -330,7 +364,22 @@ impl Applier {
             },
             notify,
             workers: HashMap::new(),
+            dispatched: horizon,
         }
+    }
+
+    /// Records durably that items up to `upto` may reach the backend.
+    fn raise_high_water(&mut self, upto: u64) -> Result<(), String> {
+        let mut txn = self.template.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| e.to_string())?;
+        {
+            let mut t = txn.open_table(STATE).map_err(|e| e.to_string())?;
+            t.insert(DISPATCHED, upto).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        self.dispatched = upto;
+        Ok(())
     }
 
     /// Runs until the task is aborted.
@@ -350,6 +399,13 @@ impl Applier {
                 continue;
             }
             for (seq, work) in items {
+                if seq > self.dispatched {
+                    if let Err(e) = self.raise_high_water(seq + HIGH_WATER_STEP) {
+                        tracing::error!(error = %e, "applier cannot record its high-water mark");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
                 next = seq + 1;
                 let user = work.user().to_string();
                 let mut item = (seq, work);
@@ -382,10 +438,9 @@ struct Worker {
     maps: Arc<Maps>,
     progress: Arc<Progress>,
     conns: HashMap<String, UserConn>,
-    /// Until one item is found not yet applied, items at or below
-    /// `horizon` (the outbox at start) may have reached the backend before
-    /// a crash without their UIDs being recorded: look before applying.
-    in_doubt: bool,
+    /// Items at or below `horizon` (the durable high-water mark at start)
+    /// may have reached the backend before a crash without their UIDs being
+    /// recorded: look before applying them.
     horizon: u64,
     /// Set by `apply` when the item was found already applied.
     found: bool,
@@ -403,7 +458,6 @@ impl Worker {
             maps: self.maps.clone(),
             progress: self.progress.clone(),
             conns: HashMap::new(),
-            in_doubt: true,
             horizon: self.horizon,
             found: false,
             node: self.node,
@@ -434,9 +488,7 @@ impl Worker {
             while !batch.is_empty() {
                 let run = batch
                     .iter()
-                    .take_while(|(seq, w)| {
-                        !(self.in_doubt && *seq <= self.horizon) && single_mailbox(w).is_some()
-                    })
+                    .take_while(|(seq, w)| *seq > self.horizon && single_mailbox(w).is_some())
                     .count();
                 if run < 2 {
                     if let Some((seq, work)) = batch.pop_front() {
@@ -463,11 +515,7 @@ impl Worker {
                 }
                 let mut running = tokio::task::JoinSet::new();
                 for (mailbox, items) in groups {
-                    let mut lane = lanes.remove(&mailbox).unwrap_or_else(|| {
-                        let mut lane = self.fork();
-                        lane.in_doubt = false;
-                        lane
-                    });
+                    let mut lane = lanes.remove(&mailbox).unwrap_or_else(|| self.fork());
                     running.spawn(async move {
                         for (seq, work) in items {
                             lane.apply_one(seq, &work).await;
@@ -490,8 +538,11 @@ impl Worker {
     /// Applies one item, retrying while the backend is unreachable.
     async fn apply_one(&mut self, seq: u64, work: &Work) {
         let mut backoff = Duration::from_millis(100);
+        let mut refusals = 0;
         loop {
-            let doubt = self.in_doubt && seq <= self.horizon;
+            // Every item up to the horizon is looked for (lanes of different
+            // mailboxes may have finished out of order before a crash).
+            let doubt = seq <= self.horizon;
             self.found = false;
             let started = std::time::Instant::now();
             let result = self.apply(work, doubt).await;
@@ -499,8 +550,8 @@ impl Worker {
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(changes) => {
-                    if !self.found {
-                        self.in_doubt = false;
+                    if self.found {
+                        tracing::info!(seq, "item found applied before a restart");
                     }
                     if let Err(e) = self.commit(seq, changes) {
                         tracing::error!(error = %e, "applier cannot record progress");
@@ -509,6 +560,17 @@ impl Worker {
                     }
                     self.progress.finish(seq, None);
                     return;
+                }
+                Err(ApplyError::Refused(text))
+                    if refusals < MAX_SOFT_REFUSALS && is_soft(&text) =>
+                {
+                    // A backend shutting down or busy answers NO too: retry
+                    // a while before calling it a refusal.
+                    refusals += 1;
+                    tracing::warn!(seq, reason = %text, "backend said NO; will retry");
+                    self.conns.clear();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(ApplyError::Refused(text)) => {
                     tracing::warn!(seq, reason = %text, "backend refused a replicated change");
@@ -869,7 +931,7 @@ impl Worker {
                 }
                 if doubt && !pairs.is_empty() {
                     let found = self.unmapped(user, to, &dst).await?;
-                    if found.len() == pairs.len() {
+                    if found.len() >= pairs.len() {
                         tracing::info!(mailbox = %to, "copy found already applied before a restart");
                         for (&(cs, cd), l) in pairs.iter().zip(found.iter()) {
                             push(&mut dst, cd, l);
@@ -905,11 +967,12 @@ impl Worker {
                 if r.status != Status::Ok {
                     return Err(ApplyError::Refused(r.text));
                 }
-                let Some((lsrc, ldst)) = copyuid(&r) else {
-                    return Err(ApplyError::Refused(
-                        "the backend gave no COPYUID (UIDPLUS is required)".to_string(),
-                    ));
-                };
+                // No COPYUID: the backend copied nothing (the messages were
+                // gone here); `tandem check` makes sure it has UIDPLUS.
+                let (lsrc, ldst) = copyuid(&r).unwrap_or_default();
+                if lsrc.is_empty() {
+                    tracing::warn!(from = %from, to = %to, "nothing copied here: the messages are gone on this node");
+                }
                 let by_src: HashMap<u32, u32> = pairs.iter().copied().collect();
                 let mut new: Vec<(u32, u32)> = lsrc
                     .iter()

@@ -100,6 +100,20 @@ fn fetched_message(r: &crate::backend::Reply) -> Option<NewMessage> {
     None
 }
 
+/// `TANDEM_TEST_ACK_BEFORE_COMMIT=1`: the chaos campaign's negative
+/// control, which breaks invariant 1 on purpose so the checker can be seen
+/// to catch it. Logged loudly at start.
+fn unsafe_ack_for_tests() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let on = std::env::var("TANDEM_TEST_ACK_BEFORE_COMMIT").as_deref() == Ok("1");
+        if on {
+            tracing::error!("TANDEM_TEST_ACK_BEFORE_COMMIT=1: APPENDs are acknowledged before commit (test only; UIDs may be reused)");
+        }
+        on
+    })
+}
+
 /// Why a mutation did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum MutateError {
@@ -299,7 +313,7 @@ impl Replication {
                     uids: found,
                 }),
             };
-            match self.mutate(user, op).await {
+            match self.propose(user, op).await {
                 Ok(Outcome::Ok { .. }) => total += n,
                 Ok(Outcome::No { text, .. }) => return Err(text),
                 Err(e) => return Err(e.to_string()),
@@ -324,7 +338,34 @@ impl Replication {
     /// Proposes `op` for `user` and waits until it is committed and applied
     /// to this node's backend. `Ok(Outcome::No)` is a canonical refusal
     /// (nothing happened anywhere).
-    pub async fn mutate(&self, user: &str, op: Op) -> Result<Outcome, MutateError> {
+    pub async fn mutate(self: &Arc<Self>, user: &str, op: Op) -> Result<Outcome, MutateError> {
+        if let (
+            true,
+            Op::Append {
+                mailbox, messages, ..
+            },
+        ) = (unsafe_ack_for_tests(), &op)
+        {
+            // The negative control of the chaos checker: answer from the
+            // local view before anything is committed. Never in production.
+            let m = self.mailbox(user, mailbox).ok_or_else(|| {
+                MutateError::Unavailable(ProposeError::Codec("no mailbox".to_string()))
+            })?;
+            let uids = (m.uidnext..m.uidnext + messages.len() as u32).collect();
+            let me = self.clone();
+            let (user, op) = (user.to_string(), op.clone());
+            tokio::spawn(async move { me.propose(&user, op).await });
+            return Ok(Outcome::Ok {
+                seq: 0,
+                uidvalidity: m.uidvalidity,
+                uids,
+                source: Vec::new(),
+            });
+        }
+        self.propose(user, op).await
+    }
+
+    async fn propose(&self, user: &str, op: Op) -> Result<Outcome, MutateError> {
         let entry = Entry {
             origin: self.node.id(),
             at_secs: SystemTime::now()

@@ -62,6 +62,8 @@ pub struct TandemClusterBuilder {
     witnesses: u64,
     cluster: String,
     extra: String,
+    relay: Option<u64>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for TandemClusterBuilder {
@@ -72,6 +74,8 @@ impl Default for TandemClusterBuilder {
             witnesses: 0,
             cluster: String::new(),
             extra: String::new(),
+            relay: None,
+            env: Vec::new(),
         }
     }
 }
@@ -103,6 +107,21 @@ impl TandemClusterBuilder {
             "heartbeat_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\n\
              election_timeout_max_ms = {election_max_ms}\n"
         );
+        self
+    }
+
+    /// An environment variable for every `tandem run` (e.g. a test-only
+    /// switch).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Routes every replication link through the project's fault relay
+    /// ([`tandem_replicator::relay::FaultNet`], run by the harness), with
+    /// `seed` driving its loss and jitter; see [`TandemCluster::net`].
+    pub fn relay(mut self, seed: u64) -> Self {
+        self.relay = Some(seed);
         self
     }
 
@@ -146,13 +165,36 @@ impl TandemClusterBuilder {
                 },
             );
         }
+        let relay = self.relay.map(|seed| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("relay runtime");
+            let peers: BTreeMap<u64, SocketAddr> =
+                nodes.iter().map(|(&id, n)| (id, n.peer)).collect();
+            let net = rt
+                .block_on(tandem_replicator::relay::FaultNet::start(&peers, seed))
+                .expect("fault relay");
+            (rt, net)
+        });
         for (&id, node) in &nodes {
-            let text = node_config(id, node, &nodes, &certs, &self.cluster, &self.extra);
+            let text = node_config(
+                id,
+                node,
+                &nodes,
+                &certs,
+                &self.cluster,
+                &self.extra,
+                relay.as_ref().map(|r| &r.1),
+            );
             std::fs::write(&node.config, text).expect("write node config");
         }
         let mut cluster = TandemCluster {
             binary,
             nodes,
+            relay,
+            env: self.env.clone(),
             _dir: dir,
         };
         for id in ids {
@@ -170,6 +212,7 @@ fn node_config(
     certs: &Path,
     cluster: &str,
     extra: &str,
+    relay: Option<&tandem_replicator::relay::FaultNet>,
 ) -> String {
     let mut text = format!(
         "# tandem-tests cluster node {id}\n[node]\nid = {id}\ndata_dir = \"{data}\"\n{role}\n\
@@ -207,7 +250,8 @@ fn node_config(
             let _ = write!(
                 text,
                 "[[peer]]\nid = {other}\naddress = \"{}\"\nmetrics = \"{}\"\n\n",
-                n.peer, n.metrics
+                relay.map_or(n.peer, |net| net.addr(id, other)),
+                n.metrics
             );
         }
     }
@@ -239,6 +283,10 @@ struct Node {
 pub struct TandemCluster {
     binary: PathBuf,
     nodes: BTreeMap<u64, Node>,
+    /// Extra environment of every node process.
+    env: Vec<(String, String)>,
+    /// The fault relay and the runtime it runs on, when asked for.
+    relay: Option<(tokio::runtime::Runtime, tandem_replicator::relay::FaultNet)>,
     _dir: tempfile::TempDir,
 }
 
@@ -278,6 +326,16 @@ impl TandemCluster {
         self.nodes
             .get_mut(&id)
             .unwrap_or_else(|| panic!("no node {id} (ids: {ids:?})"))
+    }
+
+    /// The fault relay every replication link goes through (built with
+    /// [`TandemClusterBuilder::relay`]): cut, isolate, degrade, heal.
+    pub fn net(&self) -> &tandem_replicator::relay::FaultNet {
+        &self
+            .relay
+            .as_ref()
+            .expect("cluster built without .relay(seed)")
+            .1
     }
 
     /// Node `id`'s metrics endpoint (`/metrics`, `/healthz`, `/readyz`,
@@ -437,6 +495,7 @@ impl TandemCluster {
 
     fn spawn(&mut self, id: u64, bootstrap: bool) {
         let binary = self.binary.clone();
+        let env = self.env.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new()
@@ -451,6 +510,7 @@ impl TandemCluster {
         }
         let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
         let child = cmd
+            .envs(env)
             .env("TANDEM_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -11,6 +11,7 @@
 //! alone), and never sends traffic beyond 127.0.0.0/8.
 //!
 //! # Layout
+//! - [`chaos`]: the chaos campaign (workload, faults, checker).
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
@@ -22,6 +23,7 @@
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod dovecot;
 pub mod imap;

@@ -851,7 +851,7 @@ impl Session {
     /// Undoes, through the log, what the other nodes applied of a mutation
     /// this node's backend refused, so that no node keeps a message the
     /// client was told NO about.
-    async fn compensate(&self, rep: &Replication, user: &str, op: &Op, outcome: &Outcome) {
+    async fn compensate(&self, rep: &Arc<Replication>, user: &str, op: &Op, outcome: &Outcome) {
         let Outcome::Ok {
             uidvalidity, uids, ..
         } = outcome

@@ -1,0 +1,52 @@
+//! A short chaos campaign on every submission (`make chaos` runs the long
+//! one): faults from a fixed seed against a three-node cluster of `tandem
+//! run` processes, and the negative control that shows the checker catches
+//! an acknowledgement before commit.
+
+use std::time::Duration;
+
+use tandem_tests::chaos::{run, Options};
+
+/// One campaign at a time (two cores).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn options(seconds: u64, seed: u64) -> Options {
+    Options {
+        duration: Duration::from_secs(seconds),
+        seed,
+        clients: 6,
+        nodes: 3,
+        negative_control: false,
+        binary: Some(env!("CARGO_BIN_EXE_tandem").into()),
+    }
+}
+
+#[test]
+fn a_short_campaign_finds_no_violation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let summary = run(&options(60, 20261128));
+    println!("{}", summary.line());
+    assert!(summary.faults.values().sum::<u64>() >= 5, "{summary:?}");
+    assert!(summary.acknowledged > 100, "{summary:?}");
+    assert!(
+        summary.violations.is_empty(),
+        "{}\n{}",
+        summary.line(),
+        summary.violations.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_catches_acknowledgement_before_commit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let summary = run(&Options {
+        negative_control: true,
+        ..options(15, 7)
+    });
+    println!("{}", summary.line());
+    assert!(
+        summary.violations.iter().any(|v| v.starts_with("a:")),
+        "the negative control went unnoticed: {}",
+        summary.line()
+    );
+}

@@ -1,0 +1,64 @@
+//! `make chaos`: a chaos campaign against a cluster of `tandem run`
+//! processes in front of real Dovecots (see `tandem_tests::chaos`).
+//!
+//! `chaos [--seconds N] [--seed S] [--clients C] [--negative-control]`;
+//! exits 1 when the checker found a violation (or, with
+//! `--negative-control`, when it found none).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let mut opts = tandem_tests::chaos::Options {
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1),
+        ..Default::default()
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
+        match a.as_str() {
+            "--seconds" => opts.duration = Duration::from_secs(value().unwrap_or(600)),
+            "--seed" => opts.seed = value().unwrap_or(1),
+            "--clients" => opts.clients = value().unwrap_or(6) as usize,
+            "--negative-control" => opts.negative_control = true,
+            other => {
+                eprintln!("chaos: unknown argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    eprintln!(
+        "chaos: seed {}, {} s, {} clients{}",
+        opts.seed,
+        opts.duration.as_secs(),
+        opts.clients,
+        if opts.negative_control {
+            ", negative control (acknowledge before commit)"
+        } else {
+            ""
+        }
+    );
+    let summary = tandem_tests::chaos::run(&opts);
+    for v in summary.violations.iter().take(50) {
+        println!("violation: {v}");
+    }
+    println!("faults: {:?}", summary.faults);
+    println!(
+        "answers: {} ok, {} refused, {} without an answer",
+        summary.acknowledged, summary.refused, summary.unanswered
+    );
+    for s in &summary.samples {
+        println!("  {s}");
+    }
+    println!("{}", summary.line());
+    let failed = summary.violations.is_empty() == opts.negative_control;
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

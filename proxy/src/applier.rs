@@ -760,15 +760,7 @@ impl Worker {
                 name,
                 uidvalidity,
             } => {
-                let r = self
-                    .send(user, |t| {
-                        encode::mailbox_command(t, MailboxVerb::Create, name.as_bytes())
-                    })
-                    .await?;
-                if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
-                    return Err(ApplyError::Refused(format!("CREATE {name}: {}", r.text)));
-                }
-                let local = self.local_uidvalidity(user, name).await?;
+                let local = self.create_local(user, name).await?;
                 Ok(vec![Change::Put(
                     user.clone(),
                     *uidvalidity,
@@ -973,19 +965,7 @@ impl Worker {
                 if lsrc.is_empty() {
                     tracing::warn!(from = %from, to = %to, "nothing copied here: the messages are gone on this node");
                 }
-                let by_src: HashMap<u32, u32> = pairs.iter().copied().collect();
-                let mut new: Vec<(u32, u32)> = lsrc
-                    .iter()
-                    .zip(ldst.iter())
-                    .filter_map(|(ls, ld)| {
-                        let cs = src.to_canon.map_one(*ls)?;
-                        Some((*by_src.get(&cs)?, *ld))
-                    })
-                    .collect();
-                new.sort_unstable();
-                for (c, l) in new {
-                    push(&mut dst, c, &l);
-                }
+                record_copies(&mut dst, &src, pairs, &lsrc, &ldst);
                 if *remove {
                     for ls in &lsrc {
                         if let Some(cs) = src.to_canon.map_one(*ls) {
@@ -1057,6 +1037,20 @@ impl Worker {
 }
 
 impl Worker {
+    /// Creates `name` on the backend (one that exists already is taken as
+    /// it is) and returns its local UIDVALIDITY.
+    async fn create_local(&mut self, user: &str, name: &str) -> Result<u32, ApplyError> {
+        let r = self
+            .send(user, |t| {
+                encode::mailbox_command(t, MailboxVerb::Create, name.as_bytes())
+            })
+            .await?;
+        if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
+            return Err(ApplyError::Refused(format!("CREATE {name}: {}", r.text)));
+        }
+        self.local_uidvalidity(user, name).await
+    }
+
     /// RENAME INBOX: creates `to` and moves INBOX's messages into it, then
     /// maps each new local UID to the canonical one decided for it.
     async fn move_inbox(
@@ -1065,15 +1059,7 @@ impl Worker {
         to: &str,
         mv: &crate::canon::InboxMove,
     ) -> Result<Vec<Change>, ApplyError> {
-        let r = self
-            .send(user, |t| {
-                encode::mailbox_command(t, MailboxVerb::Create, to.as_bytes())
-            })
-            .await?;
-        if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
-            return Err(ApplyError::Refused(format!("CREATE {to}: {}", r.text)));
-        }
-        let local_uv = self.local_uidvalidity(user, to).await?;
+        let local_uv = self.create_local(user, to).await?;
         let mut dst = match self.maps.get(user, mv.uidvalidity) {
             Some(m) if m.local_uidvalidity == local_uv => (*m).clone(),
             _ => MailboxMap {
@@ -1097,16 +1083,7 @@ impl Worker {
                     "the backend gave no COPYUID (UIDPLUS is required)".to_string(),
                 ));
             };
-            let by_src: HashMap<u32, u32> = mv.pairs.iter().copied().collect();
-            let mut new: Vec<(u32, u32)> = lsrc
-                .iter()
-                .zip(ldst.iter())
-                .filter_map(|(ls, ld)| Some((*by_src.get(&inbox.to_canon.map_one(*ls)?)?, *ld)))
-                .collect();
-            new.sort_unstable();
-            for (c, l) in new {
-                push(&mut dst, c, &l);
-            }
+            record_copies(&mut dst, &inbox, &mv.pairs, &lsrc, &ldst);
         }
         dst.to_canon = dst.to_local.inverse();
         inbox.to_local = RunMap::new();
@@ -1200,6 +1177,28 @@ pub(crate) fn first_literal(resp: &[u8]) -> Option<Vec<u8>> {
         .ok()?;
     let start = close + 3;
     resp.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+}
+
+/// Records in `dst` the copies a COPYUID reported (`lsrc[i]` copied to
+/// `ldst[i]`, local UIDs), each under the canonical UID `pairs` decided for
+/// its source (canonical via `src`).
+fn record_copies(
+    dst: &mut MailboxMap,
+    src: &MailboxMap,
+    pairs: &[(u32, u32)],
+    lsrc: &[u32],
+    ldst: &[u32],
+) {
+    let by_src: HashMap<u32, u32> = pairs.iter().copied().collect();
+    let mut new: Vec<(u32, u32)> = lsrc
+        .iter()
+        .zip(ldst.iter())
+        .filter_map(|(ls, ld)| Some((*by_src.get(&src.to_canon.map_one(*ls)?)?, *ld)))
+        .collect();
+    new.sort_unstable();
+    for (c, l) in new {
+        push(dst, c, &l);
+    }
 }
 
 fn push(map: &mut MailboxMap, canon: u32, local: &u32) {

@@ -7,9 +7,6 @@ use std::time::Duration;
 
 use tandem_tests::chaos::{run, Options};
 
-/// One campaign at a time (two cores).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn options(seconds: u64, seed: u64) -> Options {
     Options {
         duration: Duration::from_secs(seconds),
@@ -23,7 +20,7 @@ fn options(seconds: u64, seed: u64) -> Options {
 
 #[test]
 fn a_short_campaign_finds_no_violation() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let summary = run(&options(60, 20261128));
     println!("{}", summary.line());
     assert!(summary.faults.values().sum::<u64>() >= 5, "{summary:?}");
@@ -38,7 +35,7 @@ fn a_short_campaign_finds_no_violation() {
 
 #[test]
 fn the_checker_catches_acknowledgement_before_commit() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let summary = run(&Options {
         negative_control: true,
         ..options(15, 7)

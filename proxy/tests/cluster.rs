@@ -4,14 +4,6 @@
 
 use tandem_tests::TandemCluster;
 
-/// One cluster at a time: several three-node clusters with their Dovecots
-/// on a two-core machine starve the Raft heartbeats and cause elections.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A cluster of `n` mail nodes, every one serving a LOGIN.
 fn cluster(n: u64) -> TandemCluster {
     TandemCluster::builder()
@@ -22,7 +14,7 @@ fn cluster(n: u64) -> TandemCluster {
 
 #[test]
 fn three_nodes_serve_and_two_survive_a_killed_one() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = cluster(3);
     for id in c.ids() {
         let mut alice = c.login(id, "alice");
@@ -41,7 +33,7 @@ fn three_nodes_serve_and_two_survive_a_killed_one() {
 
 #[test]
 fn a_witness_runs_the_log_without_serving_imap() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = TandemCluster::builder()
         .binary(env!("CARGO_BIN_EXE_tandem"))
         .nodes(2)
@@ -61,7 +53,7 @@ fn a_witness_runs_the_log_without_serving_imap() {
 
 #[test]
 fn an_append_through_one_node_reaches_every_backend() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let c = cluster(3);
     let mut alice = c.login(1, "alice");
     alice
@@ -122,7 +114,7 @@ fn converged(c: &TandemCluster, ids: &[u64]) -> Vec<(u32, String)> {
 
 #[test]
 fn killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use tandem_tests::imap::Status;
@@ -267,7 +259,7 @@ fn mbsync(server: std::net::SocketAddr, dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn mbsync_fails_over_to_another_node_without_downloading_again() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = cluster(3);
     let mut alice = c.login(1, "alice");
     for i in 0..3 {

@@ -8,13 +8,6 @@ use std::time::{Duration, Instant};
 
 use tandem_tests::TandemCluster;
 
-/// One cluster at a time (two cores).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn cluster(n: u64) -> TandemCluster {
     TandemCluster::builder()
         .binary(env!("CARGO_BIN_EXE_tandem"))
@@ -62,7 +55,7 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn lag_rises_while_a_backend_is_stopped_and_returns_to_zero() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = cluster(3);
     let m3 = c.metrics_addr(3);
     let (code, text) = get(m3, "/metrics");
@@ -139,7 +132,7 @@ fn lag_rises_while_a_backend_is_stopped_and_returns_to_zero() {
 
 #[test]
 fn readyz_turns_unready_without_quorum_and_ready_again() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = cluster(3);
     let m1 = c.metrics_addr(1);
     wait_until("node 1 ready", 20, || get(m1, "/readyz").0 == 200);

@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 use tandem_tests::imap::{ImapClient, Reply, Status};
 use tandem_tests::inproc::Cluster;
 
-/// One cluster at a time: several three-node clusters with their Dovecots
-/// on a two-core machine starve the Raft heartbeats and cause elections.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn uid_fetch(c: &mut ImapClient, what: &str) -> Vec<String> {
     c.command(&format!("UID FETCH 1:* ({what})"))
         .unwrap()
@@ -49,7 +41,7 @@ fn appenduid(r: &Reply) -> (u32, u32) {
 
 #[test]
 fn append_through_one_node_is_seen_with_the_same_uid_everywhere() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     let r = c1.append("INBOX", &body("m1")).unwrap().ok();
@@ -88,7 +80,7 @@ fn append_through_one_node_is_seen_with_the_same_uid_everywhere() {
 
 #[test]
 fn store_copy_move_expunge_and_mailboxes_replicate() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Work").unwrap().ok();
@@ -171,7 +163,7 @@ fn store_copy_move_expunge_and_mailboxes_replicate() {
 
 #[test]
 fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     let (uv, first) = appenduid(&c1.append("INBOX", &body("through-tandem")).unwrap().ok());
@@ -259,7 +251,7 @@ fn backend_subjects(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<String
 
 #[test]
 fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_order() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.imap).collect();
     let threads: Vec<_> = addrs
@@ -308,7 +300,7 @@ fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_orde
 
 #[test]
 fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("before")).unwrap().ok();
@@ -338,7 +330,7 @@ fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
 
 #[test]
 fn a_stopped_backend_catches_up_when_it_returns() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let mut cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("one")).unwrap().ok();
@@ -368,7 +360,7 @@ fn a_stopped_backend_catches_up_when_it_returns() {
 
 #[test]
 fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Box").unwrap().ok();
@@ -399,7 +391,7 @@ fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
 
 #[test]
 fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     // Node 2's backend already holds a message before alice first comes
     // through tandem: it is adopted, so node 2's local UIDs run one ahead
@@ -495,7 +487,7 @@ fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
 
 #[test]
 fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(2);
     let mut c1 = cluster.login(0, "alice");
     for m in ["a", "b"] {
@@ -516,7 +508,7 @@ fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
 
 #[test]
 fn a_rename_the_client_nodes_backend_refuses_is_undone_everywhere() {
-    let _serial = serial();
+    let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start(3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Old").unwrap().ok();

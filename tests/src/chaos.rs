@@ -176,7 +176,7 @@ fn client(
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> (Vec<Record>, u64) {
-    let mut rng = Rng::new(seed ^ (id as u64 + 1) * 7919);
+    let mut rng = Rng::new(seed ^ ((id as u64 + 1) * 7919));
     let user: &'static str = if id % 2 == 0 { "alice" } else { "bob" };
     let mut node = id % addrs.len();
     let mut history = Vec::new();
@@ -765,8 +765,9 @@ fn check(
     }
     // e. UIDs only grow: an APPEND that started after another was
     // acknowledged got a larger UID.
-    let mut per_box: BTreeMap<(String, String, u32), Vec<(Instant, Instant, u32)>> =
-        BTreeMap::new();
+    // (start, end, UID) of the acknowledged appends of each mailbox.
+    type Timed = Vec<(Instant, Instant, u32)>;
+    let mut per_box: BTreeMap<(String, String, u32), Timed> = BTreeMap::new();
     for r in history {
         if let (
             Kind::Append { mailbox, .. },

@@ -47,3 +47,12 @@ pub struct Credentials {
 /// The regular users every test server has, their password, and the admin
 /// (Dovecot master user) that can act as any of them: the demo's.
 pub use tandem_proxy::demo::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
+
+/// Runs the tests of one test binary that start clusters one at a time:
+/// several three-node clusters with their Dovecots on a two-core machine
+/// starve the Raft heartbeats and cause elections. Hold the guard for the
+/// test's length.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -278,14 +278,25 @@ impl Session {
             if self.pending.is_empty() {
                 return Ok(());
             }
-            let n = tokio::time::timeout(timeout, backend.read(&mut chunk))
-                .await
-                .map_err(|_| End::Protocol("backend did not answer in time".to_string()))??;
-            if n == 0 {
-                return Err(End::BackendClosed);
-            }
-            self.bbuf.extend_from_slice(&chunk[..n]);
+            self.read_backend(backend, &mut chunk, timeout).await?;
         }
+    }
+
+    /// Reads what the backend sent next into `bbuf`, within `timeout`.
+    async fn read_backend(
+        &mut self,
+        backend: &mut Stream,
+        chunk: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(), End> {
+        let n = tokio::time::timeout(timeout, backend.read(chunk))
+            .await
+            .map_err(|_| End::Protocol("backend did not answer in time".to_string()))??;
+        if n == 0 {
+            return Err(End::BackendClosed);
+        }
+        self.bbuf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     fn command_timeout(&self) -> Duration {
@@ -349,13 +360,7 @@ impl Session {
                 Ok(ResponseProgress::Incomplete) => {}
                 Err(e) => return Err(End::Protocol(format!("backend: {e}"))),
             }
-            let n = tokio::time::timeout(timeout, backend.read(&mut chunk))
-                .await
-                .map_err(|_| End::Protocol("backend did not answer in time".to_string()))??;
-            if n == 0 {
-                return Err(End::BackendClosed);
-            }
-            self.bbuf.extend_from_slice(&chunk[..n]);
+            self.read_backend(backend, &mut chunk, timeout).await?;
         }
     }
 

@@ -506,26 +506,26 @@ pub fn run(opts: &Options) -> Summary {
         std::thread::sleep(Duration::from_millis(lo + rng.below(hi - lo)));
     };
     while Instant::now() < deadline {
-        pause(&mut rng, 2000, 5000);
+        pause(&mut rng, 1000, 3000);
         let victim = ids[rng.below(ids.len() as u64) as usize];
         let kind: &'static str = match rng.below(6) {
             0 => {
                 cluster.kill(victim);
-                pause(&mut rng, 1000, 4000);
+                pause(&mut rng, 1000, 3000);
                 cluster.restart(victim);
                 "kill"
             }
             1 => {
                 let l = leader(&cluster).unwrap_or(victim);
                 cluster.kill(l);
-                pause(&mut rng, 1000, 4000);
+                pause(&mut rng, 1000, 3000);
                 cluster.restart(l);
                 "kill-leader"
             }
             2 => {
                 let l = leader(&cluster).unwrap_or(victim);
                 cluster.net().isolate(l);
-                pause(&mut rng, 2000, 6000);
+                pause(&mut rng, 2000, 4000);
                 cluster.net().heal();
                 "partition-leader"
             }
@@ -533,7 +533,7 @@ pub fn run(opts: &Options) -> Summary {
                 let other =
                     ids[(ids.iter().position(|&i| i == victim).unwrap_or(0) + 1) % ids.len()];
                 cluster.net().cut_one_way(victim, other);
-                pause(&mut rng, 2000, 6000);
+                pause(&mut rng, 2000, 4000);
                 cluster.net().heal();
                 "one-way-cut"
             }
@@ -541,13 +541,13 @@ pub fn run(opts: &Options) -> Summary {
                 cluster
                     .net()
                     .degrade_all(0.02, Duration::from_millis(50), Duration::ZERO);
-                pause(&mut rng, 4000, 8000);
+                pause(&mut rng, 3000, 6000);
                 cluster.net().heal();
                 "loss-and-delay"
             }
             _ => {
                 cluster.stop_backend(victim);
-                pause(&mut rng, 1000, 4000);
+                pause(&mut rng, 1000, 3000);
                 cluster.start_backend(victim);
                 "backend-restart"
             }

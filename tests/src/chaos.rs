@@ -26,6 +26,15 @@ use crate::cluster::TandemCluster;
 use crate::imap::{ImapClient, Status};
 use crate::USER_PASSWORD;
 
+/// Set by [`interrupt`]: the fault phase ends early, and the campaign heals,
+/// checks and cleans up as usual.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ends the fault phase of a running campaign early (Ctrl-C).
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
 /// How a campaign runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -505,7 +514,7 @@ pub fn run(opts: &Options) -> Summary {
     let pause = |rng: &mut Rng, lo: u64, hi: u64| {
         std::thread::sleep(Duration::from_millis(lo + rng.below(hi - lo)));
     };
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !INTERRUPTED.load(Ordering::Relaxed) {
         pause(&mut rng, 1000, 3000);
         let victim = ids[rng.below(ids.len() as u64) as usize];
         let kind: &'static str = match rng.below(6) {

@@ -42,6 +42,29 @@ fn main() -> ExitCode {
             ""
         }
     );
+    // Ctrl-C or SIGTERM: stop injecting faults, then heal, check and stop
+    // every process as usual (a killed campaign would leave them running).
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("chaos: interrupted; healing and checking");
+        tandem_tests::chaos::interrupt();
+    });
     let summary = tandem_tests::chaos::run(&opts);
     for v in summary.violations.iter().take(50) {
         println!("violation: {v}");

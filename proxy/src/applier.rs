@@ -219,16 +219,23 @@ const MAX_CONNS: usize = 32;
 pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let txn = db.begin_write().map_err(|x| e(&x))?;
-    let cursor = {
+    let (cursor, done) = {
         txn.open_table(MAPS).map_err(|x| e(&x))?;
         let outbox = txn.open_table(OUTBOX).map_err(|x| e(&x))?;
-        let first = outbox.first().map_err(|x| e(&x))?.map(|(k, _)| k.value());
-        match first {
-            Some(k) => k - 1,
-            None => {
+        let mut queued = std::collections::BTreeSet::new();
+        for r in outbox.iter().map_err(|x| e(&x))? {
+            queued.insert(r.map_err(|x| e(&x))?.0.value());
+        }
+        match (queued.first(), queued.last()) {
+            // Between the queued items, the missing ones are applied.
+            (Some(&first), Some(&last)) => (
+                first - 1,
+                (first..=last).filter(|s| !queued.contains(s)).collect(),
+            ),
+            _ => {
                 let c = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
                 let v = c.get("seq").map_err(|x| e(&x))?;
-                v.map(|v| v.value()).unwrap_or(0)
+                (v.map(|v| v.value()).unwrap_or(0), Default::default())
             }
         }
     };
@@ -236,6 +243,7 @@ pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
     let progress = Arc::new(Progress {
         state: Mutex::new(ProgressState {
             cursor,
+            done,
             ..ProgressState::default()
         }),
         changed: watch::channel(0).0,

@@ -80,34 +80,7 @@ fn maildir_contents(root: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 fn mbsync(server: SocketAddr, dir: &Path) -> BTreeMap<String, Vec<String>> {
-    let mail = dir.join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = dir.join("mbsyncrc");
-    std::fs::write(
-        &config,
-        format!(
-            "IMAPAccount t\nHost {}\nPort {}\nUser alice\nPass demo\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount t\n\n\
-             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
-             Channel c\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSyncState *\n",
-            server.ip(),
-            server.port(),
-            m = mail.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("mbsync")
-        .arg("-c")
-        .arg(&config)
-        .arg("-a")
-        .output()
-        .expect("run mbsync (isync installed? make deps)");
-    assert!(
-        out.status.success(),
-        "mbsync failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (mail, _) = tandem_tests::mbsync(server, dir, "*");
     maildir_contents(&mail)
 }
 

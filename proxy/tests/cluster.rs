@@ -208,34 +208,7 @@ fn killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid() {
 
 /// mbsync of alice's mail from `server` into `dir` (its state kept there).
 fn mbsync(server: std::net::SocketAddr, dir: &std::path::Path) -> Vec<String> {
-    let mail = dir.join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = dir.join("mbsyncrc");
-    std::fs::write(
-        &config,
-        format!(
-            "IMAPAccount t\nHost {}\nPort {}\nUser alice\nPass demo\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount t\n\n\
-             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
-             Channel c\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSyncState *\n",
-            server.ip(),
-            server.port(),
-            m = mail.display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new("mbsync")
-        .arg("-c")
-        .arg(&config)
-        .arg("-a")
-        .output()
-        .expect("run mbsync (isync installed? make deps)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "mbsync failed: {text}");
+    let (mail, text) = tandem_tests::mbsync(server, dir, "INBOX");
     // "Maildir notice: no UIDVALIDITY, creating new." is the first run's
     // near side; a far side that changed UIDVALIDITY is an error.
     assert!(

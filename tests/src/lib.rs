@@ -56,3 +56,43 @@ pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Runs mbsync (isync) as alice against `server`, syncing the mailboxes
+/// matching `patterns` into the Maildir `dir/mail` with its state kept
+/// there; panics unless it succeeds. Returns the Maildir root and what
+/// mbsync printed.
+pub fn mbsync(
+    server: std::net::SocketAddr,
+    dir: &std::path::Path,
+    patterns: &str,
+) -> (std::path::PathBuf, String) {
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail).expect("mail dir");
+    let config = dir.join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount t\nHost {}\nPort {}\nUser alice\nPass {USER_PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount t\n\n\
+             MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+             Channel c\nFar :remote:\nNear :local:\nPatterns {patterns}\nCreate Near\nSyncState *\n",
+            server.ip(),
+            server.port(),
+            m = mail.display()
+        ),
+    )
+    .expect("mbsyncrc");
+    let out = std::process::Command::new("mbsync")
+        .arg("-c")
+        .arg(&config)
+        .arg("-a")
+        .output()
+        .expect("run mbsync (isync installed? make deps)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync failed: {text}");
+    (mail, text)
+}

@@ -15,7 +15,7 @@
 //!   (it retries, its lag grows); a backend that refuses an item is recorded
 //!   as a failure of that item and the applier goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -547,10 +547,14 @@ impl Worker {
     async fn apply_one(&mut self, seq: u64, work: &Work) {
         let mut backoff = Duration::from_millis(100);
         let mut refusals = 0;
+        // A command whose answer was lost (the backend stopped or the link
+        // broke mid-command) may have been carried out: every retry after
+        // a transient error looks first, as after a crash.
+        let mut interrupted = false;
         loop {
             // Every item up to the horizon is looked for (lanes of different
             // mailboxes may have finished out of order before a crash).
-            let doubt = seq <= self.horizon;
+            let doubt = seq <= self.horizon || interrupted;
             self.found = false;
             let started = std::time::Instant::now();
             let result = self.apply(work, doubt).await;
@@ -589,6 +593,7 @@ impl Worker {
                 }
                 Err(ApplyError::Transient(e)) => {
                     tracing::warn!(seq, error = %e, "backend unavailable; will retry");
+                    interrupted = true;
                     self.conns.clear();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -806,7 +811,7 @@ impl Worker {
                     c.selected = None;
                 }
                 if let Some(mv) = inbox {
-                    return self.move_inbox(user, to, mv).await;
+                    return self.move_inbox(user, to, mv, doubt).await;
                 }
                 let r = self
                     .send(user, |t| encode::rename(t, from.as_bytes(), to.as_bytes()))
@@ -930,10 +935,20 @@ impl Worker {
                     return Ok(Vec::new());
                 }
                 if doubt && !pairs.is_empty() {
+                    // Only the sources this backend holds were copied here.
+                    let held: Vec<(u32, u32, u32)> = pairs
+                        .iter()
+                        .filter_map(|&(cs, cd)| Some((cs, cd, src.to_local.map_one(cs)?)))
+                        .collect();
                     let found = self.unmapped(user, to, &dst).await?;
-                    if found.len() >= pairs.len() {
-                        tracing::info!(mailbox = %to, "copy found already applied before a restart");
-                        for (&(cs, cd), l) in pairs.iter().zip(found.iter()) {
+                    if !held.is_empty()
+                        && found.len() >= held.len()
+                        && self
+                            .copied_already(user, from, to, &held, &found, *remove)
+                            .await?
+                    {
+                        tracing::info!(mailbox = %to, "copy found already applied");
+                        for (&(cs, cd, _), l) in held.iter().zip(found.iter()) {
                             push(&mut dst, cd, l);
                             if *remove {
                                 src.to_local.remove(cs);
@@ -1066,6 +1081,7 @@ impl Worker {
         user: &str,
         to: &str,
         mv: &crate::canon::InboxMove,
+        doubt: bool,
     ) -> Result<Vec<Change>, ApplyError> {
         let local_uv = self.create_local(user, to).await?;
         let mut dst = match self.maps.get(user, mv.uidvalidity) {
@@ -1076,9 +1092,30 @@ impl Worker {
             },
         };
         let mut inbox = self.map_of(user, mv.inbox_uidvalidity)?;
+        let held: Vec<(u32, u32, u32)> = mv
+            .pairs
+            .iter()
+            .filter_map(|&(cs, cd)| Some((cs, cd, inbox.to_local.map_one(cs)?)))
+            .collect();
+        let mut moved = false;
+        if doubt && !held.is_empty() {
+            let found = self.unmapped(user, to, &dst).await?;
+            if found.len() >= held.len()
+                && self
+                    .copied_already(user, "INBOX", to, &held, &found, true)
+                    .await?
+            {
+                tracing::info!(mailbox = %to, "INBOX's messages found moved already");
+                for (&(_, cd, _), l) in held.iter().zip(found.iter()) {
+                    push(&mut dst, cd, l);
+                }
+                self.found = true;
+                moved = true;
+            }
+        }
         let canon_src = Ranges::from_ranges(mv.pairs.iter().map(|&(s, _)| (s, s)));
         let local_src = map_ranges(&canon_src, &inbox.to_local);
-        if let Some(set) = local_src.to_sequence_set() {
+        if let Some(set) = local_src.to_sequence_set().filter(|_| !moved) {
             self.select(user, "INBOX").await?;
             let r = self
                 .send(user, |t| encode::uid_move(t, &set, to.as_bytes()))
@@ -1156,6 +1193,39 @@ impl Worker {
             .into_iter()
             .filter(|&u| u > above)
             .collect())
+    }
+
+    /// Whether a COPY (or MOVE, `remove`) of the `held` messages (canonical
+    /// source, canonical destination, local source) already reached the
+    /// backend, `found` being the unmapped messages of `to` in order. A MOVE
+    /// took place when no source is left in `from`; a COPY when the first
+    /// unmapped messages of `to` are byte for byte the sources.
+    async fn copied_already(
+        &mut self,
+        user: &str,
+        from: &str,
+        to: &str,
+        held: &[(u32, u32, u32)],
+        found: &[u32],
+        remove: bool,
+    ) -> Result<bool, ApplyError> {
+        let local: Vec<u32> = held.iter().map(|&(_, _, l)| l).collect();
+        self.select(user, from).await?;
+        if remove {
+            let set = Ranges::from_ranges(local.iter().map(|&l| (l, l)));
+            let Some(set) = set.to_sequence_set() else {
+                return Ok(false);
+            };
+            let mut q = b"UID SEARCH UID ".to_vec();
+            set.encode(&mut q);
+            let r = self.conn(user).await?.conn.command(&q).await?;
+            let left: HashSet<u32> = search_numbers(&r).into_iter().collect();
+            return Ok(!local.iter().any(|l| left.contains(l)));
+        }
+        let sources = self.bodies(user, &local).await?;
+        self.select(user, to).await?;
+        let copies = self.bodies(user, &found[..held.len()]).await?;
+        Ok(sources.iter().all(|b| !b.is_empty()) && sources == copies)
     }
 
     /// The bodies of the given local UIDs of the selected mailbox, in order.

@@ -32,9 +32,10 @@ fn a_short_campaign_finds_no_violation() {
     assert!(summary.acknowledged > 100, "{summary:?}");
     assert!(
         summary.violations.is_empty(),
-        "{}\n{}",
+        "{}\n{}\nnode logs kept in {:?}",
         summary.line(),
-        summary.violations.join("\n")
+        summary.violations.join("\n"),
+        summary.logs
     );
 }
 

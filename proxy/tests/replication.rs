@@ -358,6 +358,53 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     );
 }
 
+/// A backend that carries out a command and then loses the connection before
+/// answering (it was stopped, the link broke) must not get the command a
+/// second time: the retry looks first, and records what it finds.
+#[test]
+fn a_change_whose_answer_was_lost_is_applied_exactly_once() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_with_cutters(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Work").unwrap().ok();
+    c1.append("INBOX", &body("first")).unwrap().ok();
+    c1.append("INBOX", &body("second")).unwrap().ok();
+    wait_for("node 3 has both", &2, || {
+        contents(&cluster, 2, "INBOX").len()
+    });
+    let cutter = &cluster.cutters[2];
+    let cut = |n: u64| wait_for("the answer cut on node 3", &n, || cutter.cuts());
+
+    cutter.arm("APPEND");
+    c1.append("INBOX", &body("third")).unwrap().ok();
+    cut(1);
+    c1.command("SELECT INBOX").unwrap().ok();
+    cutter.arm("UID COPY");
+    c1.command("UID COPY 1 Work").unwrap().ok();
+    cut(2);
+    cutter.arm("UID MOVE");
+    c1.command("UID MOVE 2 Work").unwrap().ok();
+    cut(3);
+
+    let s = |v: &[(u32, &str)]| -> Vec<(u32, String)> {
+        v.iter().map(|(u, m)| (*u, m.to_string())).collect()
+    };
+    let inbox = s(&[(1, "first"), (3, "third")]);
+    let work = s(&[(1, "first"), (2, "second")]);
+    assert_eq!(contents(&cluster, 0, "INBOX"), inbox);
+    assert_eq!(contents(&cluster, 0, "Work"), work);
+    for node in 1..3 {
+        wait_for(&format!("node {node} INBOX"), &inbox, || {
+            contents(&cluster, node, "INBOX")
+        });
+        wait_for(&format!("node {node} Work"), &work, || {
+            contents(&cluster, node, "Work")
+        });
+    }
+    assert_eq!(backend_subjects(&cluster, 2, "INBOX"), ["first", "third"]);
+    assert_eq!(backend_subjects(&cluster, 2, "Work"), ["first", "second"]);
+}
+
 #[test]
 fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
     let _serial = tandem_tests::one_cluster_at_a_time();

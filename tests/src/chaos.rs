@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,8 @@ pub struct Summary {
     pub unanswered: u64,
     /// A few refusals and losses, to show what the clients met.
     pub samples: Vec<String>,
+    /// Where the nodes' logs were kept (only when a violation was found).
+    pub logs: Option<PathBuf>,
 }
 
 impl Summary {
@@ -604,7 +607,21 @@ pub fn run(opts: &Options) -> Summary {
         std::thread::sleep(Duration::from_secs(2));
     }
     check(&cluster, &ids, &history, &views, &mut summary);
+    if !summary.violations.is_empty() && !opts.negative_control {
+        summary.logs = keep_logs(&cluster, opts.seed);
+    }
     summary
+}
+
+/// Copies every node's log out of the cluster's temporary directory, which
+/// goes with the cluster, so that a violation can be traced afterwards.
+fn keep_logs(cluster: &TandemCluster, seed: u64) -> Option<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tandem-chaos-seed-{seed}"));
+    std::fs::create_dir_all(&dir).ok()?;
+    for id in cluster.ids() {
+        std::fs::write(dir.join(format!("node{id}.log")), cluster.log(id)).ok()?;
+    }
+    Some(dir)
 }
 
 fn check(

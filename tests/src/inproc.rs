@@ -14,6 +14,7 @@ use tandem_proxy::replication::Replication;
 use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
 use tandem_replicator::NodeConfig;
 
+use crate::cutter::Cutter;
 use crate::dovecot::Dovecot;
 use crate::imap::{ImapClient, Status};
 use crate::ports::{free_tcp_port, free_udp_port};
@@ -60,12 +61,25 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Their Dovecots.
     pub dovecots: Vec<Dovecot>,
+    /// With [`Cluster::start_with_cutters`], the relay between each node
+    /// and its Dovecot.
+    pub cutters: Vec<Cutter>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` nodes and waits until the cluster takes writes.
     pub fn start(n: u64) -> Cluster {
+        Cluster::start_inner(n, false)
+    }
+
+    /// Like [`Cluster::start`], each node reaching its Dovecot through a
+    /// [`Cutter`] that can lose the answer to one command.
+    pub fn start_with_cutters(n: u64) -> Cluster {
+        Cluster::start_inner(n, true)
+    }
+
+    fn start_inner(n: u64, cut: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<u64> = (1..=n).collect();
         write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
@@ -75,9 +89,16 @@ impl Cluster {
             .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
             .collect();
         let mut dovecots = Vec::new();
+        let mut cutters = Vec::new();
         let mut nodes = Vec::new();
         for &id in &ids {
             let dovecot = Dovecot::start();
+            let mut backend = dovecot.imap_addr();
+            if cut {
+                let c = Cutter::start(backend);
+                backend = c.addr();
+                cutters.push(c);
+            }
             let imap_port = free_tcp_port();
             let certs = dir.path().join("certs");
             let text = format!(
@@ -104,7 +125,6 @@ command_timeout_secs = 10
                 ca = certs.join("ca.pem").display(),
                 cert = certs.join(format!("node-{id}.pem")).display(),
                 key = certs.join(format!("node-{id}.key")).display(),
-                backend = dovecot.imap_addr(),
                 admin_user = crate::ADMIN_USER,
                 admin_password = crate::ADMIN_PASSWORD,
             );
@@ -164,6 +184,7 @@ command_timeout_secs = 10
         let c = Cluster {
             nodes,
             dovecots,
+            cutters,
             _dir: dir,
         };
         c.wait_writable();

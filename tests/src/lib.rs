@@ -14,6 +14,7 @@
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
+//! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
 //! - [`imap`]: a small blocking IMAP client for asserting what a server says.
 //! - [`inproc`]: a tandem cluster inside the test process, for tests
@@ -25,6 +26,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod cutter;
 pub mod dovecot;
 pub mod imap;
 pub mod inproc;

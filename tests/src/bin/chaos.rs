@@ -77,6 +77,9 @@ fn main() -> ExitCode {
     for s in &summary.samples {
         println!("  {s}");
     }
+    if let Some(dir) = &summary.logs {
+        println!("node logs kept in {}", dir.display());
+    }
     println!("{}", summary.line());
     let failed = summary.violations.is_empty() == opts.negative_control;
     if failed {

@@ -209,6 +209,34 @@ enum Change {
 struct UserConn {
     conn: BackendConn,
     selected: Option<String>,
+    /// The [`Additions`] count of the selected mailbox when this session
+    /// last synchronized its view of it.
+    synced: u64,
+}
+
+/// Per (user, mailbox), how many times messages were added to it through
+/// any of this node's apply sessions. A session that selected the mailbox
+/// earlier does not see messages another session added until it syncs
+/// (Dovecot silently skips UIDs outside a session's view in UID MOVE, COPY
+/// and STORE), so it sends NOOP first when the count moved.
+#[derive(Debug, Default)]
+struct Additions(Mutex<HashMap<(String, String), u64>>);
+
+impl Additions {
+    fn get(&self, user: &str, mailbox: &str) -> u64 {
+        self.0.lock().map_or(0, |m| {
+            m.get(&(user.to_string(), mailbox.to_string()))
+                .copied()
+                .unwrap_or(0)
+        })
+    }
+
+    fn bump(&self, user: &str, mailbox: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry((user.to_string(), mailbox.to_string()))
+                .or_default() += 1;
+        }
+    }
 }
 
 /// Most backend connections the applier keeps open (one per user).
@@ -369,6 +397,7 @@ impl Applier {
                 found: false,
                 node,
                 locks,
+                additions: Arc::default(),
             },
             notify,
             workers: HashMap::new(),
@@ -438,6 +467,62 @@ impl Applier {
     }
 }
 
+/// An item in a few words, for traces (never message bodies).
+struct Brief<'a>(&'a Work);
+
+impl std::fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Work::Create { user, name, .. } => write!(f, "{user}: CREATE {name}"),
+            Work::Delete { user, name, .. } => write!(f, "{user}: DELETE {name}"),
+            Work::Rename { user, from, to, .. } => write!(f, "{user}: RENAME {from} {to}"),
+            Work::Subscribe { user, name, on } => write!(f, "{user}: SUBSCRIBE({on}) {name}"),
+            Work::Append {
+                user,
+                mailbox,
+                uids,
+                replaces,
+                ..
+            } => write!(
+                f,
+                "{user}: APPEND {mailbox} {uids:?}{}",
+                if replaces.is_some() {
+                    " (adoption)"
+                } else {
+                    ""
+                }
+            ),
+            Work::Copy {
+                user,
+                from,
+                to,
+                pairs,
+                remove,
+                ..
+            } => {
+                let verb = if *remove { "MOVE" } else { "COPY" };
+                write!(f, "{user}: {verb} {from} -> {to} {pairs:?}")
+            }
+            Work::Store {
+                user,
+                mailbox,
+                uids,
+                mode,
+                flags,
+                ..
+            } => write!(f, "{user}: STORE {mailbox} {uids:?} {mode:?} {flags:?}"),
+            Work::Expunge {
+                user,
+                mailbox,
+                uids,
+                ..
+            } => {
+                write!(f, "{user}: EXPUNGE {mailbox} {uids:?}")
+            }
+        }
+    }
+}
+
 /// Applies one user's items, in order, over that user's backend session.
 struct Worker {
     db: Arc<Database>,
@@ -455,6 +540,8 @@ struct Worker {
     /// This node's id (adoption expunges originals on their node only).
     node: u64,
     locks: Arc<UserLocks>,
+    /// Shared by the user's worker and its lanes.
+    additions: Arc<Additions>,
 }
 
 impl Worker {
@@ -470,6 +557,7 @@ impl Worker {
             found: false,
             node: self.node,
             locks: self.locks.clone(),
+            additions: self.additions.clone(),
         }
     }
 
@@ -557,7 +645,9 @@ impl Worker {
             let doubt = seq <= self.horizon || interrupted;
             self.found = false;
             let started = std::time::Instant::now();
+            tracing::debug!(seq, doubt, item = %Brief(work), "applying");
             let result = self.apply(work, doubt).await;
+            tracing::debug!(seq, found = self.found, ok = result.is_ok(), "applied");
             metrics::histogram!("tandem_apply_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             match result {
@@ -685,6 +775,7 @@ impl Worker {
                 UserConn {
                     conn,
                     selected: None,
+                    synced: 0,
                 },
             );
         }
@@ -711,9 +802,19 @@ impl Worker {
         Ok(reply)
     }
 
+    /// Selects `mailbox` with a view that holds every message added to it
+    /// so far (see [`Additions`]).
     async fn select(&mut self, user: &str, mailbox: &str) -> Result<(), ApplyError> {
-        if self.conn(user).await?.selected.as_deref() == Some(mailbox) {
-            return Ok(());
+        let added = self.additions.get(user, mailbox);
+        let c = self.conn(user).await?;
+        if c.selected.as_deref() == Some(mailbox) {
+            if c.synced == added {
+                return Ok(());
+            }
+            if c.conn.command(b"NOOP").await?.status == Status::Ok {
+                c.synced = added;
+                return Ok(());
+            }
         }
         let r = self
             .send(user, |t| {
@@ -726,6 +827,7 @@ impl Worker {
             return Err(ApplyError::Refused(format!("SELECT {mailbox}: {}", r.text)));
         }
         c.selected = Some(mailbox.to_string());
+        c.synced = added;
         Ok(())
     }
 
@@ -887,6 +989,7 @@ impl Worker {
                         message: &m.body,
                     })
                     .collect();
+                self.additions.bump(user, mailbox);
                 let r = self
                     .send(user, |t| encode::append(t, mailbox.as_bytes(), &items))
                     .await?;
@@ -970,6 +1073,7 @@ impl Worker {
                     return Ok(Vec::new());
                 };
                 self.select(user, from).await?;
+                self.additions.bump(user, to);
                 let r = self
                     .send(user, |t| {
                         if *remove {
@@ -1117,6 +1221,7 @@ impl Worker {
         let local_src = map_ranges(&canon_src, &inbox.to_local);
         if let Some(set) = local_src.to_sequence_set().filter(|_| !moved) {
             self.select(user, "INBOX").await?;
+            self.additions.bump(user, to);
             let r = self
                 .send(user, |t| encode::uid_move(t, &set, to.as_bytes()))
                 .await?;

@@ -358,6 +358,41 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     );
 }
 
+/// A node catching up applies runs of APPENDs over parallel backend
+/// sessions; the session that then moves those messages must see them
+/// (Dovecot skips UIDs a session has not seen yet, and the MOVE would be
+/// lost on this node only).
+#[test]
+fn a_node_catching_up_moves_what_its_other_sessions_appended() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start(3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Work").unwrap().ok();
+    c1.append("INBOX", &body("a")).unwrap().ok();
+    wait_for("node 3 has a", &1, || contents(&cluster, 2, "INBOX").len());
+    // Node 3's applier waits on its frozen backend in the first MOVE while
+    // the rest queues up behind it; thawed, it appends b, c and d over
+    // parallel sessions, then moves them over the session of the first.
+    cluster.dovecots[2].freeze(true);
+    c1.command("SELECT INBOX").unwrap().ok();
+    c1.command("UID MOVE 1 Work").unwrap().ok();
+    for m in ["b", "c", "d"] {
+        c1.append("INBOX", &body(m)).unwrap().ok();
+    }
+    c1.command("UID MOVE 2:4 Work").unwrap().ok();
+    cluster.dovecots[2].freeze(false);
+    let work: Vec<(u32, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i as u32 + 1, m.to_string()))
+        .collect();
+    assert_eq!(contents(&cluster, 0, "Work"), work);
+    wait_for("node 3 Work", &work, || contents(&cluster, 2, "Work"));
+    assert_eq!(contents(&cluster, 2, "INBOX"), vec![]);
+    assert_eq!(backend_subjects(&cluster, 2, "INBOX"), Vec::<String>::new());
+    assert_eq!(backend_subjects(&cluster, 2, "Work"), ["a", "b", "c", "d"]);
+}
+
 /// A backend that carries out a command and then loses the connection before
 /// answering (it was stopped, the link broke) must not get the command a
 /// second time: the retry looks first, and records what it finds.

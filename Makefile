@@ -4,7 +4,8 @@ CARGO ?= cargo
 
 # Debian packages the tests and the demo use. `make deps` installs the
 # missing ones and nothing else; it runs apt-get update only when it must.
-DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certificates
+# fonts-dejavu-core: the text of the bench's chart.
+DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certificates fonts-dejavu-core
 
 .PHONY: all deps build test fmt-check clippy unit demo bench chaos fuzz clean
 
@@ -57,14 +58,20 @@ demo: deps
 	$(CARGO) build -p tandem-proxy
 	./target/debug/tandem demo $(DEMO_ARGS)
 
-# Benchmarks that exist so far: the parser (criterion), the replicated
-# log's commit latency and throughput, the proxy against direct Dovecot. The side-by-side report against
-# Dovecot comes with issue 9.
+# The micro-benchmarks (parser, replicated log, the proxy's memory per
+# session), then the side-by-side report (tests/src/bin/bench.rs, release
+# builds): direct Dovecot, Dovecot's proxy, tandem in four layouts and
+# Dovecot's dsync replication. It prints the table and writes
+# bench/results.json and bench/latency.png. BENCH_SECONDS per round
+# (default 3), BENCH_ROUNDS (default 2), BENCH_FILTER (part of a workload's
+# name, e.g. "APPEND").
 bench: deps
 	$(CARGO) bench -p tandem-parser --bench parse
 	$(CARGO) bench -p tandem-replicator --bench commit
 	$(CARGO) bench -p tandem-proxy --bench proxy
-	$(CARGO) bench -p tandem-proxy --bench replicated
+	$(CARGO) build --release -p tandem-proxy --bin tandem
+	$(CARGO) build --release -p tandem-tests --bin bench
+	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/bench --out bench
 
 # The chaos campaign: CHAOS_SECONDS of faults (default 600) from CHAOS_SEED
 # (default: the clock), then the checker. Ends with one line:

@@ -44,6 +44,11 @@ pub struct DovecotSetup {
     pub imap_capability: Option<String>,
     /// Raw settings appended to the config.
     pub extra_config: String,
+    /// Fields the regular users' passdb adds to every successful lookup
+    /// (Dovecot's `override_fields`), e.g. `proxy=y host=127.0.0.1
+    /// port=143` to turn the instance into a proxy; empty for none. The
+    /// master user's passdb does not get them.
+    pub user_passdb_fields: String,
     /// TLS certificate and key (PEM files) and the IMAPS port, if any.
     pub tls: Option<(PathBuf, PathBuf, u16)>,
 }
@@ -81,6 +86,11 @@ impl DovecotSetup {
             .as_deref()
             .map(|c| format!("  imap_capability = {c}\n"))
             .unwrap_or_default();
+        let user_passdb_fields = if self.user_passdb_fields.is_empty() {
+            String::new()
+        } else {
+            format!("  override_fields = {}\n", self.user_passdb_fields)
+        };
         let d = dir.display();
         let (ssl, imaps_port) = match &self.tls {
             None => ("ssl = no".to_string(), 0),
@@ -120,7 +130,7 @@ passdb {{
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
-}}
+{user_passdb_fields}}}
 userdb {{
   driver = static
   args = uid=mail gid=mail home={d}/home/%u
@@ -329,6 +339,7 @@ impl Demo {
                 lmtp_port: if lmtp_off.contains(&n) { 0 } else { ports.lmtp },
                 imap_capability: None,
                 extra_config: String::new(),
+                user_passdb_fields: String::new(),
                 tls: None,
             }
             .write()?;

@@ -462,23 +462,6 @@ fn backend_order(addr: SocketAddr, user: &str, mailbox: &str) -> Option<Vec<Stri
     )
 }
 
-fn get_status(addr: SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-/// The node that says it is the leader, if any.
-fn leader(c: &TandemCluster) -> Option<u64> {
-    c.ids().into_iter().find(|&id| {
-        get_status(c.metrics_addr(id)).is_some_and(|s| s.contains("\"state\": \"leader\""))
-    })
-}
-
 /// Runs a campaign and checks its outcome.
 pub fn run(opts: &Options) -> Summary {
     let mut builder = TandemCluster::builder().nodes(opts.nodes).relay(opts.seed);
@@ -528,14 +511,14 @@ pub fn run(opts: &Options) -> Summary {
                 "kill"
             }
             1 => {
-                let l = leader(&cluster).unwrap_or(victim);
+                let l = cluster.leader().unwrap_or(victim);
                 cluster.kill(l);
                 pause(&mut rng, 1000, 3000);
                 cluster.restart(l);
                 "kill-leader"
             }
             2 => {
-                let l = leader(&cluster).unwrap_or(victim);
+                let l = cluster.leader().unwrap_or(victim);
                 cluster.net().isolate(l);
                 pause(&mut rng, 2000, 4000);
                 cluster.net().heal();

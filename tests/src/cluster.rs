@@ -306,6 +306,15 @@ impl TandemCluster {
         self.nodes.keys().copied().collect()
     }
 
+    /// The node whose `/status` says it is the leader, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.ids().into_iter().find(|&id| {
+            self.node(id).child.is_some()
+                && status(self.metrics_addr(id))
+                    .is_some_and(|s| s.contains("\"state\": \"leader\""))
+        })
+    }
+
     /// The mail nodes' ids.
     pub fn mail_ids(&self) -> Vec<u64> {
         self.nodes
@@ -520,6 +529,17 @@ impl TandemCluster {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         node.child = Some(child);
     }
+}
+
+/// The body of a node's `GET /status` (JSON), if it answers.
+fn status(addr: SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// Connects, expects `* OK`, logs in as alice.

@@ -34,6 +34,9 @@ use crate::{Credentials, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
 pub use tandem_proxy::demo::DOVECOT_BIN;
 
+/// Dovecot's admin tool, installed by Debian's `dovecot-core`.
+pub const DOVEADM_BIN: &str = "/usr/bin/doveadm";
+
 /// How long an instance may take to greet after start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -41,6 +44,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Default, Clone)]
 pub struct DovecotBuilder {
     extra_config: String,
+    user_passdb_fields: String,
     imap_capability: Option<String>,
     tls: Option<(PathBuf, PathBuf)>,
 }
@@ -50,6 +54,18 @@ impl DovecotBuilder {
     pub fn extra_config(mut self, text: &str) -> Self {
         self.extra_config.push_str(text);
         self.extra_config.push('\n');
+        self
+    }
+
+    /// Adds fields to every successful passdb lookup of a regular user
+    /// (Dovecot's `override_fields`), e.g. `proxy=y host=127.0.0.1
+    /// port=143` to make the instance a proxy (see
+    /// [`crate::dovecot_proxy`]). Master-user logins do not get them.
+    pub fn user_passdb_fields(mut self, fields: &str) -> Self {
+        if !self.user_passdb_fields.is_empty() {
+            self.user_passdb_fields.push(' ');
+        }
+        self.user_passdb_fields.push_str(fields);
         self
     }
 
@@ -69,6 +85,15 @@ impl DovecotBuilder {
     /// Starts the instance and waits for its greetings. Retries with new
     /// ports if a port was taken in the meantime.
     pub fn start(self) -> Dovecot {
+        self.try_start()
+            .unwrap_or_else(|e| panic!("Dovecot did not start:\n{e}"))
+    }
+
+    /// Like [`DovecotBuilder::start`], but says why the instance did not
+    /// start (after five tries with new ports) instead of panicking: for
+    /// callers whose `extra_config` holds ports of their own, which they
+    /// pick again before another try.
+    pub fn try_start(self) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("tdv")
             .tempdir_in("/tmp")
@@ -94,7 +119,7 @@ impl DovecotBuilder {
             match instance.spawn() {
                 Ok(()) => {
                     instance._tmp = Some(dir);
-                    return instance;
+                    return Ok(instance);
                 }
                 Err(e) => {
                     last_error = e;
@@ -103,7 +128,7 @@ impl DovecotBuilder {
                 }
             }
         }
-        panic!("Dovecot did not start:\n{last_error}");
+        Err(last_error)
     }
 }
 
@@ -152,6 +177,36 @@ impl Dovecot {
     /// The instance's directory (config, log, mail).
     pub fn dir(&self) -> &Path {
         self.dir.as_deref().expect("instance has a directory")
+    }
+
+    /// The instance's generated config file (`doveadm -c` takes it).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("dovecot.conf")
+    }
+
+    /// Runs `doveadm -c <this instance's config> ARGS` and waits for it;
+    /// `Err` holds what it printed when it could not be run or failed.
+    /// The instance must be running (doveadm talks to its sockets under
+    /// base_dir).
+    pub fn doveadm(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(DOVEADM_BIN)
+            .arg("-c")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {DOVEADM_BIN} (make deps): {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "doveadm {} exited with {}: {stdout}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     /// The PID of the Dovecot master process, while it runs.
@@ -203,6 +258,30 @@ impl Dovecot {
                 }
             }
         }
+    }
+
+    /// Stops the master like [`Dovecot::stop`], but once `grace` has passed
+    /// kills it and every process it started (as [`Dovecot::kill_all`]):
+    /// for instances whose orderly shutdown may wait several seconds on
+    /// work in flight that the test does not need (a dsync process waits
+    /// 5 s for the stats process the master already stopped).
+    pub fn stop_within(&mut self, grace: Duration) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(20)),
+                Some(Err(_)) => break,
+                Some(Ok(Some(_))) | None => {
+                    self.child = None;
+                    return;
+                }
+            }
+        }
+        self.kill_all();
     }
 
     /// Kills the master with SIGKILL (a crash) and reaps it. Its session
@@ -282,6 +361,7 @@ impl Dovecot {
             lmtp_port: self.lmtp_port,
             imap_capability: self.options.imap_capability.clone(),
             extra_config: self.options.extra_config.clone(),
+            user_passdb_fields: self.options.user_passdb_fields.clone(),
             tls: self
                 .options
                 .tls
@@ -304,7 +384,7 @@ impl Dovecot {
         let child = Command::new(DOVECOT_BIN)
             .arg("-F")
             .arg("-c")
-            .arg(dir.join("dovecot.conf"))
+            .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

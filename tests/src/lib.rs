@@ -11,11 +11,17 @@
 //! alone), and never sends traffic beyond 127.0.0.0/8.
 //!
 //! # Layout
+//! - [`bench`](mod@bench): the side-by-side benchmark `make bench` runs (its driver
+//!   is `src/bin/bench.rs`).
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
 //! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
+//! - [`dovecot_proxy`]: Dovecot's own IMAP proxy in front of a test
+//!   backend, for comparing with tandem.
+//! - [`dsync`]: two Dovecots replicating each other with Dovecot's own
+//!   replicator (dsync), for comparing with tandem.
 //! - [`imap`]: a small blocking IMAP client for asserting what a server says.
 //! - [`inproc`]: a tandem cluster inside the test process, for tests
 //!   and benchmarks without SIGKILL.
@@ -24,10 +30,13 @@
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod cutter;
 pub mod dovecot;
+pub mod dovecot_proxy;
+pub mod dsync;
 pub mod imap;
 pub mod inproc;
 pub mod lognode;
@@ -35,6 +44,8 @@ pub mod ports;
 
 pub use cluster::{TandemCluster, TandemClusterBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};
+pub use dovecot_proxy::DovecotProxy;
+pub use dsync::DsyncPair;
 pub use imap::{ImapClient, Reply, Status};
 
 /// A user's name and password as the test servers know them.

@@ -4,8 +4,16 @@ CARGO ?= cargo
 
 # Debian packages the tests and the demo use. `make deps` installs the
 # missing ones and nothing else; it runs apt-get update only when it must.
-# fonts-dejavu-core: the text of the bench's chart.
-DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certificates fonts-dejavu-core
+# fonts-dejavu-core: the text of the bench's chart. cyrus-common (Cyrus's
+# master and tools), sasl2-bin (saslpasswd2) and cyrus-admin: the Cyrus
+# backends of tests/src/cyrus.rs; cyrus-common needs a mail transport agent,
+# and `deps` adds dma (no daemon, no port) when the machine has none.
+DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certificates fonts-dejavu-core cyrus-common cyrus-admin sasl2-bin
+
+# Debian's cyrus-imapd (the imapd binary) conflicts with dovecot-imapd, so
+# `deps` unpacks it (same version as cyrus-common) here instead of
+# installing it: imapd is $(CYRUS_ROOT)/usr/lib/cyrus/bin/imapd.
+CYRUS_ROOT := /opt/tandem-cyrus
 
 .PHONY: all deps build test fmt-check clippy unit demo bench chaos fuzz clean
 
@@ -16,12 +24,39 @@ deps:
 	for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	[ -e /usr/sbin/sendmail ] || missing="$$missing dma"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  policy=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
+	  fi; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; rc=$$?; \
+	  [ -z "$$policy" ] || rm -f $$policy; \
+	  [ $$rc -eq 0 ] || exit $$rc; \
 	else \
 	  echo "deps: Debian packages present"; \
+	fi
+	@# The tests start their own Cyrus instances; the system's cyrus-imapd
+	@# service (from cyrus-common; a policy-rc.d kept it from starting at
+	@# install) must never run and hold ports 143, 4190...
+	@if [ -d /run/systemd/system ]; then systemctl disable --now cyrus-imapd.service >/dev/null 2>&1 || true; fi
+	@if [ -e /etc/init.d/cyrus-imapd ]; then update-rc.d cyrus-imapd disable >/dev/null 2>&1 || true; \
+	  [ ! -s /run/cyrus-master.pid ] || /etc/init.d/cyrus-imapd stop >/dev/null 2>&1 || true; fi
+	@# imapd itself: unpacked from Debian's cyrus-imapd of cyrus-common's
+	@# version into $(CYRUS_ROOT) (again when cyrus-common changes version).
+	@v=$$(dpkg-query -W -f='$${Version}' cyrus-common); \
+	if [ "$$(cat $(CYRUS_ROOT)/VERSION 2>/dev/null)" = "$$v" ] && [ -x $(CYRUS_ROOT)/usr/lib/cyrus/bin/imapd ]; then \
+	  echo "deps: Cyrus imapd $$v present in $(CYRUS_ROOT)"; \
+	else \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download -qq -o APT::Sandbox::User=root cyrus-imapd=$$v 2>/dev/null || \
+	    { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root cyrus-imapd=$$v; }; } && \
+	  rm -rf $(CYRUS_ROOT) && mkdir -p $(CYRUS_ROOT) && dpkg-deb -x cyrus-imapd_*.deb $(CYRUS_ROOT) && \
+	  echo "$$v" > $(CYRUS_ROOT)/VERSION && cd / && rm -rf $$tmp && \
+	  echo "deps: unpacked Cyrus imapd $$v into $(CYRUS_ROOT)" || { echo "deps: could not unpack cyrus-imapd $$v (gone from the archive? apt-get install --only-upgrade cyrus-common, then make deps)" >&2; \
+	       cd /; rm -rf "$$tmp"; exit 1; }; \
 	fi
 	@# promtool (package prometheus) checks deploy/'s alert rules; without it
 	@# the deploy test falls back to a structural check, so a failed install

@@ -17,6 +17,7 @@
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
 //! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
+//! - [`cyrus`]: start, stop and restart real Cyrus IMAP 3.6 instances.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
 //! - [`dovecot_proxy`]: Dovecot's own IMAP proxy in front of a test
 //!   backend, for comparing with tandem.
@@ -34,6 +35,7 @@ pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod cutter;
+pub mod cyrus;
 pub mod dovecot;
 pub mod dovecot_proxy;
 pub mod dsync;
@@ -43,6 +45,7 @@ pub mod lognode;
 pub mod ports;
 
 pub use cluster::{TandemCluster, TandemClusterBuilder};
+pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};
 pub use dovecot_proxy::DovecotProxy;
 pub use dsync::DsyncPair;

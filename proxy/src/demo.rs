@@ -16,6 +16,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Sends `child` SIGTERM and waits up to `grace` for it to exit (and reaps
+/// it). False when it still runs: the caller decides how to kill it.
+pub fn terminate(child: &mut Child, grace: Duration) -> bool {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return false,
+        }
+    }
+}
+
 /// The Dovecot binary installed by Debian's `dovecot-core`.
 pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
 
@@ -436,23 +453,9 @@ impl Demo {
     /// first, and waits for each.
     pub fn stop(&mut self) {
         while let Some((_, mut child)) = self.children.pop() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
+            if !terminate(&mut child, Duration::from_secs(10)) {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }

@@ -431,23 +431,9 @@ impl TandemCluster {
         let Some(mut child) = self.node_mut(id).child.take() else {
             return;
         };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-            }
+        if !tandem_proxy::demo::terminate(&mut child, Duration::from_secs(15)) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

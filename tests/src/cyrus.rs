@@ -55,7 +55,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{chown, Pid, User};
 
 use crate::imap::{quote, ImapClient};
@@ -293,21 +293,10 @@ impl Cyrus {
             return;
         };
         let pgid = Pid::from_raw(child.id() as i32);
-        let _ = kill(pgid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-            }
+        if !tandem_proxy::demo::terminate(&mut child, STOP_GRACE) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
         }
         // The services got the master's SIGTERM; what outlives it is killed.
         wait_group_gone(pgid, Duration::from_secs(3));

@@ -1172,10 +1172,16 @@ impl Worker {
                 encode::mailbox_command(t, MailboxVerb::Create, name.as_bytes())
             })
             .await?;
-        if r.status != Status::Ok && !r.text.contains("[ALREADYEXISTS]") {
-            return Err(ApplyError::Refused(format!("CREATE {name}: {}", r.text)));
+        if r.status == Status::Ok || r.text.contains("[ALREADYEXISTS]") {
+            return self.local_uidvalidity(user, name).await;
         }
-        self.local_uidvalidity(user, name).await
+        // Not every server says [ALREADYEXISTS] (Cyrus: "NO Mailbox already
+        // exists"; INBOX always exists there): a mailbox that is there is
+        // taken as it is.
+        match self.local_uidvalidity(user, name).await {
+            Ok(uv) => Ok(uv),
+            Err(_) => Err(ApplyError::Refused(format!("CREATE {name}: {}", r.text))),
+        }
     }
 
     /// RENAME INBOX: creates `to` and moves INBOX's messages into it, then

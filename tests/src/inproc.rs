@@ -15,6 +15,7 @@ use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
 use tandem_replicator::NodeConfig;
 
 use crate::cutter::Cutter;
+use crate::cyrus::Cyrus;
 use crate::dovecot::Dovecot;
 use crate::imap::{ImapClient, Status};
 use crate::ports::{free_tcp_port, free_udp_port};
@@ -59,8 +60,10 @@ impl Drop for Node {
 pub struct Cluster {
     /// The nodes, in id order.
     pub nodes: Vec<Node>,
-    /// Their Dovecots.
+    /// Their Dovecots (none with [`Cluster::start_cyrus`]).
     pub dovecots: Vec<Dovecot>,
+    /// With [`Cluster::start_cyrus`], their Cyrus servers.
+    pub cyruses: Vec<Cyrus>,
     /// With [`Cluster::start_with_cutters`], the relay between each node
     /// and its Dovecot.
     pub cutters: Vec<Cutter>,
@@ -70,16 +73,21 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes and waits until the cluster takes writes.
     pub fn start(n: u64) -> Cluster {
-        Cluster::start_inner(n, false)
+        Cluster::start_inner(n, false, false)
     }
 
     /// Like [`Cluster::start`], each node reaching its Dovecot through a
     /// [`Cutter`] that can lose the answer to one command.
     pub fn start_with_cutters(n: u64) -> Cluster {
-        Cluster::start_inner(n, true)
+        Cluster::start_inner(n, true, false)
     }
 
-    fn start_inner(n: u64, cut: bool) -> Cluster {
+    /// Like [`Cluster::start`], each node in front of its own Cyrus.
+    pub fn start_cyrus(n: u64) -> Cluster {
+        Cluster::start_inner(n, false, true)
+    }
+
+    fn start_inner(n: u64, cut: bool, cyrus: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<u64> = (1..=n).collect();
         write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
@@ -89,11 +97,22 @@ impl Cluster {
             .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
             .collect();
         let mut dovecots = Vec::new();
+        let mut cyruses = Vec::new();
         let mut cutters = Vec::new();
         let mut nodes = Vec::new();
+        let kind = if cyrus { "cyrus" } else { "dovecot" };
         for &id in &ids {
-            let dovecot = Dovecot::start();
-            let mut backend = dovecot.imap_addr();
+            let mut backend = if cyrus {
+                let c = Cyrus::start();
+                let a = c.imap_addr();
+                cyruses.push(c);
+                a
+            } else {
+                let d = Dovecot::start();
+                let a = d.imap_addr();
+                dovecots.push(d);
+                a
+            };
             if cut {
                 let c = Cutter::start(backend);
                 backend = c.addr();
@@ -114,7 +133,7 @@ ca = "{ca}"
 cert = "{cert}"
 key = "{key}"
 [backend]
-kind = "dovecot"
+kind = "{kind}"
 address = "{backend}"
 admin_user = "{admin_user}"
 admin_password = "{admin_password}"
@@ -179,11 +198,11 @@ command_timeout_secs = 10
                 thread: Some(thread),
                 rep,
             });
-            dovecots.push(dovecot);
         }
         let c = Cluster {
             nodes,
             dovecots,
+            cyruses,
             cutters,
             _dir: dir,
         };

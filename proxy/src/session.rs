@@ -40,8 +40,11 @@ use mutate::{is_exists, needs_rewrite};
 
 /// Capabilities a client never sees through tandem, because their values
 /// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
-/// (COMPRESS, NOTIFY, UIDONLY, SORT/THREAD results not rewritten yet), or
-/// because tandem cannot learn the user (SASL mechanisms other than PLAIN).
+/// (COMPRESS, NOTIFY, UIDONLY, SORT/THREAD results not rewritten yet),
+/// because their commands change state tandem does not replicate and are
+/// refused (Cyrus's ANNOTATE, METADATA, URLAUTH, SCAN, XMOVE; special-use
+/// on CREATE; REPLACE, MULTISEARCH, UNAUTHENTICATE), or because tandem
+/// cannot learn the user (SASL mechanisms other than PLAIN).
 pub fn is_filtered_capability(name: &[u8]) -> bool {
     let upper = name.to_ascii_uppercase();
     let exact: &[&[u8]] = &[
@@ -56,6 +59,17 @@ pub fn is_filtered_capability(name: &[u8]) -> bool {
         b"SEARCHRES",
         b"CATENATE",
         b"LOGINDISABLED",
+        b"ANNOTATE-EXPERIMENT-1",
+        b"METADATA",
+        b"METADATA-SERVER",
+        b"LIST-METADATA",
+        b"CREATE-SPECIAL-USE",
+        b"URLAUTH",
+        b"SCAN",
+        b"XMOVE",
+        b"REPLACE",
+        b"MULTISEARCH",
+        b"UNAUTHENTICATE",
     ];
     let prefixes: &[&[u8]] = &[
         b"COMPRESS=",
@@ -66,6 +80,7 @@ pub fn is_filtered_capability(name: &[u8]) -> bool {
         b"APPENDLIMIT",
         b"X-",
         b"XLIST",
+        b"URLAUTH=",
     ];
     if exact.contains(&upper.as_slice()) || prefixes.iter().any(|p| upper.starts_with(p)) {
         return true;
@@ -940,6 +955,14 @@ mod tests {
             "X-FOO",
             "THREAD=REFS",
             "APPENDLIMIT=1000",
+            // Cyrus 3.6's, whose commands tandem refuses.
+            "ANNOTATE-EXPERIMENT-1",
+            "METADATA",
+            "LIST-METADATA",
+            "CREATE-SPECIAL-USE",
+            "URLAUTH=BINARY",
+            "SCAN",
+            "XMOVE",
         ] {
             assert!(is_filtered_capability(c.as_bytes()), "{c}");
         }
@@ -951,6 +974,9 @@ mod tests {
             "IDLE",
             "LITERAL+",
             "MULTIAPPEND",
+            "SPECIAL-USE",
+            "LIST-STATUS",
+            "ESEARCH",
         ] {
             assert!(!is_filtered_capability(c.as_bytes()), "{c}");
         }

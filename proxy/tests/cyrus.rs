@@ -34,6 +34,24 @@ fn mutations_through_one_node_reach_every_cyrus_with_the_same_uids() {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start_cyrus(3);
     let mut c = cluster.login(0, "alice");
+    let caps = c.command("CAPABILITY").unwrap().ok().lines().join(" ");
+    for kept in [" UIDPLUS", " MOVE", " LITERAL+", " MULTIAPPEND"] {
+        assert!(caps.contains(kept), "{kept} missing: {caps}");
+    }
+    for filtered in [
+        " CONDSTORE",
+        " QRESYNC",
+        " OBJECTID",
+        " ANNOTATE-EXPERIMENT-1",
+        " METADATA",
+        " URLAUTH",
+        " XMOVE",
+        " LOGINDISABLED",
+        " COMPRESS=",
+        " X-",
+    ] {
+        assert!(!caps.contains(filtered), "{filtered} offered: {caps}");
+    }
     c.command("CREATE Work").unwrap().ok();
     let body = b"From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n";
     for _ in 0..2 {

@@ -64,6 +64,8 @@ pub struct Cluster {
     pub dovecots: Vec<Dovecot>,
     /// With [`Cluster::start_cyrus`], their Cyrus servers.
     pub cyruses: Vec<Cyrus>,
+    /// Each node's backend (Dovecot or Cyrus), in node order.
+    pub backend_addrs: Vec<SocketAddr>,
     /// With [`Cluster::start_with_cutters`], the relay between each node
     /// and its Dovecot.
     pub cutters: Vec<Cutter>,
@@ -73,21 +75,28 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes and waits until the cluster takes writes.
     pub fn start(n: u64) -> Cluster {
-        Cluster::start_inner(n, false, false)
+        Cluster::start_inner(&vec![false; n as usize], false)
     }
 
     /// Like [`Cluster::start`], each node reaching its Dovecot through a
     /// [`Cutter`] that can lose the answer to one command.
     pub fn start_with_cutters(n: u64) -> Cluster {
-        Cluster::start_inner(n, true, false)
+        Cluster::start_inner(&vec![false; n as usize], true)
     }
 
     /// Like [`Cluster::start`], each node in front of its own Cyrus.
     pub fn start_cyrus(n: u64) -> Cluster {
-        Cluster::start_inner(n, false, true)
+        Cluster::start_inner(&vec![true; n as usize], false)
     }
 
-    fn start_inner(n: u64, cut: bool, cyrus: bool) -> Cluster {
+    /// One node per element, in front of a Cyrus where it is true and of a
+    /// Dovecot where it is false (a mixed cluster).
+    pub fn start_mixed(cyrus: &[bool]) -> Cluster {
+        Cluster::start_inner(cyrus, false)
+    }
+
+    fn start_inner(cyrus_nodes: &[bool], cut: bool) -> Cluster {
+        let n = cyrus_nodes.len() as u64;
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<u64> = (1..=n).collect();
         write_cluster_certs(&dir.path().join("certs"), &ids).unwrap();
@@ -100,8 +109,10 @@ impl Cluster {
         let mut cyruses = Vec::new();
         let mut cutters = Vec::new();
         let mut nodes = Vec::new();
-        let kind = if cyrus { "cyrus" } else { "dovecot" };
+        let mut backend_addrs = Vec::new();
         for &id in &ids {
+            let cyrus = cyrus_nodes[id as usize - 1];
+            let kind = if cyrus { "cyrus" } else { "dovecot" };
             let mut backend = if cyrus {
                 let c = Cyrus::start();
                 let a = c.imap_addr();
@@ -113,6 +124,7 @@ impl Cluster {
                 dovecots.push(d);
                 a
             };
+            backend_addrs.push(backend);
             if cut {
                 let c = Cutter::start(backend);
                 backend = c.addr();
@@ -203,6 +215,7 @@ command_timeout_secs = 10
             nodes,
             dovecots,
             cyruses,
+            backend_addrs,
             cutters,
             _dir: dir,
         };

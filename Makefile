@@ -115,7 +115,7 @@ CHAOS_SECONDS ?= 600
 chaos: deps
 	$(CARGO) build --release -p tandem-proxy --bin tandem
 	$(CARGO) build --release -p tandem-tests --bin chaos
-	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/chaos --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED),)
+	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/chaos --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED),) $(if $(CHAOS_BACKEND),--backend $(CHAOS_BACKEND),)
 
 # Fuzz targets need the nightly toolchain and cargo-fuzz; CI does not run them.
 FUZZ_SECONDS ?= 60

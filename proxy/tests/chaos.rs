@@ -15,6 +15,7 @@ fn options(seconds: u64, seed: u64) -> Options {
         nodes: 3,
         negative_control: false,
         binary: Some(env!("CARGO_BIN_EXE_tandem").into()),
+        ..Options::default()
     }
 }
 
@@ -26,6 +27,26 @@ fn options(seconds: u64, seed: u64) -> Options {
 fn a_short_campaign_finds_no_violation() {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let summary = run(&options(60, 20261128));
+    println!("{}", summary.line());
+    assert!(summary.faults.values().sum::<u64>() >= 5, "{summary:?}");
+    assert!(summary.acknowledged > 100, "{summary:?}");
+    assert!(
+        summary.violations.is_empty(),
+        "{}\n{}\nnode logs kept in {:?}",
+        summary.line(),
+        summary.violations.join("\n"),
+        summary.logs
+    );
+}
+
+/// The same against three Cyrus backends (issue 10).
+#[test]
+fn a_short_campaign_on_cyrus_finds_no_violation() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let summary = run(&Options {
+        backend: tandem_tests::BackendKind::Cyrus,
+        ..options(45, 20261129)
+    });
     println!("{}", summary.line());
     assert!(summary.faults.values().sum::<u64>() >= 5, "{summary:?}");
     assert!(summary.acknowledged > 100, "{summary:?}");

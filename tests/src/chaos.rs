@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::TandemCluster;
 use crate::imap::{ImapClient, Status};
+use crate::BackendKind;
 use crate::USER_PASSWORD;
 
 /// Set by [`interrupt`]: the fault phase ends early, and the campaign heals,
@@ -52,6 +53,8 @@ pub struct Options {
     pub negative_control: bool,
     /// The `tandem` binary (default: the harness's search).
     pub binary: Option<std::path::PathBuf>,
+    /// The mail nodes' server.
+    pub backend: BackendKind,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             nodes: 3,
             negative_control: false,
             binary: None,
+            backend: BackendKind::Dovecot,
         }
     }
 }
@@ -464,7 +468,10 @@ fn backend_order(addr: SocketAddr, user: &str, mailbox: &str) -> Option<Vec<Stri
 
 /// Runs a campaign and checks its outcome.
 pub fn run(opts: &Options) -> Summary {
-    let mut builder = TandemCluster::builder().nodes(opts.nodes).relay(opts.seed);
+    let mut builder = TandemCluster::builder()
+        .nodes(opts.nodes)
+        .backend(opts.backend)
+        .relay(opts.seed);
     if let Some(b) = &opts.binary {
         builder = builder.binary(b);
     }
@@ -658,7 +665,7 @@ fn check(
     for (i, &id) in ids.iter().enumerate() {
         for ((user, mailbox), (_, msgs)) in &views[i] {
             let canonical: Vec<String> = msgs.values().map(|m| m.0.clone()).collect();
-            match backend_order(cluster.dovecot(id).imap_addr(), user, mailbox) {
+            match backend_order(cluster.backend(id).imap_addr(), user, mailbox) {
                 Some(local) if local == canonical => {}
                 Some(local) => {
                     let at = local

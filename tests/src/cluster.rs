@@ -23,7 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ports::{free_tcp_port, free_udp_port};
-use crate::{Dovecot, ImapClient, Status, ADMIN_PASSWORD, ADMIN_USER, USER_PASSWORD};
+use crate::{
+    Backend, BackendKind, Dovecot, ImapClient, Status, ADMIN_PASSWORD, ADMIN_USER, USER_PASSWORD,
+};
 
 /// How long a node may take to serve after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +66,7 @@ pub struct TandemClusterBuilder {
     extra: String,
     relay: Option<u64>,
     env: Vec<(String, String)>,
+    backend: BackendKind,
 }
 
 impl Default for TandemClusterBuilder {
@@ -76,6 +79,7 @@ impl Default for TandemClusterBuilder {
             extra: String::new(),
             relay: None,
             env: Vec::new(),
+            backend: BackendKind::Dovecot,
         }
     }
 }
@@ -91,6 +95,12 @@ impl TandemClusterBuilder {
     /// Mail nodes, each with its own Dovecot (default 3).
     pub fn nodes(mut self, n: u64) -> Self {
         self.mail_nodes = n;
+        self
+    }
+
+    /// The mail nodes' server (default Dovecot).
+    pub fn backend(mut self, kind: BackendKind) -> Self {
+        self.backend = kind;
         self
     }
 
@@ -158,7 +168,7 @@ impl TandemClusterBuilder {
                     imap: mail.then(|| SocketAddr::from(([127, 0, 0, 1], free_tcp_port()))),
                     metrics: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
                     peer: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
-                    dovecot: mail.then(Dovecot::start),
+                    backend: mail.then(|| Backend::start(self.backend)),
                     config: node_dir.join("tandem.toml"),
                     dir: node_dir,
                     child: None,
@@ -218,7 +228,7 @@ fn node_config(
         "# tandem-tests cluster node {id}\n[node]\nid = {id}\ndata_dir = \"{data}\"\n{role}\n\
          [listen]\npeer = \"{peer}\"\nmetrics = \"{metrics}\"\n",
         data = node.dir.join("data").display(),
-        role = if node.dovecot.is_some() {
+        role = if node.backend.is_some() {
             ""
         } else {
             "role = \"witness\"\n"
@@ -236,13 +246,14 @@ fn node_config(
         cert = certs.join(format!("node-{id}.pem")).display(),
         key = certs.join(format!("node-{id}.key")).display(),
     );
-    if let Some(d) = &node.dovecot {
+    if let Some(b) = &node.backend {
         let _ = write!(
             text,
-            "[backend]\nkind = \"dovecot\"\naddress = \"{}\"\nadmin_user = \"{ADMIN_USER}\"\n\
+            "[backend]\nkind = \"{}\"\naddress = \"{}\"\nadmin_user = \"{ADMIN_USER}\"\n\
              admin_password = \"{ADMIN_PASSWORD}\"\nconnect_timeout_secs = 2\n\
              command_timeout_secs = 10\n\n",
-            d.imap_addr()
+            b.kind().config_name(),
+            b.imap_addr()
         );
     }
     for (&other, n) in all {
@@ -269,7 +280,7 @@ struct Node {
     /// The replication (UDP) address.
     peer: SocketAddr,
     /// The backend; `None` on a witness.
-    dovecot: Option<Dovecot>,
+    backend: Option<Backend>,
     /// The node's config file.
     config: PathBuf,
     /// The node's directory: config, `data/`, `tandem.log`.
@@ -319,7 +330,7 @@ impl TandemCluster {
     pub fn mail_ids(&self) -> Vec<u64> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.dovecot.is_some())
+            .filter(|(_, n)| n.backend.is_some())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -360,21 +371,36 @@ impl TandemCluster {
             .unwrap_or_else(|| panic!("node {id} is a witness: it serves no IMAP"))
     }
 
-    /// Node `id`'s backend, for direct checks (`ImapClient::login(
-    /// c.dovecot(1).imap_addr(), ..)` bypasses tandem).
-    pub fn dovecot(&self, id: u64) -> &Dovecot {
+    /// Node `id`'s backend, Dovecot or Cyrus, for direct checks
+    /// (`ImapClient::login(c.backend(1).imap_addr(), ..)` bypasses tandem).
+    pub fn backend(&self, id: u64) -> &Backend {
         self.node(id)
-            .dovecot
+            .backend
             .as_ref()
             .unwrap_or_else(|| panic!("node {id} is a witness: it has no backend"))
     }
 
-    /// Node `id`'s backend, mutably (`freeze`, `kill_all`, ...).
-    pub fn dovecot_mut(&mut self, id: u64) -> &mut Dovecot {
+    fn backend_mut(&mut self, id: u64) -> &mut Backend {
         self.node_mut(id)
-            .dovecot
+            .backend
             .as_mut()
             .unwrap_or_else(|| panic!("node {id} is a witness: it has no backend"))
+    }
+
+    /// Node `id`'s Dovecot (panics on a Cyrus node).
+    pub fn dovecot(&self, id: u64) -> &Dovecot {
+        match self.backend(id) {
+            Backend::Dovecot(d) => d,
+            Backend::Cyrus(_) => panic!("node {id} runs Cyrus"),
+        }
+    }
+
+    /// Node `id`'s Dovecot, mutably (`freeze`, `kill_all`, ...).
+    pub fn dovecot_mut(&mut self, id: u64) -> &mut Dovecot {
+        match self.backend_mut(id) {
+            Backend::Dovecot(d) => d,
+            Backend::Cyrus(_) => panic!("node {id} runs Cyrus"),
+        }
     }
 
     /// A client logged in as `user` (alice or bob) through node `id`.
@@ -449,12 +475,12 @@ impl TandemCluster {
     /// Stops node `id`'s Dovecot (SIGTERM; returns once it exited). tandem
     /// keeps running.
     pub fn stop_backend(&mut self, id: u64) {
-        self.dovecot_mut(id).stop();
+        self.backend_mut(id).stop();
     }
 
     /// Starts node `id`'s Dovecot again on its ports and mail.
     pub fn start_backend(&mut self, id: u64) {
-        self.dovecot_mut(id).restart();
+        self.backend_mut(id).restart();
     }
 
     /// Waits until every running mail node greets and a LOGIN as alice

@@ -11,6 +11,7 @@
 //! alone), and never sends traffic beyond 127.0.0.0/8.
 //!
 //! # Layout
+//! - [`backend`]: a Dovecot or a Cyrus behind the same calls.
 //! - [`bench`](mod@bench): the side-by-side benchmark `make bench` runs (its driver
 //!   is `src/bin/bench.rs`).
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
@@ -31,6 +32,7 @@
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod bench;
 pub mod chaos;
 pub mod cluster;
@@ -44,6 +46,7 @@ pub mod inproc;
 pub mod lognode;
 pub mod ports;
 
+pub use backend::{Backend, BackendKind};
 pub use cluster::{TandemCluster, TandemClusterBuilder};
 pub use cyrus::{Cyrus, CyrusBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};

@@ -1,7 +1,9 @@
 //! `make chaos`: a chaos campaign against a cluster of `tandem run`
-//! processes in front of real Dovecots (see `tandem_tests::chaos`).
+//! processes in front of real Dovecots or Cyrus servers (see
+//! `tandem_tests::chaos`).
 //!
-//! `chaos [--seconds N] [--seed S] [--clients C] [--negative-control]`;
+//! `chaos [--seconds N] [--seed S] [--clients C] [--backend dovecot|cyrus]
+//! [--negative-control]`;
 //! exits 1 when the checker found a violation (or, with
 //! `--negative-control`, when it found none).
 #![forbid(unsafe_code)]
@@ -25,6 +27,14 @@ fn main() -> ExitCode {
             "--seed" => opts.seed = value().unwrap_or(1),
             "--clients" => opts.clients = value().unwrap_or(6) as usize,
             "--negative-control" => opts.negative_control = true,
+            "--backend" => {
+                let name = args.next().unwrap_or_default();
+                let Some(kind) = tandem_tests::BackendKind::parse(&name) else {
+                    eprintln!("chaos: --backend is dovecot or cyrus, not {name:?}");
+                    return ExitCode::from(2);
+                };
+                opts.backend = kind;
+            }
             other => {
                 eprintln!("chaos: unknown argument {other}");
                 return ExitCode::from(2);
@@ -32,10 +42,11 @@ fn main() -> ExitCode {
         }
     }
     eprintln!(
-        "chaos: seed {}, {} s, {} clients{}",
+        "chaos: seed {}, {} s, {} clients, {}{}",
         opts.seed,
         opts.duration.as_secs(),
         opts.clients,
+        opts.backend.config_name(),
         if opts.negative_control {
             ", negative control (acknowledge before commit)"
         } else {

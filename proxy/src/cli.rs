@@ -63,9 +63,9 @@ pub enum Command {
         #[arg(long)]
         bootstrap: bool,
     },
-    /// Start a local cluster of real Dovecot backends and tandem nodes, each
-    /// its own process, and print where to connect. Ctrl-C or SIGTERM stops
-    /// everything.
+    /// Start a local cluster of real Dovecot (or Cyrus) backends and tandem
+    /// nodes, each its own process, and print where to connect. Ctrl-C or
+    /// SIGTERM stops everything.
     Demo {
         /// Where to keep configs, logs and data (default: a new directory
         /// under the system temp dir).
@@ -74,6 +74,10 @@ pub enum Command {
         /// Number of nodes (1 to 9).
         #[arg(long, default_value_t = 3)]
         nodes: u16,
+        /// The backend every node runs: `dovecot` or `cyrus` (Cyrus 3.6,
+        /// as `make deps` installs it).
+        #[arg(long, value_enum, default_value = "dovecot")]
+        backend: crate::config::BackendKind,
         /// Node n's ports are n * BASE + 143 (IMAP), + 144 (Dovecot), ...
         /// Tests use another base to stay off the documented ports.
         #[arg(long, default_value_t = 1000, hide = true)]
@@ -132,12 +136,13 @@ pub fn main() -> ExitCode {
         Command::Demo {
             dir,
             nodes,
+            backend,
             port_base,
-        } => demo(dir, nodes, port_base),
+        } => demo(dir, nodes, port_base, backend),
     }
 }
 
-fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
+fn demo(dir: Option<PathBuf>, nodes: u16, base: u16, kind: crate::config::BackendKind) -> ExitCode {
     if !(1..=9).contains(&nodes) {
         eprintln!("tandem demo: --nodes must be between 1 and 9");
         return ExitCode::from(2);
@@ -156,18 +161,21 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut demo = match crate::demo::Demo::start(&dir, nodes, base, &tandem) {
+    let mut demo = match crate::demo::Demo::start(&dir, nodes, base, &tandem, kind) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("tandem demo: {e}; logs are in {}", dir.display());
             return ExitCode::FAILURE;
         }
     };
-    println!("tandem demo: {nodes} node(s) in {}", dir.display());
+    println!(
+        "tandem demo: {nodes} node(s) in front of {kind} in {}",
+        dir.display()
+    );
     for n in 1..=nodes {
         let p = crate::demo::NodePorts::of(n, base);
         println!(
-            "  node {n}: IMAP 127.0.0.1:{} (STARTTLS)  IMAPS 127.0.0.1:{}  Dovecot 127.0.0.1:{}  LMTP 127.0.0.1:{}",
+            "  node {n}: IMAP 127.0.0.1:{} (STARTTLS)  IMAPS 127.0.0.1:{}  {kind} 127.0.0.1:{}  LMTP 127.0.0.1:{}",
             p.imap, p.imaps, p.backend, p.lmtp
         );
     }
@@ -177,9 +185,12 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16) -> ExitCode {
     );
     println!("  users: alice, bob; password: demo");
     println!("  try:   python3 -c \"import imaplib; M=imaplib.IMAP4('127.0.0.1', {}); print(M.login('alice','demo'))\"", crate::demo::NodePorts::of(1, base).imap);
-    println!(
-        "  note:  the nodes form one Raft cluster; mutations are not replicated yet (see README)"
-    );
+    if nodes > 1 {
+        println!(
+            "  note:  the nodes form one Raft cluster: what a client changes through one node \
+             is on every node's {kind}, with the same UIDs"
+        );
+    }
     println!("tandem demo: ready; Ctrl-C stops everything");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -318,7 +318,7 @@ pub enum BackendTlsMode {
 }
 
 /// The backend's server software.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Dovecot 2.3 or later.

@@ -1,20 +1,27 @@
-//! `tandem demo`: a local cluster of real Dovecot backends and tandem
-//! nodes, each its own OS process, in one directory, on fixed documented
-//! ports, for a newcomer and for scripts. Ctrl-C or SIGTERM stops it all.
+//! `tandem demo`: a local cluster of real Dovecot (or Cyrus) backends and
+//! tandem nodes, each its own OS process, in one directory, on fixed
+//! documented ports, for a newcomer and for scripts. Ctrl-C or SIGTERM
+//! stops it all.
 //!
-//! Node n (1..=9) serves IMAP on 127.0.0.1:n143, IMAPS on n993 (with TLS,
-//! later), metrics on n090 and peers on UDP n700; its Dovecot listens on
-//! n144 and LMTP on n024. Users alice and bob, password `demo`.
+//! Node n (1..=9) serves IMAP on 127.0.0.1:n143, IMAPS on n993, metrics on
+//! n090 and peers on UDP n700; its backend listens on n144 and LMTP on
+//! n024. Users alice and bob, password `demo`.
 //!
-//! The Dovecot configuration written here is also the one the test harness
-//! uses (`tandem-tests`), so what the demo runs is what the tests test.
+//! The Dovecot configuration written here, and the Cyrus one in
+//! [`cyrus`], are also the ones the test harness uses (`tandem-tests`), so
+//! what the demo runs is what the tests test.
+
+pub mod cyrus;
 
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::config::BackendKind;
 
 /// Sends `child` SIGTERM and waits up to `grace` for it to exit (and reaps
 /// it). False when it still runs: the caller decides how to kill it.
@@ -276,13 +283,34 @@ pub fn write_demo_tls(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
 /// A running demo: its processes, stopped in reverse order on drop.
 #[derive(Debug)]
 pub struct Demo {
-    children: Vec<(String, Child)>,
+    children: Vec<DemoProcess>,
+    /// The Cyrus instances' syslog capture, dropped after every process.
+    syslogs: Vec<cyrus::SyslogSink>,
+}
+
+/// One process of a demo.
+#[derive(Debug)]
+struct DemoProcess {
+    name: String,
+    child: Child,
+    /// Leads a process group of its own (a Cyrus master): stopping it stops
+    /// the whole group.
+    group: bool,
 }
 
 impl Demo {
-    /// Starts `nodes` Dovecots and tandem nodes under `dir`, with ports
-    /// counted from `base`. `tandem` is the path of the tandem binary.
-    pub fn start(dir: &Path, nodes: u16, base: u16, tandem: &Path) -> io::Result<Demo> {
+    /// Starts `nodes` backends of `kind` and tandem nodes under `dir`, with
+    /// ports counted from `base`. `tandem` is the path of the tandem binary.
+    pub fn start(
+        dir: &Path,
+        nodes: u16,
+        base: u16,
+        tandem: &Path,
+        kind: BackendKind,
+    ) -> io::Result<Demo> {
+        if kind == BackendKind::Cyrus {
+            cyrus::check_installed()?;
+        }
         // Check every port first, so a busy one is named, not discovered
         // through a backend's log.
         let mut lmtp_off = Vec::new();
@@ -292,11 +320,11 @@ impl Demo {
                 (p.imap, "tandem IMAP"),
                 (p.imaps, "tandem IMAPS"),
                 (p.metrics, "metrics"),
-                (p.backend, "Dovecot IMAP"),
-                (p.lmtp, "Dovecot LMTP"),
+                (p.backend, "backend IMAP"),
+                (p.lmtp, "backend LMTP"),
             ] {
                 if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-                    if what == "Dovecot LMTP" {
+                    if what == "backend LMTP" {
                         eprintln!(
                             "tandem demo: port {port} ({what} of node {n}) is taken by another \
                              program; node {n} runs without LMTP"
@@ -330,58 +358,32 @@ impl Demo {
         }
         let mut demo = Demo {
             children: Vec::new(),
+            syslogs: Vec::new(),
         };
         for n in 1..=nodes {
             let ports = NodePorts::of(n, base);
             let node_dir = dir.join(format!("node{n}"));
             let data_dir = node_dir.join("data");
             // A node whose log exists was started before: it restarts
-            // without --bootstrap, on the mail its Dovecot already has.
+            // without --bootstrap, on the mail its backend already has.
             let fresh = !crate::cluster::raft_dir_of(&data_dir).exists();
-            // Short socket paths: Dovecot's base_dir lives under /tmp.
-            let dovecot_dir = std::env::temp_dir().join(format!("tandem-demo-{}-{n}", ports.imap));
-            if fresh {
-                let _ = fs::remove_dir_all(&dovecot_dir);
-            } else if !dovecot_dir.join("home").exists() {
-                return Err(io::Error::other(format!(
-                    "node {n} has a replicated log in {} but its Dovecot mail ({}) is gone; \
-                     start the demo with a new --dir",
-                    data_dir.display(),
-                    dovecot_dir.display()
-                )));
-            }
-            let conf = DovecotSetup {
-                dir: dovecot_dir.clone(),
-                imap_port: ports.backend,
-                lmtp_port: if lmtp_off.contains(&n) { 0 } else { ports.lmtp },
-                imap_capability: None,
-                extra_config: String::new(),
-                user_passdb_fields: String::new(),
-                tls: None,
-            }
-            .write()?;
             fs::create_dir_all(&node_dir)?;
-            let _ = std::os::unix::fs::symlink(&dovecot_dir, node_dir.join("dovecot"));
-            let log = fs::File::create(node_dir.join("dovecot.stderr"))?;
-            let mut dovecot = Command::new(DOVECOT_BIN)
-                .arg("-F")
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| {
-                    io::Error::other(format!("cannot run {DOVECOT_BIN}: {e} (make deps)"))
-                })?;
-            let waited = wait_for(
-                ports.backend,
-                b"* OK",
-                &format!("dovecot {n}"),
-                &mut dovecot,
-            );
-            demo.children.push((format!("dovecot{n}"), dovecot));
-            waited?;
+            let marker = node_dir.join("backend");
+            if fresh {
+                fs::write(&marker, format!("{kind}\n"))?;
+            } else {
+                let was = fs::read_to_string(&marker).unwrap_or_default();
+                if was.trim() != kind.to_string() {
+                    return Err(io::Error::other(format!(
+                        "node {n} of {} ran in front of {}, not {kind}; start the demo with a \
+                         new --dir",
+                        dir.display(),
+                        was.trim()
+                    )));
+                }
+            }
+            let lmtp = if lmtp_off.contains(&n) { 0 } else { ports.lmtp };
+            demo.start_backend(kind, n, &ports, lmtp, fresh, &node_dir)?;
 
             let peers: String = (1..=nodes)
                 .filter(|m| *m != n)
@@ -399,7 +401,7 @@ impl Demo {
                  [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
                  [cluster]\nca = \"{cluster_ca}\"\ncert = \"{cluster_cert}\"\n\
                  key = \"{cluster_key}\"\n\n\
-                 [backend]\nkind = \"dovecot\"\naddress = \"127.0.0.1:{backend}\"\n\
+                 [backend]\nkind = \"{kind}\"\naddress = \"127.0.0.1:{backend}\"\n\
                  admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
                 data = data_dir.display(),
                 cluster_ca = cluster_dir.join("ca.pem").display(),
@@ -429,35 +431,134 @@ impl Demo {
                 .stderr(log)
                 .spawn()?;
             fs::write(node_dir.join("tandem.pid"), format!("{}\n", node.id()))?;
-            demo.children.push((format!("tandem{n}"), node));
+            demo.children.push(DemoProcess {
+                name: format!("tandem{n}"),
+                child: node,
+                group: false,
+            });
         }
         // Every node runs before any is waited for: a node may need the
         // others (a quorum) before it serves.
         for n in 1..=nodes {
             let name = format!("tandem{n}");
-            let Some((_, node)) = demo.children.iter_mut().find(|(c, _)| *c == name) else {
+            let Some(node) = demo.children.iter_mut().find(|c| c.name == name) else {
                 continue;
             };
             let port = NodePorts::of(n, base).imap;
-            wait_for(port, b"* OK", &format!("tandem node {n}"), node)?;
+            wait_for(port, b"* OK", &format!("tandem node {n}"), &mut node.child)?;
         }
         Ok(demo)
     }
 
     /// The PIDs of every process the demo started.
     pub fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(|(_, c)| c.id()).collect()
+        self.children.iter().map(|p| p.child.id()).collect()
     }
 
     /// Stops every process (SIGTERM, then SIGKILL after 10 s), newest
-    /// first, and waits for each.
+    /// first, and waits for each; a Cyrus master's whole process group.
     pub fn stop(&mut self) {
-        while let Some((_, mut child)) = self.children.pop() {
-            if !terminate(&mut child, Duration::from_secs(10)) {
-                let _ = child.kill();
-                let _ = child.wait();
+        while let Some(mut p) = self.children.pop() {
+            if p.group {
+                cyrus::stop_group(&mut p.child, Duration::from_secs(10));
+            } else if !terminate(&mut p.child, Duration::from_secs(10)) {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
             }
         }
+        self.syslogs.clear();
+    }
+
+    /// Starts node `n`'s backend of `kind` (on a `fresh` node, on new mail)
+    /// and waits for its greeting; its directory is linked from `node_dir`.
+    fn start_backend(
+        &mut self,
+        kind: BackendKind,
+        n: u16,
+        ports: &NodePorts,
+        lmtp: u16,
+        fresh: bool,
+        node_dir: &Path,
+    ) -> io::Result<()> {
+        // Short socket paths: the backend's sockets live under /tmp.
+        let backend_dir = std::env::temp_dir().join(format!("tandem-demo-{}-{n}", ports.imap));
+        if fresh {
+            let _ = fs::remove_dir_all(&backend_dir);
+        } else if !backend_dir.exists() {
+            return Err(io::Error::other(format!(
+                "node {n} has a replicated log in {} but its {kind} mail ({}) is gone; \
+                 start the demo with a new --dir",
+                node_dir.display(),
+                backend_dir.display()
+            )));
+        }
+        fs::create_dir_all(&backend_dir)?;
+        let _ = fs::remove_file(node_dir.join(kind.to_string()));
+        let _ = std::os::unix::fs::symlink(&backend_dir, node_dir.join(kind.to_string()));
+        let log = fs::File::create(node_dir.join(format!("{kind}.stderr")))?;
+        let name = format!("{kind}{n}");
+        let mut child = match kind {
+            BackendKind::Dovecot => {
+                let conf = DovecotSetup {
+                    dir: backend_dir.clone(),
+                    imap_port: ports.backend,
+                    lmtp_port: lmtp,
+                    imap_capability: None,
+                    extra_config: String::new(),
+                    user_passdb_fields: String::new(),
+                    tls: None,
+                }
+                .write()?;
+                Command::new(DOVECOT_BIN)
+                    .arg("-F")
+                    .arg("-c")
+                    .arg(&conf)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| {
+                        io::Error::other(format!("cannot run {DOVECOT_BIN}: {e} (make deps)"))
+                    })?
+            }
+            BackendKind::Cyrus => {
+                let setup = cyrus::CyrusSetup {
+                    dir: backend_dir.clone(),
+                    imap_port: ports.backend,
+                    lmtp_port: lmtp,
+                    extra_config: String::new(),
+                };
+                if fresh {
+                    setup.write()?;
+                }
+                let private_dev = cyrus::private_dev_possible();
+                if private_dev {
+                    self.syslogs.push(cyrus::SyslogSink::start(&backend_dir)?);
+                }
+                setup
+                    .master_command(private_dev)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| {
+                        io::Error::other(format!(
+                            "cannot run {}: {e} (make deps)",
+                            cyrus::MASTER_BIN
+                        ))
+                    })?
+            }
+        };
+        let waited = wait_for(ports.backend, b"* OK", &name, &mut child);
+        self.children.push(DemoProcess {
+            name,
+            child,
+            group: kind == BackendKind::Cyrus,
+        });
+        waited?;
+        if kind == BackendKind::Cyrus && fresh {
+            cyrus::provision(SocketAddr::from(([127, 0, 0, 1], ports.backend)))
+                .map_err(|e| io::Error::other(format!("provisioning cyrus {n}: {e}")))?;
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tandem_proxy::config::BackendKind;
 use tandem_proxy::demo::NodePorts;
 use tandem_tests::ImapClient;
 
@@ -47,6 +48,17 @@ impl Drop for DemoProcess {
 
 #[test]
 fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
+    demo_run(BackendKind::Dovecot);
+}
+
+#[test]
+fn demo_on_cyrus_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
+    demo_run(BackendKind::Cyrus);
+}
+
+/// `tandem demo --nodes 2 --backend KIND`: a client through each node, the
+/// mail on both, and SIGTERM stopping every process it started.
+fn demo_run(kind: BackendKind) {
     let nodes = 2;
     let mut base = 12000 + (std::process::id() % 97) as u16 * 150;
     while !ports_free(base, nodes) {
@@ -60,6 +72,8 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
                 "demo",
                 "--nodes",
                 "2",
+                "--backend",
+                &kind.to_string(),
                 "--port-base",
                 &base.to_string(),
                 "--dir",
@@ -118,8 +132,23 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
             .unwrap();
         assert!(alive(pid));
         pids.push(pid);
-        let master = std::fs::read_to_string(node_dir.join("dovecot/run/master.pid")).unwrap();
+        let master =
+            std::fs::read_to_string(node_dir.join(format!("{kind}/run/master.pid"))).unwrap();
         pids.push(master.trim().parse().unwrap());
+    }
+    // Each node's message is on both: one cluster, one mailbox.
+    for n in 1..=nodes {
+        let addr = SocketAddr::from(([127, 0, 0, 1], NodePorts::of(n, base).imap));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut c = ImapClient::login(addr, "alice", "demo");
+            let exists = c.command("EXAMINE INBOX").unwrap().ok().exists();
+            if exists == Some(u32::from(nodes)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {n}: {exists:?} messages");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     let status = Command::new("kill")
@@ -134,6 +163,13 @@ fn demo_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
     assert!(rest.contains("stopped"), "{rest}");
     for pid in pids {
         assert!(!alive(pid), "process {pid} outlived the demo");
+        // A Cyrus master leads a process group: its imapd, idled... too.
+        if kind == BackendKind::Cyrus {
+            assert!(
+                !tandem_proxy::demo::cyrus::group_alive(pid as i32),
+                "a process of group {pid} outlived the demo"
+            );
+        }
     }
     for n in 1..=nodes {
         let p = NodePorts::of(n, base);

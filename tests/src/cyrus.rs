@@ -12,25 +12,11 @@
 //! list and administer (`la`), and STATUS, SELECT or DELETE of a user's
 //! mailbox are refused.
 //!
-//! The binaries: `master` and the tools come from Debian's `cyrus-common`;
-//! `imapd` and `idled` from Debian's `cyrus-imapd`, which conflicts with
-//! `dovecot-imapd` and is therefore not installed but unpacked by `make
-//! deps` into [`CYRUS_ROOT`]. See `deploy/CYRUS.md` for what was measured.
-//!
-//! Cyrus logs only with syslog(3), to `/dev/log`. When the harness may
-//! (root with CAP_SYS_ADMIN, as on CI), it starts the master in a private
-//! mount namespace whose `/dev` is a small tmpfs holding the usual device
-//! nodes (bind-mounted from the real `/dev`) and a `/dev/log` that points to
-//! a datagram socket of the instance's directory; a thread of the test
-//! process writes what arrives there to `cyrus.log`. Nothing outside the
-//! namespace changes. Where that is not possible, [`Cyrus::log`] holds only
-//! what the master wrote to stderr.
-//!
-//! Each master runs in a process group of its own: on SIGTERM it sends
-//! SIGTERM to its whole process group (`kill(0, SIGTERM)`), which, in the
-//! test process's group, stopped the other instances' services (they run
-//! as the same `cyrus` user). The group is also how the harness finds every
-//! process of an instance, orphans included.
+//! The files, the master's command line (in a private mount namespace that
+//! captures Cyrus's syslog when the test process may make one), the
+//! provisioning and the process-group handling are
+//! `tandem_proxy::demo::cyrus`'s, shared with `tandem demo --backend
+//! cyrus`; see `deploy/CYRUS.md` for what was measured.
 //!
 //! Ordering invariants:
 //! - `start` returns only after the IMAP listener has greeted and the users'
@@ -43,54 +29,20 @@
 //!   test is failing; the log capture stops only after the master.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::{chown, Pid, User};
+use tandem_proxy::demo::cyrus::{self as shared, CyrusSetup, SyslogSink};
 
-use crate::imap::{quote, ImapClient};
+use crate::imap::ImapClient;
 use crate::{Credentials, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
-/// Where `make deps` unpacks Debian's `cyrus-imapd` (of the same version as
-/// the installed `cyrus-common`); it writes that version to `VERSION` there.
-pub const CYRUS_ROOT: &str = "/opt/tandem-cyrus";
-
-/// The IMAP server, from the unpacked `cyrus-imapd`.
-pub const IMAPD_BIN: &str = "/opt/tandem-cyrus/usr/lib/cyrus/bin/imapd";
-
-/// The IDLE notification daemon, from the unpacked `cyrus-imapd`.
-pub const IDLED_BIN: &str = "/opt/tandem-cyrus/usr/lib/cyrus/bin/idled";
-
-/// Cyrus's master process, from Debian's `cyrus-common`.
-pub const MASTER_BIN: &str = "/usr/lib/cyrus/bin/master";
-
-/// Cyrus's database tool (recovery at start, checkpoints), from
-/// `cyrus-common`.
-pub const CTL_CYRUSDB_BIN: &str = "/usr/lib/cyrus/bin/ctl_cyrusdb";
-
-/// Writes the sasldb, from Debian's `sasl2-bin`.
-pub const SASLPASSWD_BIN: &str = "/usr/sbin/saslpasswd2";
-
-/// The instance's `servername` and the SASL realm of its users, so that
-/// the sasldb does not depend on the machine's host name.
-pub const SERVERNAME: &str = "tandem-cyrus";
-
-/// The rights the admin gets on each user's INBOX (all of Cyrus 3.6's).
-pub const ADMIN_RIGHTS: &str = "lrswipkxtecdan";
-
-/// The system user Cyrus runs as (created by `cyrus-common`); the instance's
-/// directory belongs to it.
-const CYRUS_USER: &str = "cyrus";
+pub use tandem_proxy::demo::cyrus::{
+    ADMIN_RIGHTS, CTL_CYRUSDB_BIN, CYRUS_ROOT, IDLED_BIN, IMAPD_BIN, MASTER_BIN, SASLPASSWD_BIN,
+    SERVERNAME,
+};
 
 /// How long an instance may take to greet after start (a master runs
 /// database recovery first; generous for a busy two-core machine).
@@ -98,33 +50,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Run by `sh` inside a private mount namespace (`unshare --mount`): gives
-/// it a `/dev` of its own whose `log` is the instance's syslog socket, then
-/// execs the master. `$1` is the instance's directory, the rest the
-/// master's command line. If /dev cannot be replaced, the master runs with
-/// the real /dev (and its syslog goes nowhere).
-const NAMESPACE_SCRIPT: &str = r#"d="$1"; shift
-if mkdir -p "$d/ns-dev" && mount --rbind /dev "$d/ns-dev"; then
-  if mount -t tmpfs -o mode=755,size=64k tandem-cyrus-dev /dev; then
-    for n in null zero full random urandom tty; do
-      if [ -e "$d/ns-dev/$n" ]; then
-        : > "/dev/$n" && mount --bind "$d/ns-dev/$n" "/dev/$n" || echo "tandem: no /dev/$n" >&2
-      fi
-    done
-    if [ -d "$d/ns-dev/shm" ]; then mkdir /dev/shm && mount --bind "$d/ns-dev/shm" /dev/shm; fi
-    ln -s /proc/self/fd /dev/fd
-    ln -s /proc/self/fd/0 /dev/stdin
-    ln -s /proc/self/fd/1 /dev/stdout
-    ln -s /proc/self/fd/2 /dev/stderr
-    ln -s "$d/log.sock" /dev/log
-  else
-    echo "tandem: cannot mount a private /dev; Cyrus's syslog is lost" >&2
-  fi
-  umount -l "$d/ns-dev"
-fi
-exec "$@"
-"#;
 
 /// Options for a new instance.
 #[derive(Debug, Default, Clone)]
@@ -153,11 +78,7 @@ impl CyrusBuilder {
     /// Like [`CyrusBuilder::start`], but says why the instance did not start
     /// (after three tries with new ports) instead of panicking.
     pub fn try_start(self) -> Result<Cyrus, String> {
-        check_installed()?;
-        let cyrus = User::from_name(CYRUS_USER)
-            .ok()
-            .flatten()
-            .ok_or("no system user `cyrus` (is cyrus-common installed? run `make deps`)")?;
+        shared::check_installed().map_err(|e| e.to_string())?;
         let mut last_error = String::new();
         for _ in 0..3 {
             // Short: Unix socket paths (idle, notify, lmtp) must fit 108 bytes.
@@ -175,8 +96,14 @@ impl CyrusBuilder {
                 private_dev: false,
                 _tmp: None,
             };
-            instance.write_files(&cyrus)?;
-            instance.syslog = Some(SyslogSink::start(&instance.dir)?);
+            instance
+                .setup()
+                .write()
+                .map_err(|e| format!("write the instance's files: {e}"))?;
+            instance.syslog = Some(
+                SyslogSink::start(&instance.dir)
+                    .map_err(|e| format!("start the syslog sink: {e}"))?,
+            );
             match instance.spawn().and_then(|()| instance.provision()) {
                 Ok(()) => {
                     instance._tmp = Some(tmp);
@@ -289,33 +216,18 @@ impl Cyrus {
     /// the master has not exited after 10 s or something outlives it, and
     /// returns once every process of the instance is gone.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pgid = Pid::from_raw(child.id() as i32);
-        if !tandem_proxy::demo::terminate(&mut child, STOP_GRACE) {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut child) = self.child.take() {
+            shared::stop_group(&mut child, STOP_GRACE);
         }
-        // The services got the master's SIGTERM; what outlives it is killed.
-        wait_group_gone(pgid, Duration::from_secs(3));
-        let _ = killpg(pgid, Signal::SIGKILL);
-        wait_group_gone(pgid, Duration::from_secs(5));
     }
 
     /// Kills the master and every process of the instance with SIGKILL, as
     /// when the machine dies: open IMAP sessions end at once, and the next
     /// start runs Cyrus's database recovery.
     pub fn kill_all(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pgid = Pid::from_raw(child.id() as i32);
-        let _ = killpg(pgid, Signal::SIGKILL);
-        let _ = child.kill();
-        let _ = child.wait();
-        wait_group_gone(pgid, Duration::from_secs(5));
+        if let Some(mut child) = self.child.take() {
+            shared::kill_group(&mut child);
+        }
     }
 
     /// Starts the instance again on the same port and directory (mail,
@@ -327,131 +239,14 @@ impl Cyrus {
             .unwrap_or_else(|e| panic!("Cyrus did not restart:\n{e}\n{}", self.log()));
     }
 
-    /// Writes the configs and the sasldb, makes Cyrus's directories, and
-    /// gives the whole directory to the `cyrus` user.
-    fn write_files(&self, cyrus: &User) -> Result<(), String> {
-        let d = &self.dir;
-        let ds = d.display();
-        for sub in [
-            "config/db",
-            "config/socket",
-            "config/proc",
-            "config/lock",
-            "config/log",
-            "config/msg",
-            "config/ptclient",
-            "config/sync",
-            "config/user",
-            "config/quota",
-            "spool",
-            "sieve",
-            "run",
-        ] {
-            fs::create_dir_all(d.join(sub)).map_err(|e| format!("mkdir {sub}: {e}"))?;
+    /// The instance's files, as the demo writes them.
+    fn setup(&self) -> CyrusSetup {
+        CyrusSetup {
+            dir: self.dir.clone(),
+            imap_port: self.imap_port,
+            lmtp_port: 0,
+            extra_config: self.options.extra_config.clone(),
         }
-        let defaults = format!(
-            "servername: {SERVERNAME}
-configdirectory: {ds}/config
-defaultpartition: default
-partition-default: {ds}/spool
-sievedir: {ds}/sieve
-proc_path: {ds}/config/proc
-mboxname_lockpath: {ds}/config/lock
-idlesocket: {ds}/run/idle
-notifysocket: {ds}/run/notify
-lmtpsocket: {ds}/run/lmtp
-syslog_prefix: tandem-cyrus
-admins: {ADMIN_USER}
-allowplaintext: yes
-sasl_pwcheck_method: auxprop
-sasl_auxprop_plugin: sasldb
-sasl_sasldb_path: {ds}/sasldb2
-sasl_mech_list: PLAIN LOGIN
-altnamespace: yes
-unixhierarchysep: no
-delete_mode: immediate
-failedloginpause: 0
-hashimapspool: true
-"
-        );
-        // Cyrus refuses an option given twice: the builder's replace ours.
-        let key = |line: &str| line.split_once(':').map(|(k, _)| k.trim().to_string());
-        let overridden: Vec<String> = self.options.extra_config.lines().filter_map(key).collect();
-        let mut imapd_conf = String::from(
-            "# Generated by tandem-tests for one test instance; not for production.\n",
-        );
-        for line in defaults.lines() {
-            if !key(line).is_some_and(|k| overridden.contains(&k)) {
-                imapd_conf.push_str(line);
-                imapd_conf.push('\n');
-            }
-        }
-        imapd_conf.push_str(&self.options.extra_config);
-        // `master` does not hand its -C to the services: each command names
-        // the config itself.
-        let conf = self.config_path();
-        let c = conf.display();
-        let cyrus_conf = format!(
-            "# Generated by tandem-tests for one test instance; not for production.
-START {{
-  recover cmd=\"{CTL_CYRUSDB_BIN} -C {c} -r\"
-}}
-SERVICES {{
-  imap cmd=\"{IMAPD_BIN} -C {c}\" listen=\"127.0.0.1:{port}\" prefork=0 maxchild=100
-}}
-EVENTS {{
-  checkpoint cmd=\"{CTL_CYRUSDB_BIN} -C {c} -c\" period=30
-}}
-DAEMON {{
-  idled cmd=\"{IDLED_BIN} -C {c}\"
-}}
-",
-            port = self.imap_port
-        );
-        fs::write(&conf, imapd_conf).map_err(|e| format!("write imapd.conf: {e}"))?;
-        fs::write(d.join("cyrus.conf"), cyrus_conf)
-            .map_err(|e| format!("write cyrus.conf: {e}"))?;
-
-        let sasldb = d.join("sasldb2");
-        let users = USERS
-            .iter()
-            .map(|u| (*u, USER_PASSWORD))
-            .chain([(ADMIN_USER, ADMIN_PASSWORD)]);
-        for (user, password) in users {
-            let mut child = Command::new(SASLPASSWD_BIN)
-                .arg("-f")
-                .arg(&sasldb)
-                .args(["-u", SERVERNAME, "-p", "-c", user])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| {
-                    format!("cannot run {SASLPASSWD_BIN} (is sasl2-bin installed? run `make deps`): {e}")
-                })?;
-            // -p: the password is stdin, without a newline.
-            child
-                .stdin
-                .take()
-                .expect("piped stdin")
-                .write_all(password.as_bytes())
-                .map_err(|e| format!("saslpasswd2 stdin: {e}"))?;
-            let out = child
-                .wait_with_output()
-                .map_err(|e| format!("saslpasswd2: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "saslpasswd2 for {user} exited with {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
-
-        chown_tree(d, cyrus)?;
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {ds}: {e}"))?;
-        Ok(())
     }
 
     /// Starts the master in the foreground (its PID is the child's: `sh`
@@ -463,37 +258,10 @@ DAEMON {{
             .append(true)
             .open(dir.join("master.log"))
             .map_err(|e| format!("open master.log: {e}"))?;
-        let master_args = [
-            MASTER_BIN.into(),
-            "-D".into(),
-            "-C".into(),
-            self.config_path(),
-            "-M".into(),
-            dir.join("cyrus.conf"),
-            "-p".into(),
-            dir.join("run/master.pid"),
-        ];
-        self.private_dev = private_dev_possible();
-        let mut cmd = if self.private_dev {
-            let mut cmd = Command::new("unshare");
-            cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg(NAMESPACE_SCRIPT)
-                .arg("sh")
-                .arg(&dir)
-                .args(&master_args);
-            cmd
-        } else {
-            let mut cmd = Command::new(&master_args[0]);
-            cmd.args(&master_args[1..]);
-            cmd
-        };
-        // A process group of its own: the master signals its whole group
-        // when it shuts down, which would otherwise hit every other
-        // instance this test process started (measured).
-        let child = cmd
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        self.private_dev = shared::private_dev_possible();
+        let child = self
+            .setup()
+            .master_command(self.private_dev)
             .stderr(stderr)
             .spawn()
             .map_err(|e| {
@@ -539,38 +307,8 @@ DAEMON {{
     /// As the admin: learns the separator, creates the users' INBOXes and
     /// gives the admin every right on them.
     fn provision(&mut self) -> Result<(), String> {
-        let fail = |what: &str, e: String| format!("provisioning Cyrus ({what}): {e}");
-        let mut c =
-            ImapClient::connect(self.imap_addr()).map_err(|e| fail("connect", e.to_string()))?;
-        let run = |c: &mut ImapClient, cmd: &str| -> Result<crate::Reply, String> {
-            let reply = c.command(cmd).map_err(|e| fail(cmd, e.to_string()))?;
-            if reply.status != crate::Status::Ok {
-                return Err(fail(cmd, format!("{reply:?}")));
-            }
-            Ok(reply)
-        };
-        run(
-            &mut c,
-            &format!("LOGIN {} {}", quote(ADMIN_USER), quote(ADMIN_PASSWORD)),
-        )?;
-        let list = run(&mut c, "LIST \"\" \"\"")?;
-        self.separator = list
-            .lines()
-            .iter()
-            .find_map(|l| {
-                let rest = l.strip_prefix("* LIST (")?.split_once(") \"")?.1;
-                rest.chars().next()
-            })
-            .ok_or_else(|| fail("separator", format!("{list:?}")))?;
-        for user in USERS {
-            let mailbox = self.user_mailbox(user);
-            run(&mut c, &format!("CREATE {}", quote(&mailbox)))?;
-            run(
-                &mut c,
-                &format!("SETACL {} {ADMIN_USER} {ADMIN_RIGHTS}", quote(&mailbox)),
-            )?;
-        }
-        let _ = c.command("LOGOUT");
+        self.separator =
+            shared::provision(self.imap_addr()).map_err(|e| format!("provisioning Cyrus: {e}"))?;
         Ok(())
     }
 }
@@ -594,141 +332,4 @@ impl Drop for Cyrus {
             eprintln!("---- end of cyrus log ----");
         }
     }
-}
-
-/// The instance's syslog: a datagram socket `log.sock` in its directory
-/// (the `/dev/log` of its mount namespace) and a thread appending what
-/// arrives, one line a message without the `<priority>`, to `cyrus.log`.
-/// Dropping it stops the thread and closes the socket.
-#[derive(Debug)]
-struct SyslogSink {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SyslogSink {
-    fn start(dir: &Path) -> Result<SyslogSink, String> {
-        let path = dir.join("log.sock");
-        let socket = UnixDatagram::bind(&path).map_err(|e| format!("bind {path:?}: {e}"))?;
-        // Cyrus's processes run as `cyrus` and must be able to send to it.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .map_err(|e| format!("chmod {path:?}: {e}"))?;
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
-        let mut out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("cyrus.log"))
-            .map_err(|e| format!("open cyrus.log: {e}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("cyrus-syslog".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                while !stopping.load(Ordering::Relaxed) {
-                    let Ok(n) = socket.recv(&mut buf) else {
-                        continue;
-                    };
-                    let msg = String::from_utf8_lossy(&buf[..n]);
-                    let msg = msg.trim_end_matches(['\n', '\0']);
-                    let msg = match msg.strip_prefix('<').and_then(|r| r.split_once('>')) {
-                        Some((pri, rest)) if pri.bytes().all(|b| b.is_ascii_digit()) => rest,
-                        _ => msg,
-                    };
-                    let _ = writeln!(out, "{msg}");
-                }
-            })
-            .map_err(|e| format!("spawn the syslog thread: {e}"))?;
-        Ok(SyslogSink {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for SyslogSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Fails with a hint to `make deps` when a binary is missing.
-fn check_installed() -> Result<(), String> {
-    for (bin, package) in [
-        (MASTER_BIN, "cyrus-common"),
-        (CTL_CYRUSDB_BIN, "cyrus-common"),
-        (SASLPASSWD_BIN, "sasl2-bin"),
-        (IMAPD_BIN, "cyrus-imapd (unpacked into /opt/tandem-cyrus)"),
-        (IDLED_BIN, "cyrus-imapd (unpacked into /opt/tandem-cyrus)"),
-    ] {
-        if !Path::new(bin).exists() {
-            return Err(format!(
-                "{bin} is missing: is cyrus installed ({package})? run `make deps`"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// True when this process may start a program in a private mount namespace
-/// (root with CAP_SYS_ADMIN and util-linux's `unshare`); asked once.
-fn private_dev_possible() -> bool {
-    static POSSIBLE: OnceLock<bool> = OnceLock::new();
-    *POSSIBLE.get_or_init(|| {
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-/// Gives `path` and everything below it to `user` (group `mail`, its
-/// primary group).
-fn chown_tree(path: &Path, user: &User) -> Result<(), String> {
-    chown(path, Some(user.uid), Some(user.gid)).map_err(|e| format!("chown {path:?}: {e}"))?;
-    if path.is_dir() && !path.is_symlink() {
-        for entry in fs::read_dir(path).map_err(|e| format!("read {path:?}: {e}"))? {
-            let entry = entry.map_err(|e| e.to_string())?;
-            chown_tree(&entry.path(), user)?;
-        }
-    }
-    Ok(())
-}
-
-/// Waits up to `limit` until no live (non-zombie) process is left in the
-/// process group `pgid`, from /proc.
-fn wait_group_gone(pgid: Pid, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline && group_alive(pgid.as_raw()) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// True while a process of group `pgid` exists and is not a zombie, from
-/// /proc.
-fn group_alive(pgid: i32) -> bool {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.flatten().any(|entry| {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        pgrp == Some(pgid) && state != Some("Z")
-    })
 }

@@ -74,12 +74,16 @@
 //!   UIDVALIDITY and UIDNEXT they carry.
 //! - [`rewrite`]: edits that translate those spans (commands canonical ->
 //!   local, responses local -> canonical) and leave every other byte as is.
+//! - [`message`]: what an APPENDed message must look like to be replicated
+//!   (the strictest supported backend's rules, so no node refuses what
+//!   another stored).
 #![forbid(unsafe_code)]
 
 pub mod command;
 pub mod encode;
 pub mod frame;
 pub mod lexer;
+pub mod message;
 pub mod response;
 pub mod rewrite;
 pub mod seqset;

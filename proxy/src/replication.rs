@@ -294,15 +294,29 @@ impl Replication {
                 return Ok(total);
             }
             let mut messages = Vec::new();
-            for uid in &found {
+            let mut adopted = Vec::new();
+            for uid in found {
                 let q = format!("UID FETCH {uid} (FLAGS INTERNALDATE BODY.PEEK[])");
                 let r = conn
                     .command(q.as_bytes())
                     .await
                     .map_err(|e| e.to_string())?;
-                messages.push(fetched_message(&r).ok_or("cannot read a message to adopt")?);
+                let message = fetched_message(&r).ok_or("cannot read a message to adopt")?;
+                // What another node's backend would refuse stays here,
+                // hidden (never shown through tandem): replicating it would
+                // leave the nodes disagreeing.
+                if let Err(defect) = tandem_parser::message::check(&message.body) {
+                    tracing::warn!(%mailbox, uid, %defect, "a message delivered behind tandem is not adopted and stays hidden");
+                    continue;
+                }
+                messages.push(message);
+                adopted.push(uid);
             }
             drop(guard);
+            if messages.is_empty() {
+                return Ok(total);
+            }
+            let found = adopted;
             let n = found.len();
             let op = Op::Append {
                 mailbox: mailbox.to_string(),

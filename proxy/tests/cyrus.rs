@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 use tandem_tests::imap::{ImapClient, Status};
 use tandem_tests::inproc::Cluster;
 
+/// The literal of the `BODY[]` in a FETCH answer.
+fn fetched_body(untagged: &[Vec<u8>]) -> Option<&[u8]> {
+    untagged.iter().find_map(|l| {
+        let at = l.windows(8).position(|w| w == b"BODY[] {")? + 8;
+        let close = at + l[at..].iter().position(|&b| b == b'}')?;
+        let n: usize = std::str::from_utf8(&l[at..close]).ok()?.parse().ok()?;
+        l.get(close + 3..close + 3 + n)
+    })
+}
+
 /// `UID FETCH 1:* (UID FLAGS)` of `mailbox` through node `node` as (UID,
 /// flags without \Recent, which is per session), whatever order the
 /// backend puts the items in; empty while the node has not caught up.
@@ -48,12 +58,97 @@ fn mutations_through_one_node_reach_every_cyrus_with_the_same_uids() {
 }
 
 /// Node 1 in front of Dovecot, node 2 of Cyrus, node 3 of Dovecot; the
-/// client works through the Cyrus node, the checks read all three.
+/// client works through the Cyrus node, the checks read all three. First,
+/// messages that Cyrus would refuse are refused through a Dovecot node too,
+/// before anything is replicated: the views below start at UID 1.
 #[test]
 fn a_cluster_of_cyrus_and_dovecot_nodes_shows_one_canonical_view() {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let cluster = Cluster::start_mixed(&[false, true, false]);
+    let mut c = cluster.login(0, "alice");
+    for (message, text) in [
+        (&b"Subject: a\n\nbare newlines\n"[..], "bare newlines"),
+        (b"Subject: a\r\n\r\nN\0L\r\n", "NUL"),
+        (b"no header at all\r\n", "invalid header"),
+    ] {
+        let r = c.append("INBOX", message).unwrap();
+        assert_eq!(r.status, Status::No, "{r:?}");
+        assert!(r.code("CANNOT").is_some() && r.text.contains(text), "{r:?}");
+    }
+    drop(c);
     exercise(&cluster, 1);
+}
+
+/// tandem's check before proposing an APPEND (`tandem_parser::message`)
+/// against a real Cyrus: each message it lets through, Cyrus stores byte for
+/// byte (with `munge8bit: no`, which tandem needs; see deploy/CYRUS.md);
+/// each it refuses, Cyrus refuses too.
+#[test]
+fn tandem_refuses_exactly_what_cyrus_refuses() {
+    let cyrus = tandem_tests::Cyrus::start();
+    let mut c = ImapClient::connect(cyrus.imap_addr()).unwrap();
+    c.command("LOGIN alice demo").unwrap().ok();
+    let cases: &[&[u8]] = &[
+        b"Subject: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\n\r\nbody\nmore\r\n",
+        b"Subject: a\nFrom: b\r\n\r\nbody\r\n",
+        b"Subject: a\n\nbody\n",
+        b"Subject: a\r\n\nbody\r\n",
+        b"Subject: a\r\n\r\nbo\rdy\r\n",
+        b"Subj\rect: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\n\r\nbo\0dy\r\n",
+        b"Subject: a\0\r\n\r\nbody\r\n",
+        b"abc",
+        b"abc\r\n",
+        b"\r\nbody\r\n",
+        b"\r\n",
+        b"Subject: a\r\n",
+        b"Subject: a",
+        b"Subject: a\r\nTo: b",
+        b"Sub ject: a\r\n\r\nbody\r\n",
+        b"Subject : a\r\n\r\nbody\r\n",
+        b": a\r\n\r\nbody\r\n",
+        b" folded\r\nSubject: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\n b\r\n\r\nbody\r\n",
+        b"Sub\tject: a\r\n\r\nbody\r\n",
+        "Subject: caf\u{e9}\r\n\r\nbody\r\n".as_bytes(),
+        "Subj\u{e9}ct: a\r\n\r\nbody\r\n".as_bytes(),
+        "Subject: a\r\n\r\ncaf\u{e9}\r\n".as_bytes(),
+        b"From someone Mon Jan 1\r\nSubject: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\nbogus\r\n\r\nbody\r\n",
+        b"Subject: a\x01b\r\n\r\nbody\r\n",
+        b"Subject: a\r\n\r\na\x01b\r\n",
+        b"Sub\x7fject: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\r\n\r\nbody\r\n",
+        b"Subject: a\r\n\r\nx\r\r\ny\r\n",
+        b"Subject: a\r\n\r\nbody without a line end",
+        b"Subject: a\r\n\r\n: no header rules in the body\r\n",
+    ];
+    c.command("SELECT INBOX").unwrap().ok();
+    for &message in cases {
+        let shown = String::from_utf8_lossy(message);
+        let verdict = tandem_parser::message::check(message);
+        let r = c.append("INBOX", message).unwrap();
+        match verdict {
+            Ok(()) => {
+                let r = r.ok();
+                let uid = r.code("APPENDUID").unwrap()[1].clone();
+                let f = c
+                    .command(&format!("UID FETCH {uid} (BODY.PEEK[])"))
+                    .unwrap()
+                    .ok();
+                assert_eq!(
+                    fetched_body(&f.untagged),
+                    Some(message),
+                    "{shown:?}: stored otherwise"
+                );
+            }
+            Err(defect) => {
+                assert_eq!(r.status, Status::No, "{shown:?}: Cyrus took it");
+                assert_eq!(r.text, defect.to_string(), "{shown:?}");
+            }
+        }
+    }
 }
 
 /// Mutations through node `through` (in front of a Cyrus), then the same

@@ -164,6 +164,7 @@ unixhierarchysep: no
 delete_mode: immediate
 failedloginpause: 0
 hashimapspool: true
+munge8bit: no
 "
         );
         // Cyrus refuses an option given twice: the extra ones replace ours.

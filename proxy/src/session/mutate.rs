@@ -574,6 +574,15 @@ impl Session {
             ),
             CommandBody::Append { mailbox, messages } => {
                 let name = name!(mailbox);
+                // Every node refuses what any supported backend would, so
+                // that no node's backend refuses what another stored.
+                for m in messages {
+                    if let Err(defect) = tandem_parser::message::check(&m.message.value(raw)) {
+                        return self
+                            .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
+                            .await;
+                    }
+                }
                 let messages = messages
                     .iter()
                     .map(|m| NewMessage {

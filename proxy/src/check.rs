@@ -2,9 +2,14 @@
 //! will use it, so an operator learns what is wrong before starting a node.
 //!
 //! The probe: TCP connect, IMAP greeting, the admin authenticates as a named
-//! user (by the configured method), CAPABILITY after login has UIDPLUS, and
-//! the user's INBOX can be examined. Each step is reported; the first failed
-//! step ends the probe because later ones depend on it.
+//! user (by the configured method), CAPABILITY after login has what the
+//! applier uses (UIDPLUS, LITERAL+, MOVE), the user's namespace, the user's
+//! INBOX can be examined, and (unless `--no-write`) a probe message comes
+//! back byte for byte from a scratch mailbox that is deleted afterwards:
+//! Cyrus's default `munge8bit: yes` rewrites 8-bit header bytes, which
+//! would make its copy of a message differ from the other nodes'. Each step
+//! is reported; the first failed step ends the probe because later ones
+//! depend on it.
 
 use std::fmt;
 use std::time::Instant;
@@ -12,8 +17,17 @@ use std::time::Instant;
 use crate::backend::{self, BackendConn, Status};
 use crate::config::{Config, Role};
 
-/// Capabilities tandem cannot work without.
-pub const REQUIRED_CAPABILITIES: &[&str] = &["IMAP4REV1", "UIDPLUS"];
+/// Capabilities tandem cannot work without: UIDPLUS to learn backend UIDs,
+/// LITERAL+ for the applier's `{n+}` literals, MOVE for `UID MOVE`.
+pub const REQUIRED_CAPABILITIES: &[&str] = &["IMAP4REV1", "UIDPLUS", "LITERAL+", "MOVE"];
+
+/// What the storage probe appends: 8-bit header and body bytes, a bare CR
+/// and a long line, which a backend that rewrites messages would change.
+const PROBE_MESSAGE: &str = "From: tandem check <check@localhost>\r\n\
+    Subject: tandem check caf\u{e9} \u{2713}\r\n\
+    X-Tandem-Check: bare\rCR\r\n\
+    \r\n\
+    caf\u{e9} \u{2713}\r\n";
 
 /// The outcome of one step of the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +100,8 @@ impl fmt::Display for Report {
 }
 
 /// Runs every check against an already validated `config`, probing the
-/// backend as `user`.
-pub async fn run(config: &Config, user: &str) -> Report {
+/// backend as `user`; with `write`, the storage probe too.
+pub async fn run(config: &Config, user: &str, write: bool) -> Report {
     let mut report = Report::default();
     report.pass(
         "config",
@@ -188,8 +202,9 @@ pub async fn run(config: &Config, user: &str) -> Report {
                 report.fail(
                     "capability",
                     format!(
-                        "CAPABILITY after login lacks {} (tandem needs it to learn backend \
-                         UIDs); the backend advertised: {}",
+                        "CAPABILITY after login lacks {} (tandem's applier needs UIDPLUS to \
+                         learn backend UIDs, LITERAL+ and MOVE to apply); the backend \
+                         advertised: {}",
                         missing.join(", "),
                         caps.join(" ")
                     ),
@@ -207,6 +222,44 @@ pub async fn run(config: &Config, user: &str) -> Report {
         }
         Err(e) => {
             report.fail("capability", e.to_string());
+            return report;
+        }
+    }
+
+    match conn.command(b"NAMESPACE").await {
+        Ok(reply) if reply.status == Status::Ok => {
+            let line = reply
+                .untagged
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+                .find(|l| l.to_ascii_uppercase().starts_with("* NAMESPACE "))
+                .unwrap_or_default();
+            match personal_namespace(&line) {
+                Some((prefix, sep)) => report.pass(
+                    "namespace",
+                    format!(
+                        "personal prefix {prefix:?}, separator {sep:?} (every node of a \
+                         cluster must show the same)"
+                    ),
+                ),
+                None => {
+                    report.fail(
+                        "namespace",
+                        format!("NAMESPACE gave no personal namespace: {line:?}"),
+                    );
+                    return report;
+                }
+            }
+        }
+        Ok(reply) => {
+            report.fail(
+                "namespace",
+                format!("NAMESPACE failed: {:?} {}", reply.status, reply.text),
+            );
+            return report;
+        }
+        Err(e) => {
+            report.fail("namespace", e.to_string());
             return report;
         }
     }
@@ -236,8 +289,121 @@ pub async fn run(config: &Config, user: &str) -> Report {
         ),
         Err(e) => report.fail("mailbox", e.to_string()),
     }
+    if write && report.passed() {
+        match storage_probe(&mut conn).await {
+            Ok(()) => report.pass(
+                "storage",
+                "a probe message (8-bit headers, a bare CR) came back byte for byte",
+            ),
+            Err(e) => report.fail("storage", e),
+        }
+    }
     conn.logout().await;
     report
+}
+
+/// The personal namespace's prefix and separator from a `* NAMESPACE
+/// (("prefix" "sep") ...) ...` line.
+fn personal_namespace(line: &str) -> Option<(String, String)> {
+    let rest = line.get("* NAMESPACE ".len()..)?.trim_start();
+    let rest = rest.strip_prefix("((")?;
+    let mut quoted = rest.split('"');
+    // `"prefix" "sep"`: the pieces between quotes are 1 and 3.
+    let prefix = quoted.nth(1)?.to_string();
+    let sep = quoted.nth(1)?.to_string();
+    Some((prefix, sep))
+}
+
+/// Appends [`PROBE_MESSAGE`] to a new scratch mailbox, reads it back,
+/// compares, and deletes the mailbox whatever happened.
+async fn storage_probe(conn: &mut BackendConn) -> Result<(), String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mailbox = format!("tandem-check-{}-{nanos}", std::process::id());
+    let r = conn
+        .command(format!("CREATE {mailbox}").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != Status::Ok {
+        return Err(format!(
+            "cannot create the scratch mailbox {mailbox}: {:?} {}",
+            r.status, r.text
+        ));
+    }
+    let result = probe_in(conn, &mailbox).await;
+    let deleted = conn
+        .command(format!("DELETE {mailbox}").as_bytes())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| match r.status {
+            Status::Ok => Ok(()),
+            _ => Err(format!("{:?} {}", r.status, r.text)),
+        });
+    match (result, deleted) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(format!(
+            "the probe passed but the scratch mailbox {mailbox} could not be deleted: {e}"
+        )),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+async fn probe_in(conn: &mut BackendConn, mailbox: &str) -> Result<(), String> {
+    let message = PROBE_MESSAGE.as_bytes();
+    let mut cmd = format!("APPEND {mailbox} ").into_bytes();
+    tandem_parser::encode::literal(&mut cmd, message);
+    let r = conn.command(&cmd).await.map_err(|e| e.to_string())?;
+    if r.status != Status::Ok {
+        return Err(format!(
+            "APPEND of the probe message failed: {:?} {}",
+            r.status, r.text
+        ));
+    }
+    let r = conn
+        .command(format!("SELECT {mailbox}").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != Status::Ok {
+        return Err(format!("SELECT {mailbox}: {:?} {}", r.status, r.text));
+    }
+    let r = conn
+        .command(b"FETCH 1 (BODY.PEEK[])")
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored = r.untagged.iter().find_map(|l| fetched_literal(l));
+    let r2 = conn.command(b"UNSELECT").await;
+    if let Ok(r2) = r2 {
+        if r2.status != Status::Ok {
+            let _ = conn.command(b"EXAMINE INBOX").await;
+        }
+    }
+    match stored {
+        Some(s) if s == message => Ok(()),
+        Some(s) => Err(format!(
+            "the backend changed a message on the way in (sent {:?}, stored {:?}); every \
+             node must store the bytes it is given. On Cyrus, set `munge8bit: no` in \
+             imapd.conf (deploy/CYRUS.md)",
+            String::from_utf8_lossy(message),
+            String::from_utf8_lossy(s)
+        )),
+        None => Err(format!(
+            "FETCH of the probe message gave no body: {:?}",
+            r.text
+        )),
+    }
+}
+
+/// The first literal of a response line (`... {n}\r\n<n bytes>...`).
+fn fetched_literal(line: &[u8]) -> Option<&[u8]> {
+    let open = line.iter().position(|&b| b == b'{')?;
+    let close = open + line[open..].iter().position(|&b| b == b'}')?;
+    let n: usize = std::str::from_utf8(&line[open + 1..close])
+        .ok()?
+        .parse()
+        .ok()?;
+    line.get(close + 3..close + 3 + n)
 }
 
 fn check_data_dir(config: &Config, report: &mut Report) {

@@ -36,7 +36,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a config file and probe its backend: reachable, IMAP
-    /// greeting, the admin can act as a user, CAPABILITY has UIDPLUS.
+    /// greeting, the admin can act as a user, CAPABILITY has UIDPLUS,
+    /// LITERAL+ and MOVE, the namespace, and a probe message stored byte for
+    /// byte.
     Check {
         /// The node's config file.
         #[arg(long, short)]
@@ -47,6 +49,10 @@ pub enum Command {
         /// Only validate the config; do not contact the backend.
         #[arg(long)]
         offline: bool,
+        /// Do not run the storage probe (it creates, fills and deletes a
+        /// scratch mailbox `tandem-check-*` of the user).
+        #[arg(long)]
+        no_write: bool,
     },
     /// Run the node: its Raft node on listen.peer and, on a mail node, IMAP
     /// clients served in front of the configured backend. A witness runs
@@ -129,7 +135,8 @@ pub fn main() -> ExitCode {
             config,
             user,
             offline,
-        } => check(config, &user, offline),
+            no_write,
+        } => check(config, &user, offline, !no_write),
         Command::Certs { dir, nodes } => certs(&dir, &nodes),
         Command::Status { config, addr } => status(config, addr),
         Command::Run { config, bootstrap } => run(config, bootstrap),
@@ -352,7 +359,7 @@ fn certs(dir: &std::path::Path, nodes: &[u64]) -> ExitCode {
     }
 }
 
-fn check(path: PathBuf, user: &str, offline: bool) -> ExitCode {
+fn check(path: PathBuf, user: &str, offline: bool, write: bool) -> ExitCode {
     println!("tandem check: {}", path.display());
     let config = match Config::load(&path) {
         Ok(c) => c,
@@ -377,7 +384,7 @@ fn check(path: PathBuf, user: &str, offline: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(crate::check::run(&config, user));
+    let report = runtime.block_on(crate::check::run(&config, user, write));
     println!("{report}");
     if report.passed() {
         ExitCode::SUCCESS

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tandem_tests::{ports, Dovecot};
+use tandem_tests::{ports, Cyrus, Dovecot, ImapClient};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -12,6 +12,10 @@ struct Setup {
 }
 
 fn write_config(backend: &str, method: &str, password: &str) -> Setup {
+    write_config_for("dovecot", backend, method, password)
+}
+
+fn write_config_for(kind: &str, backend: &str, method: &str, password: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tandem.toml");
     let text = format!(
@@ -31,7 +35,7 @@ cert = "/nonexistent/node-1.pem"
 key = "/nonexistent/node-1.key"
 
 [backend]
-kind = "dovecot"
+kind = "{kind}"
 address = "{backend}"
 admin_user = "admin"
 admin_password = "{password}"
@@ -73,13 +77,69 @@ fn check_passes_against_real_dovecot_with_authzid() {
     let setup = write_config(&dovecot.imap_addr().to_string(), "authzid", "admin-secret");
     let (out, text) = tandem_check(&setup.config);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("has IMAP4REV1, UIDPLUS"), "{text}");
+    assert!(
+        text.contains("has IMAP4REV1, UIDPLUS, LITERAL+, MOVE"),
+        "{text}"
+    );
     assert!(text.contains("acts as user \"alice\""), "{text}");
+    assert!(
+        text.contains("personal prefix \"\", separator \".\""),
+        "{text}"
+    );
+    assert!(text.contains("ok    storage"), "{text}");
     assert!(text.contains("check passed"), "{text}");
     assert!(
         !text.contains("admin-secret"),
         "the password leaked: {text}"
     );
+}
+
+#[test]
+fn check_passes_against_real_cyrus_and_leaves_no_scratch_mailbox() {
+    let cyrus = Cyrus::start();
+    let setup = write_config_for(
+        "cyrus",
+        &cyrus.imap_addr().to_string(),
+        "authzid",
+        "admin-secret",
+    );
+    let (out, text) = tandem_check(&setup.config);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("connect      cyrus"), "{text}");
+    assert!(text.contains("ok    storage"), "{text}");
+    let mut c = ImapClient::login(cyrus.imap_addr(), "alice", "demo");
+    let list = c
+        .command("LIST \"\" \"*\"")
+        .unwrap()
+        .ok()
+        .lines()
+        .join("\n");
+    assert!(!list.contains("tandem-check"), "{list}");
+}
+
+/// Cyrus's default `munge8bit: yes` turns 8-bit header bytes into `X`: its
+/// copy of a message would differ from the other nodes'.
+#[test]
+fn check_fails_on_a_cyrus_that_rewrites_8bit_headers() {
+    let cyrus = Cyrus::builder().extra_config("munge8bit: yes").start();
+    let setup = write_config_for(
+        "cyrus",
+        &cyrus.imap_addr().to_string(),
+        "authzid",
+        "admin-secret",
+    );
+    let (out, text) = tandem_check(&setup.config);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  storage"), "{text}");
+    assert!(text.contains("munge8bit: no"), "{text}");
+    let mut c = ImapClient::login(cyrus.imap_addr(), "alice", "demo");
+    let list = c
+        .command("LIST \"\" \"*\"")
+        .unwrap()
+        .ok()
+        .lines()
+        .join("\n");
+    assert!(!list.contains("tandem-check"), "{list}");
 }
 
 #[test]

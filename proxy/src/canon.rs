@@ -195,6 +195,17 @@ pub enum Op {
         /// Canonical UIDs.
         uids: Vec<(u32, u32)>,
     },
+    /// DELETE, refused with `[HASCHILDREN]` while the mailbox has children
+    /// (Cyrus refuses such a DELETE and Dovecot's Maildir does not: a
+    /// cluster that mixes them must refuse it everywhere). Sessions propose
+    /// this one; [`Op::Delete`] stays for entries already in logs. Last in
+    /// the enum, so that older entries decode as before.
+    DeleteLeaf {
+        /// Mailbox name.
+        name: String,
+        /// The hierarchy separator (from the proposer's backend).
+        separator: Option<char>,
+    },
 }
 
 /// A log entry: an operation of one user, proposed by one node.
@@ -506,11 +517,19 @@ impl Canon {
                 )?;
                 Ok(ok(seq, uidvalidity, Vec::new(), Vec::new()))
             }
-            Op::Delete { name } => {
+            Op::Delete { name: n, .. } | Op::DeleteLeaf { name: n, .. }
+                if normalize(&n) == "INBOX" =>
+            {
+                Ok(no("CANNOT", "INBOX cannot be deleted"))
+            }
+            Op::DeleteLeaf { name, separator }
+                if get_mailbox(&boxes, &user, &normalize(&name))?.is_some()
+                    && !children(&boxes, &user, &normalize(&name), separator)?.is_empty() =>
+            {
+                Ok(no("HASCHILDREN", "Mailbox has inferior hierarchical names"))
+            }
+            Op::Delete { name } | Op::DeleteLeaf { name, .. } => {
                 let name = normalize(&name);
-                if name == "INBOX" {
-                    return Ok(no("CANNOT", "INBOX cannot be deleted"));
-                }
                 let Some(m) = get_mailbox(&boxes, &user, &name)? else {
                     return Ok(no("NONEXISTENT", "No such mailbox"));
                 };
@@ -1048,6 +1067,30 @@ mod tests {
         let (uv2, ..) = ok_uids(&f.run(create("Box")));
         assert!(uv2 > uv, "{uv2} after {uv}");
         assert_eq!(ok_uids(&f.run(append("Box", 1))).1, vec![1]);
+    }
+
+    #[test]
+    fn a_mailbox_with_children_is_not_deleted_until_they_are_gone() {
+        let mut f = Fixture::new();
+        ok_uids(&f.run(create("Parent")));
+        ok_uids(&f.run(create("Parent.Child")));
+        ok_uids(&f.run(create("Parentless")));
+        let delete = |name: &str| Op::DeleteLeaf {
+            name: name.into(),
+            separator: Some('.'),
+        };
+        let queued = f.outbox_len();
+        assert_eq!(refused(&f.run(delete("Parent"))), "HASCHILDREN");
+        assert_eq!(f.outbox_len(), queued, "a refusal queues nothing");
+        assert_eq!(refused(&f.run(delete("INBOX"))), "CANNOT");
+        assert_eq!(refused(&f.run(delete("Nowhere"))), "NONEXISTENT");
+        ok_uids(&f.run(delete("Parent.Child")));
+        ok_uids(&f.run(delete("Parent")));
+        ok_uids(&f.run(delete("Parentless")));
+        // Entries written before DeleteLeaf keep their meaning.
+        ok_uids(&f.run(create("Old")));
+        ok_uids(&f.run(create("Old.Kid")));
+        ok_uids(&f.run(Op::Delete { name: "Old".into() }));
     }
 
     #[test]

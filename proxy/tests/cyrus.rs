@@ -75,8 +75,27 @@ fn a_cluster_of_cyrus_and_dovecot_nodes_shows_one_canonical_view() {
         assert_eq!(r.status, Status::No, "{r:?}");
         assert!(r.code("CANNOT").is_some() && r.text.contains(text), "{r:?}");
     }
+    // Cyrus refuses to DELETE a mailbox with children, Dovecot's Maildir
+    // does not: tandem refuses it on every node.
+    c.command("CREATE Parent").unwrap().ok();
+    c.command("CREATE Parent.Child").unwrap().ok();
+    let r = c.command("DELETE Parent").unwrap();
+    assert_eq!(r.status, Status::No, "{r:?}");
+    assert!(r.code("HASCHILDREN").is_some(), "{r:?}");
+    c.command("DELETE Parent.Child").unwrap().ok();
+    c.command("DELETE Parent").unwrap().ok();
     drop(c);
     exercise(&cluster, 1);
+    for node in 0..3 {
+        let mut c = cluster.login(node, "alice");
+        let list = c
+            .command("LIST \"\" \"*\"")
+            .unwrap()
+            .ok()
+            .lines()
+            .join("\n");
+        assert!(!list.contains("Parent"), "node {node}: {list}");
+    }
 }
 
 /// tandem's check before proposing an APPEND (`tandem_parser::message`)

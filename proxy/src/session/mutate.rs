@@ -542,12 +542,16 @@ impl Session {
                 }
                 (Op::Create { name }, After::Plain("CREATE"))
             }
-            CommandBody::Delete { mailbox } => (
-                Op::Delete {
-                    name: name!(mailbox),
-                },
-                After::Plain("DELETE"),
-            ),
+            CommandBody::Delete { mailbox } => {
+                let separator = self.separator(client, backend).await?;
+                (
+                    Op::DeleteLeaf {
+                        name: name!(mailbox),
+                        separator,
+                    },
+                    After::Plain("DELETE"),
+                )
+            }
             CommandBody::Rename { from, to } => {
                 let separator = self.separator(client, backend).await?;
                 let (from, to) = (name!(from), name!(to));
@@ -777,7 +781,7 @@ impl Session {
         };
         match after {
             After::Plain(what) => {
-                if let Op::Rename { .. } | Op::Delete { .. } = &op {
+                if let Op::Rename { .. } | Op::Delete { .. } | Op::DeleteLeaf { .. } = &op {
                     // The selected mailbox may have moved or gone.
                     if let Some(s) = &self.selected {
                         if rep.mailbox(&user, &s.name).map(|m| m.uidvalidity) != Some(s.uidvalidity)

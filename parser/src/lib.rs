@@ -74,6 +74,7 @@
 //!   UIDVALIDITY and UIDNEXT they carry.
 //! - [`rewrite`]: edits that translate those spans (commands canonical ->
 //!   local, responses local -> canonical) and leave every other byte as is.
+//! - [`names`]: what a new mailbox name must look like to be replicated.
 //! - [`message`]: what an APPENDed message must look like to be replicated
 //!   (the strictest supported backend's rules, so no node refuses what
 //!   another stored).
@@ -84,6 +85,7 @@ pub mod encode;
 pub mod frame;
 pub mod lexer;
 pub mod message;
+pub mod names;
 pub mod response;
 pub mod rewrite;
 pub mod seqset;

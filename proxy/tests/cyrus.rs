@@ -75,6 +75,12 @@ fn a_cluster_of_cyrus_and_dovecot_nodes_shows_one_canonical_view() {
         assert_eq!(r.status, Status::No, "{r:?}");
         assert!(r.code("CANNOT").is_some() && r.text.contains(text), "{r:?}");
     }
+    // Names Cyrus refuses and Dovecot takes, and the other way round.
+    for name in ["\"a;b\"", "\"Other Users\"", "\"~a\"", "\"a..b\""] {
+        let r = c.command(&format!("CREATE {name}")).unwrap();
+        assert_eq!(r.status, Status::No, "{name}: {r:?}");
+        assert!(r.code("CANNOT").is_some(), "{r:?}");
+    }
     // Cyrus refuses to DELETE a mailbox with children, Dovecot's Maildir
     // does not: tandem refuses it on every node.
     c.command("CREATE Parent").unwrap().ok();
@@ -95,6 +101,80 @@ fn a_cluster_of_cyrus_and_dovecot_nodes_shows_one_canonical_view() {
             .lines()
             .join("\n");
         assert!(!list.contains("Parent"), "node {node}: {list}");
+    }
+}
+
+/// tandem's check of a new mailbox name (`tandem_parser::names`) against
+/// a real Dovecot and a real Cyrus: on a name it lets through, both agree
+/// (both create it, or both refuse it, as malformed modified UTF-7, which
+/// the check leaves to them); a name it refuses, at least one refuses.
+#[test]
+fn tandem_refuses_the_names_dovecot_or_cyrus_refuses() {
+    let dovecot = tandem_tests::Dovecot::start();
+    let cyrus = tandem_tests::Cyrus::start();
+    let mut d = ImapClient::login(dovecot.imap_addr(), "alice", "demo");
+    let mut c = ImapClient::login(cyrus.imap_addr(), "alice", "demo");
+    let long = |n: usize| format!("\"{}\"", "L".repeat(n));
+    let mut names: Vec<String> = [
+        "Archive",
+        "\"a b\"",
+        "x.y.z",
+        "INBOX.x",
+        "&AOk-",
+        "&-",
+        "\"a*b\"",
+        "a:b",
+        "#news",
+        "-dash",
+        "x~",
+        "\"q.~a\"",
+        "\"other users\"",
+        "\"Other Users2\"",
+        "\"r.Other Users\"",
+        "user.bob",
+        "\"a/b\"",
+        "\"a;b\"",
+        "\"a%b\"",
+        "\"a\\\\b\"",
+        "\"a\\\"b\"",
+        "\"a!b\"",
+        "\"a<b\"",
+        "\"a>b\"",
+        "\"a`b\"",
+        "\"a{b\"",
+        "\"a|b\"",
+        "\"a}b\"",
+        "\"~a\"",
+        "\".a\"",
+        "\"a..b\"",
+        "\"Other Users\"",
+        "\"Other Users.x\"",
+        "\"Shared Folders\"",
+        "&AOk",
+        "\"&AOk-&AOk-\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend([long(250), long(254), long(255), long(300)]);
+    for name in &names {
+        let bare = name
+            .trim_matches('"')
+            .replace("\\\\", "\\")
+            .replace("\\\"", "\"");
+        let verdict = tandem_parser::names::check_new_name(bare.as_bytes(), Some(b'.'));
+        let on_dovecot = d.command(&format!("CREATE {name}")).unwrap().status;
+        let on_cyrus = c.command(&format!("CREATE {name}")).unwrap().status;
+        match verdict {
+            Ok(()) => assert_eq!(
+                on_dovecot, on_cyrus,
+                "{name}: tandem takes it, Dovecot and Cyrus disagree"
+            ),
+            Err(why) => assert!(
+                on_dovecot != Status::Ok || on_cyrus != Status::Ok,
+                "{name}: tandem refuses it ({why}) but both backends take it"
+            ),
+        }
     }
 }
 

@@ -162,6 +162,19 @@ fn name_of(raw: &[u8], t: &tandem_parser::lexer::StrToken) -> Result<String, ()>
     String::from_utf8(t.value(raw).into_owned()).map_err(|_| ())
 }
 
+/// Whether every supported backend takes `name` for a new mailbox
+/// (`tandem_parser::names`); INBOX is the backends' own business.
+fn new_name_allowed(
+    name: &str,
+    separator: Option<char>,
+) -> Result<(), tandem_parser::names::NameDefect> {
+    if crate::canon::normalize(name) == "INBOX" {
+        return Ok(());
+    }
+    let sep = separator.and_then(|c| u8::try_from(c).ok());
+    tandem_parser::names::check_new_name(name.as_bytes(), sep)
+}
+
 impl Session {
     /// More messages in the selected mailbox than mapped UIDs: some came
     /// into the backend behind tandem's back; have them adopted.
@@ -535,10 +548,16 @@ impl Session {
         let (op, after) = match &cmd.body {
             CommandBody::Create { mailbox, .. } => {
                 let mut name = name!(mailbox);
-                if let Some(sep) = self.separator(client, backend).await? {
+                let separator = self.separator(client, backend).await?;
+                if let Some(sep) = separator {
                     while name.len() > 1 && name.ends_with(sep) {
                         name.pop();
                     }
+                }
+                if let Err(why) = new_name_allowed(&name, separator) {
+                    return self
+                        .reply(client, format!("{tag} NO [CANNOT] {why}\r\n"))
+                        .await;
                 }
                 (Op::Create { name }, After::Plain("CREATE"))
             }
@@ -555,6 +574,11 @@ impl Session {
             CommandBody::Rename { from, to } => {
                 let separator = self.separator(client, backend).await?;
                 let (from, to) = (name!(from), name!(to));
+                if let Err(why) = new_name_allowed(&to, separator) {
+                    return self
+                        .reply(client, format!("{tag} NO [CANNOT] {why}\r\n"))
+                        .await;
+                }
                 (
                     Op::Rename {
                         from,

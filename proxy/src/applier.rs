@@ -342,9 +342,14 @@ const MAX_SOFT_REFUSALS: u32 = 10;
 
 /// Whether a backend's NO may be passing: no response code, or one that
 /// says so (RFC 5530 UNAVAILABLE, SERVERBUG, INUSE). TRYCREATE, NONEXISTENT,
-/// OVERQUOTA, TOOBIG, LIMIT and the like are final.
+/// OVERQUOTA, TOOBIG, LIMIT and the like are final, and so are Cyrus's
+/// refusals of a message it never takes, which carry no code
+/// ([`NEVER_TAKEN`]).
 fn is_soft(text: &str) -> bool {
     let upper = text.to_ascii_uppercase();
+    if NEVER_TAKEN.iter().any(|t| upper.contains(t)) {
+        return false;
+    }
     match upper.split_once('[') {
         None => true,
         Some((_, rest)) => ["UNAVAILABLE", "SERVERBUG", "INUSE"]
@@ -352,6 +357,12 @@ fn is_soft(text: &str) -> bool {
             .any(|c| rest.starts_with(c)),
     }
 }
+
+/// Cyrus's answers, without a response code, to an APPEND of a message it
+/// never takes (bare LF line ends, NUL, a bad or missing header: "Message
+/// contains bare newlines", "Message has no header/body separator", ...;
+/// `deploy/CYRUS.md`). Retrying them only holds up the user's next changes.
+const NEVER_TAKEN: [&str; 2] = ["MESSAGE CONTAINS ", "MESSAGE HAS NO HEADER"];
 
 /// A worker with nothing to do for this long exits.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
@@ -1457,4 +1468,25 @@ fn set_in_order(set: &SequenceSet) -> Vec<u32> {
         out.extend(lo..=hi);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_soft;
+
+    #[test]
+    fn a_no_without_code_is_soft_unless_cyrus_never_takes_the_message() {
+        assert!(is_soft("Server shutting down"));
+        assert!(is_soft("[UNAVAILABLE] try later"));
+        assert!(!is_soft("[TRYCREATE] No such mailbox"));
+        for cyrus in [
+            "Message contains bare newlines",
+            "Message contains NUL characters",
+            "Message contains invalid header",
+            "Message contains non-ASCII characters in headers",
+            "Message has no header/body separator",
+        ] {
+            assert!(!is_soft(cyrus), "{cyrus}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Real mail clients through the proxy: mbsync (isync), offlineimap3 and
 //! Python's imaplib see through tandem exactly what they see straight from
-//! Dovecot.
+//! the backend, Dovecot or Cyrus.
 
 mod common;
 
@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::start_proxy;
-use tandem_tests::{Dovecot, ImapClient};
+use common::{both_backends, start_proxy_for};
+use tandem_tests::{Backend, BackendKind};
 
-/// Puts a few messages in INBOX and in two folders, some flagged.
-fn seed(dovecot: &Dovecot) {
-    let mut c = ImapClient::login(dovecot.imap_addr(), "alice", "demo");
+/// Puts a few messages in INBOX and in two folders, some flagged, straight
+/// into the backend.
+fn seed(backend: &Backend) {
+    let mut c = backend.login("alice");
     for folder in ["Work", "Work.2026"] {
         c.command(&format!("CREATE \"{folder}\"")).unwrap().ok();
     }
@@ -123,13 +124,13 @@ fn tmp(name: &str, base: &tempfile::TempDir) -> PathBuf {
     p
 }
 
-#[test]
-fn mbsync_through_the_proxy_yields_the_same_maildir_as_direct() {
-    let dovecot = Dovecot::start();
-    seed(&dovecot);
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(mbsync_through_the_proxy_yields_the_same_maildir_as_direct);
+fn mbsync_through_the_proxy_yields_the_same_maildir_as_direct(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    seed(&backend);
+    let proxy = start_proxy_for(&backend, "");
     let base = tempfile::tempdir().unwrap();
-    let direct = mbsync(dovecot.imap_addr(), &tmp("direct", &base));
+    let direct = mbsync(backend.imap_addr(), &tmp("direct", &base));
     let through = mbsync(proxy.addr, &tmp("proxy", &base));
     assert_eq!(
         direct.values().map(Vec::len).sum::<usize>(),
@@ -147,13 +148,13 @@ fn mbsync_through_the_proxy_yields_the_same_maildir_as_direct() {
     assert_eq!(direct, through);
 }
 
-#[test]
-fn offlineimap_through_the_proxy_yields_the_same_maildir_as_direct() {
-    let dovecot = Dovecot::start();
-    seed(&dovecot);
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(offlineimap_through_the_proxy_yields_the_same_maildir_as_direct);
+fn offlineimap_through_the_proxy_yields_the_same_maildir_as_direct(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    seed(&backend);
+    let proxy = start_proxy_for(&backend, "");
     let base = tempfile::tempdir().unwrap();
-    let direct = offlineimap(dovecot.imap_addr(), &tmp("direct", &base));
+    let direct = offlineimap(backend.imap_addr(), &tmp("direct", &base));
     let through = offlineimap(proxy.addr, &tmp("proxy", &base));
     assert_eq!(
         direct.values().map(Vec::len).sum::<usize>(),
@@ -171,11 +172,11 @@ fn offlineimap_through_the_proxy_yields_the_same_maildir_as_direct() {
     assert_eq!(direct, through);
 }
 
-#[test]
-fn python_imaplib_session_through_the_proxy() {
-    let dovecot = Dovecot::start();
-    seed(&dovecot);
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(python_imaplib_session_through_the_proxy);
+fn python_imaplib_session_through_the_proxy(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    seed(&backend);
+    let proxy = start_proxy_for(&backend, "");
     let script = r#"
 import imaplib, sys
 host, port = sys.argv[1], int(sys.argv[2])

@@ -1,21 +1,26 @@
 //! Whole clusters as an operator runs them: `tandem run` processes with
-//! their replicated log, each in front of its own real Dovecot, started,
-//! killed and restarted through `tandem_tests::TandemCluster`.
+//! their replicated log, each in front of its own real Dovecot (and each
+//! test again with Cyrus), started, killed and restarted through
+//! `tandem_tests::TandemCluster`.
 
-use tandem_tests::TandemCluster;
+mod common;
+
+use common::both_backends;
+use tandem_tests::{BackendKind, TandemCluster};
 
 /// A cluster of `n` mail nodes, every one serving a LOGIN.
-fn cluster(n: u64) -> TandemCluster {
+fn cluster(kind: BackendKind, n: u64) -> TandemCluster {
     TandemCluster::builder()
         .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
         .nodes(n)
         .start()
 }
 
-#[test]
-fn three_nodes_serve_and_two_survive_a_killed_one() {
+both_backends!(three_nodes_serve_and_two_survive_a_killed_one);
+fn three_nodes_serve_and_two_survive_a_killed_one(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = cluster(3);
+    let mut c = cluster(kind, 3);
     for id in c.ids() {
         let mut alice = c.login(id, "alice");
         alice.command("SELECT INBOX").unwrap().ok();
@@ -31,11 +36,12 @@ fn three_nodes_serve_and_two_survive_a_killed_one() {
     c.wait_ready();
 }
 
-#[test]
-fn a_witness_runs_the_log_without_serving_imap() {
+both_backends!(a_witness_runs_the_log_without_serving_imap);
+fn a_witness_runs_the_log_without_serving_imap(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let mut c = TandemCluster::builder()
         .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
         .nodes(2)
         .witnesses(1)
         .start();
@@ -51,27 +57,28 @@ fn a_witness_runs_the_log_without_serving_imap() {
     assert!(!c.is_running(3));
 }
 
-#[test]
-fn an_append_through_one_node_reaches_every_backend() {
+both_backends!(an_append_through_one_node_reaches_every_backend);
+fn an_append_through_one_node_reaches_every_backend(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let c = cluster(3);
+    let c = cluster(kind, 3);
     let mut alice = c.login(1, "alice");
     alice
         .append("INBOX", b"Subject: wired\r\n\r\nthrough the log\r\n")
         .unwrap()
         .ok();
     for id in c.ids() {
-        let backend = c.dovecot(id).imap_addr();
+        let backend = c.backend(id);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let mut direct = tandem_tests::ImapClient::login(backend, "alice", "demo");
+            let mut direct = backend.login("alice");
             let exists = direct.command("SELECT INBOX").unwrap().ok().exists();
             if exists == Some(1) {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "node {id}'s Dovecot has {exists:?} messages"
+                "node {id}'s {:?} has {exists:?} messages",
+                backend.kind()
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -112,14 +119,14 @@ fn converged(c: &TandemCluster, ids: &[u64]) -> Vec<(u32, String)> {
     }
 }
 
-#[test]
-fn killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid() {
+both_backends!(killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid);
+fn killing_nodes_during_a_stream_of_appends_loses_and_reuses_no_uid(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use tandem_tests::imap::Status;
 
-    let mut c = cluster(3);
+    let mut c = cluster(kind, 3);
     let addrs: Vec<_> = c.ids().iter().map(|&id| c.imap_addr(id)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     // One writer per node; a writer whose node dies moves to the next one.
@@ -230,10 +237,10 @@ fn mbsync(server: std::net::SocketAddr, dir: &std::path::Path) -> Vec<String> {
     files
 }
 
-#[test]
-fn mbsync_fails_over_to_another_node_without_downloading_again() {
+both_backends!(mbsync_fails_over_to_another_node_without_downloading_again);
+fn mbsync_fails_over_to_another_node_without_downloading_again(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = cluster(3);
+    let mut c = cluster(kind, 3);
     let mut alice = c.login(1, "alice");
     for i in 0..3 {
         alice

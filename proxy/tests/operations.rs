@@ -1,16 +1,20 @@
 //! What an operator sees: the metrics endpoint, /healthz, /readyz and
 //! `tandem status`, against whole clusters of `tandem run` processes in
-//! front of real Dovecots.
+//! front of real Dovecots, and again in front of Cyrus servers.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tandem_tests::TandemCluster;
+use common::both_backends;
+use tandem_tests::{BackendKind, TandemCluster};
 
-fn cluster(n: u64) -> TandemCluster {
+fn cluster(kind: BackendKind, n: u64) -> TandemCluster {
     TandemCluster::builder()
         .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
         .nodes(n)
         .start()
 }
@@ -53,10 +57,10 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn lag_rises_while_a_backend_is_stopped_and_returns_to_zero() {
+both_backends!(lag_rises_while_a_backend_is_stopped_and_returns_to_zero);
+fn lag_rises_while_a_backend_is_stopped_and_returns_to_zero(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = cluster(3);
+    let mut c = cluster(kind, 3);
     let m3 = c.metrics_addr(3);
     let (code, text) = get(m3, "/metrics");
     assert_eq!(code, 200, "{text}");
@@ -130,10 +134,10 @@ fn lag_rises_while_a_backend_is_stopped_and_returns_to_zero() {
     );
 }
 
-#[test]
-fn readyz_turns_unready_without_quorum_and_ready_again() {
+both_backends!(readyz_turns_unready_without_quorum_and_ready_again);
+fn readyz_turns_unready_without_quorum_and_ready_again(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = cluster(3);
+    let mut c = cluster(kind, 3);
     let m1 = c.metrics_addr(1);
     wait_until("node 1 ready", 20, || get(m1, "/readyz").0 == 200);
     c.kill(2);

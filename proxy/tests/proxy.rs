@@ -1,6 +1,6 @@
-//! The proxy in front of a real Dovecot: what a client sees through it, and
-//! what a bad client cannot do to it. Each bad-input test also checks that a
-//! well-behaved client is still served afterwards.
+//! The proxy in front of a real Dovecot, and of a real Cyrus: what a client
+//! sees through it, and what a bad client cannot do to it. Each bad-input
+//! test also checks that a well-behaved client is still served afterwards.
 
 mod common;
 
@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{start_proxy, start_proxy_with_command_timeout};
-use tandem_tests::{Dovecot, ImapClient, Status};
+use common::{both_backends, start_proxy_for, start_proxy_with_command_timeout};
+use tandem_tests::{Backend, BackendKind, ImapClient, Status};
 
 fn message(marker: &str, size: usize) -> Vec<u8> {
     let mut m =
@@ -21,10 +21,10 @@ fn message(marker: &str, size: usize) -> Vec<u8> {
     m
 }
 
-#[test]
-fn a_whole_session_through_the_proxy_looks_like_dovecot() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(a_whole_session_through_the_proxy_looks_like_the_backend);
+fn a_whole_session_through_the_proxy_looks_like_the_backend(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     let r = c.append("INBOX", &message("one", 2000)).unwrap().ok();
     assert!(r.code("APPENDUID").is_some(), "{r:?}");
@@ -49,18 +49,15 @@ fn a_whole_session_through_the_proxy_looks_like_dovecot() {
     let r = c.command("LOGOUT").unwrap().ok();
     assert!(r.lines().iter().any(|l| l.starts_with("* BYE")));
 
-    // The same mail, straight from Dovecot.
-    let mut d = ImapClient::login(dovecot.imap_addr(), "alice", "demo");
+    // The same mail, straight from the backend.
+    let mut d = backend.login("alice");
     assert_eq!(d.command("SELECT Archive").unwrap().ok().exists(), Some(2));
 }
 
-#[test]
-fn capabilities_are_filtered_and_enable_of_a_filtered_extension_does_nothing() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(
-        dovecot.imap_addr(),
-        "[limits]\nmax_literal_bytes = 1048576\n",
-    );
+both_backends!(capabilities_are_filtered_and_enable_of_a_filtered_extension_does_nothing);
+fn capabilities_are_filtered_and_enable_of_a_filtered_extension_does_nothing(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "[limits]\nmax_literal_bytes = 1048576\n");
     let mut c = ImapClient::connect(proxy.addr).unwrap();
     assert!(c.greeting.contains("IMAP4rev1"), "{}", c.greeting);
     assert!(c.greeting.contains("APPENDLIMIT=1048576"), "{}", c.greeting);
@@ -94,10 +91,10 @@ fn capabilities_are_filtered_and_enable_of_a_filtered_extension_does_nothing() {
     assert_eq!(r.status, Status::No);
 }
 
-#[test]
-fn idle_and_authenticate_plain_pass_through() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(idle_and_authenticate_plain_pass_through);
+fn idle_and_authenticate_plain_pass_through(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::connect(proxy.addr).unwrap();
     c.authenticate_plain("", "bob", "demo").unwrap().ok();
     c.command("SELECT INBOX").unwrap().ok();
@@ -118,13 +115,10 @@ fn idle_and_authenticate_plain_pass_through() {
     c.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn an_oversized_literal_gets_toobig_before_it_is_sent() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(
-        dovecot.imap_addr(),
-        "[limits]\nmax_literal_bytes = 100000\n",
-    );
+both_backends!(an_oversized_literal_gets_toobig_before_it_is_sent);
+fn an_oversized_literal_gets_toobig_before_it_is_sent(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "[limits]\nmax_literal_bytes = 100000\n");
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.write(b"t1 APPEND INBOX {200000}\r\n").unwrap();
     let line = String::from_utf8_lossy(&c.read_response().unwrap()).to_string();
@@ -143,10 +137,10 @@ fn an_oversized_literal_gets_toobig_before_it_is_sent() {
     good.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn a_literal_whose_length_lies_cannot_smuggle_a_command() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(a_literal_whose_length_lies_cannot_smuggle_a_command);
+fn a_literal_whose_length_lies_cannot_smuggle_a_command(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     // Announces 10 bytes, sends 5 and a command: the command is literal data.
     c.write(b"t1 APPEND INBOX {10+}\r\nshort\r\nt2 DELETE INBOX\r\n")
@@ -160,10 +154,10 @@ fn a_literal_whose_length_lies_cannot_smuggle_a_command() {
     good.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn a_one_megabyte_line_gets_bad_and_the_connection_closes() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(a_one_megabyte_line_gets_bad_and_the_connection_closes);
+fn a_one_megabyte_line_gets_bad_and_the_connection_closes(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut greeting = [0u8; 512];
@@ -180,11 +174,11 @@ fn a_one_megabyte_line_gets_bad_and_the_connection_closes() {
     good.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn a_thousand_connections_from_one_ip_are_capped() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(
-        dovecot.imap_addr(),
+both_backends!(a_thousand_connections_from_one_ip_are_capped);
+fn a_thousand_connections_from_one_ip_are_capped(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(
+        &backend,
         "[limits]\nmax_connections = 1000\nmax_connections_per_ip = 50\n",
     );
     let mut held = Vec::new();
@@ -220,10 +214,10 @@ fn a_thousand_connections_from_one_ip_are_capped() {
     assert!(ok, "no slot came back");
 }
 
-#[test]
-fn a_client_that_stops_reading_a_large_fetch_does_not_stall_others() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(a_client_that_stops_reading_a_large_fetch_does_not_stall_others);
+fn a_client_that_stops_reading_a_large_fetch_does_not_stall_others(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.append("INBOX", &message("big", 8 * 1024 * 1024))
         .unwrap()
@@ -240,13 +234,13 @@ fn a_client_that_stops_reading_a_large_fetch_does_not_stall_others() {
     drop(c);
 }
 
-#[test]
-fn a_dead_backend_gives_bye_unavailable_and_others_recover() {
-    let mut dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(a_dead_backend_gives_bye_unavailable_and_others_recover);
+fn a_dead_backend_gives_bye_unavailable_and_others_recover(kind: BackendKind) {
+    let mut backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.command("SELECT INBOX").unwrap().ok();
-    dovecot.kill_all();
+    backend.kill_all();
     // The session's backend is gone: the client hears BYE or EOF.
     if let Ok(r) = c.command("NOOP") {
         assert!(
@@ -260,15 +254,15 @@ fn a_dead_backend_gives_bye_unavailable_and_others_recover() {
         "{}",
         fresh.greeting
     );
-    dovecot.restart();
+    backend.restart();
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn shutdown_says_bye_to_idle_sessions_and_stops_accepting() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(shutdown_says_bye_to_idle_sessions_and_stops_accepting);
+fn shutdown_says_bye_to_idle_sessions_and_stops_accepting(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let addr = proxy.addr;
     let mut c = ImapClient::login(addr, "alice", "demo");
     c.command("SELECT INBOX").unwrap().ok();
@@ -278,17 +272,17 @@ fn shutdown_says_bye_to_idle_sessions_and_stops_accepting() {
     assert!(TcpStream::connect(addr).is_err(), "still accepting");
 }
 
-#[test]
-fn a_hung_backend_gives_no_unavailable_and_frees_the_session() {
-    let dovecot = Dovecot::start();
+both_backends!(a_hung_backend_gives_no_unavailable_and_frees_the_session);
+fn a_hung_backend_gives_no_unavailable_and_frees_the_session(kind: BackendKind) {
+    let backend = Backend::start(kind);
     // A 2 s backend command timeout keeps the test short.
-    let proxy = start_proxy_with_command_timeout(dovecot.imap_addr(), 2);
+    let proxy = start_proxy_with_command_timeout(&backend, 2);
     let mut c = ImapClient::login(proxy.addr, "alice", "demo");
     c.command("SELECT INBOX").unwrap().ok();
-    dovecot.freeze(true);
+    backend.freeze(true);
     let started = std::time::Instant::now();
     let r = c.command("NOOP").unwrap();
-    dovecot.freeze(false);
+    backend.freeze(false);
     assert_eq!(r.status, Status::No, "{r:?}");
     assert!(r.text.contains("UNAVAILABLE"), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -296,10 +290,10 @@ fn a_hung_backend_gives_no_unavailable_and_frees_the_session() {
     good.command("NOOP").unwrap().ok();
 }
 
-#[test]
-fn login_timeout_closes_an_idle_unauthenticated_connection() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "[limits]\nlogin_timeout_secs = 1\n");
+both_backends!(login_timeout_closes_an_idle_unauthenticated_connection);
+fn login_timeout_closes_an_idle_unauthenticated_connection(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "[limits]\nlogin_timeout_secs = 1\n");
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut all = Vec::new();
@@ -309,10 +303,10 @@ fn login_timeout_closes_an_idle_unauthenticated_connection() {
     assert!(text.contains("* BYE Login timeout"), "{text}");
 }
 
-#[test]
-fn authenticate_plain_without_initial_response_uses_the_continuation() {
-    let dovecot = Dovecot::start();
-    let proxy = start_proxy(dovecot.imap_addr(), "");
+both_backends!(authenticate_plain_without_initial_response_uses_the_continuation);
+fn authenticate_plain_without_initial_response_uses_the_continuation(kind: BackendKind) {
+    let backend = Backend::start(kind);
+    let proxy = start_proxy_for(&backend, "");
     let mut c = ImapClient::connect(proxy.addr).unwrap();
     c.write(b"a1 AUTHENTICATE PLAIN\r\n").unwrap();
     let cont = c.read_response().unwrap();

@@ -1,18 +1,40 @@
 //! Replicated mutations with canonical UIDs, in-process: N tandem nodes
 //! (Raft, applier, IMAP server) in one test process, each in front of its
-//! own real Dovecot. Process-level faults (SIGKILL) are in `cluster.rs`.
+//! own real Dovecot, and each test again with Cyrus backends. Process-level
+//! faults (SIGKILL) are in `cluster.rs`.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::both_backends;
 use tandem_tests::imap::{ImapClient, Reply, Status};
 use tandem_tests::inproc::Cluster;
+use tandem_tests::BackendKind;
 
 fn uid_fetch(c: &mut ImapClient, what: &str) -> Vec<String> {
     c.command(&format!("UID FETCH 1:* ({what})"))
         .unwrap()
         .ok()
         .lines()
+}
+
+/// The `* n FETCH` lines with a UID among `lines` as (n, UID, flags in the
+/// order sent), whatever order the backend puts the items in (Cyrus:
+/// `FLAGS (..) UID u`). `\Recent` is left out: it belongs to the session
+/// that first saw the message, and is not replicated.
+fn fetched_flags(lines: &[String]) -> Vec<(u32, u32, String)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (seq, rest) = l.strip_prefix("* ")?.split_once(" FETCH (")?;
+            let uid = rest.split("UID ").nth(1)?.split([' ', ')']).next()?;
+            let flags = rest.split("FLAGS (").nth(1)?.split(')').next()?;
+            let flags: Vec<&str> = flags.split(' ').filter(|f| *f != "\\Recent").collect();
+            Some((seq.parse().ok()?, uid.parse().ok()?, flags.join(" ")))
+        })
+        .collect()
 }
 
 fn wait_for<T: PartialEq + std::fmt::Debug>(what: &str, expected: &T, mut f: impl FnMut() -> T) {
@@ -39,10 +61,10 @@ fn appenduid(r: &Reply) -> (u32, u32) {
     (code[0].parse().unwrap(), code[1].parse().unwrap())
 }
 
-#[test]
-fn append_through_one_node_is_seen_with_the_same_uid_everywhere() {
+both_backends!(append_through_one_node_is_seen_with_the_same_uid_everywhere);
+fn append_through_one_node_is_seen_with_the_same_uid_everywhere(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     let r = c1.append("INBOX", &body("m1")).unwrap().ok();
     let (uv, uid) = appenduid(&r);
@@ -78,10 +100,10 @@ fn append_through_one_node_is_seen_with_the_same_uid_everywhere() {
     }
 }
 
-#[test]
-fn store_copy_move_expunge_and_mailboxes_replicate() {
+both_backends!(store_copy_move_expunge_and_mailboxes_replicate);
+fn store_copy_move_expunge_and_mailboxes_replicate(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Work").unwrap().ok();
     for i in 0..3 {
@@ -92,10 +114,11 @@ fn store_copy_move_expunge_and_mailboxes_replicate() {
         .command("UID STORE 1:2 +FLAGS (\\Flagged $Label)")
         .unwrap()
         .ok();
-    let fetched = r.lines().join("\n");
-    assert!(
-        fetched.contains("UID 1 FLAGS (\\Flagged") && fetched.contains("UID 2 FLAGS (\\Flagged"),
-        "{fetched}"
+    let flagged = "\\Flagged $Label".to_string();
+    assert_eq!(
+        fetched_flags(&r.lines()),
+        [(1, 1, flagged.clone()), (2, 2, flagged.clone())],
+        "{r:?}"
     );
     let r = c1.command("UID COPY 2:3 Work").unwrap().ok();
     let code = r.code("COPYUID").expect("COPYUID");
@@ -126,20 +149,25 @@ fn store_copy_move_expunge_and_mailboxes_replicate() {
         let mut c = cluster.login(node, "alice");
         wait_for(
             &format!("node {node} INBOX"),
-            &vec!["* 1 FETCH (UID 2 FLAGS (\\Flagged $Label))".to_string()],
+            &vec![(1, 2, flagged.clone())],
             || {
                 c.command("EXAMINE INBOX").unwrap().ok();
-                uid_fetch(&mut c, "UID FLAGS")
+                fetched_flags(&uid_fetch(&mut c, "UID FLAGS"))
             },
         );
         wait_for(&format!("node {node} Work"), &3, || {
             c.command("EXAMINE Work").unwrap().ok();
             uid_fetch(&mut c, "UID").len()
         });
-        let work = uid_fetch(&mut c, "UID FLAGS").join("\n");
-        assert!(
-            work.contains("UID 1 ") && work.contains("UID 2 ") && work.contains("UID 3 "),
-            "{work}"
+        let work = fetched_flags(&uid_fetch(&mut c, "UID FLAGS"));
+        assert_eq!(
+            work,
+            [
+                (1, 1, flagged.clone()),
+                (2, 2, String::new()),
+                (3, 3, flagged.clone())
+            ],
+            "node {node}"
         );
         wait_for(
             &format!("node {node} mailboxes"),
@@ -161,20 +189,17 @@ fn store_copy_move_expunge_and_mailboxes_replicate() {
     }
 }
 
-#[test]
-fn mail_delivered_straight_into_one_backend_is_adopted_everywhere() {
+both_backends!(mail_delivered_straight_into_one_backend_is_adopted_everywhere);
+fn mail_delivered_straight_into_one_backend_is_adopted_everywhere(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     let (uv, first) = appenduid(&c1.append("INBOX", &body("through-tandem")).unwrap().ok());
-    // Straight into node 2's Dovecot, behind tandem's back (as a local
+    // Straight into node 2's backend, behind tandem's back (as a local
     // delivery would).
-    let mut direct = ImapClient::login(
-        cluster.dovecots[1].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
-    direct.append("INBOX", &body("behind-tandem")).unwrap().ok();
+    cluster
+        .backend(1)
+        .deliver("alice", "INBOX", &body("behind-tandem"));
     // Node 2 notices when a client selects the mailbox.
     let mut c2 = cluster.login(1, "alice");
     c2.command("SELECT INBOX").unwrap().ok();
@@ -227,32 +252,18 @@ fn contents(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<(u32, String)>
     out
 }
 
-/// What node `node`'s Dovecot holds for alice, straight from it: subjects in
-/// UID order.
+/// What node `node`'s backend holds for alice, straight from it: subjects
+/// in UID order.
 fn backend_subjects(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<String> {
-    let mut c = ImapClient::login(
-        cluster.dovecots[node].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
-    c.command(&format!("EXAMINE {mailbox}")).unwrap().ok();
-    let r = c
-        .command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        .unwrap()
-        .ok();
-    r.lines()
-        .iter()
-        .filter_map(|l| {
-            let s = l.split("Subject: ").nth(1)?;
-            s.split(['\r', '\n']).next().map(str::to_string)
-        })
-        .collect()
+    cluster.backend(node).subjects("alice", mailbox)
 }
 
-#[test]
-fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_order() {
+both_backends!(concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_order);
+fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_order(
+    kind: BackendKind,
+) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.imap).collect();
     let threads: Vec<_> = addrs
         .iter()
@@ -298,10 +309,10 @@ fn concurrent_appends_through_all_nodes_get_distinct_increasing_uids_in_one_orde
     }
 }
 
-#[test]
-fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
+both_backends!(without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied);
+fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("before")).unwrap().ok();
     for node in 1..3 {
@@ -328,13 +339,13 @@ fn without_quorum_a_mutation_gets_unavailable_and_nothing_is_applied() {
     }
 }
 
-#[test]
-fn a_stopped_backend_catches_up_when_it_returns() {
+both_backends!(a_stopped_backend_catches_up_when_it_returns);
+fn a_stopped_backend_catches_up_when_it_returns(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.append("INBOX", &body("one")).unwrap().ok();
-    cluster.dovecots[2].stop();
+    cluster.backend_mut(2).stop();
     let mut acked = vec![];
     for k in 0..5 {
         let marker = format!("while-down-{k}");
@@ -343,7 +354,7 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     }
     c1.command("SELECT INBOX").unwrap().ok();
     c1.command("UID STORE 1 +FLAGS (\\Seen)").unwrap().ok();
-    cluster.dovecots[2].restart();
+    cluster.backend_mut(2).restart();
     let expected = contents(&cluster, 0, "INBOX");
     assert_eq!(expected.len(), 6);
     wait_for("node 3 caught up", &expected, || {
@@ -351,21 +362,20 @@ fn a_stopped_backend_catches_up_when_it_returns() {
     });
     let mut c3 = cluster.login(2, "alice");
     c3.command("EXAMINE INBOX").unwrap().ok();
-    let flags = uid_fetch(&mut c3, "FLAGS").join("\n");
-    assert!(
-        flags.contains("UID 1 FLAGS (\\Seen") || flags.contains("FLAGS (\\Seen"),
-        "{flags}"
-    );
+    let flags = fetched_flags(&uid_fetch(&mut c3, "UID FLAGS"));
+    assert_eq!(flags.len(), 6, "{flags:?}");
+    assert_eq!(flags[0], (1, 1, "\\Seen".to_string()), "{flags:?}");
+    assert!(flags[1..].iter().all(|f| f.2.is_empty()), "{flags:?}");
 }
 
+both_backends!(a_node_catching_up_moves_what_its_other_sessions_appended);
 /// A node catching up applies runs of APPENDs over parallel backend
 /// sessions; the session that then moves those messages must see them
 /// (Dovecot skips UIDs a session has not seen yet, and the MOVE would be
 /// lost on this node only).
-#[test]
-fn a_node_catching_up_moves_what_its_other_sessions_appended() {
+fn a_node_catching_up_moves_what_its_other_sessions_appended(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Work").unwrap().ok();
     c1.append("INBOX", &body("a")).unwrap().ok();
@@ -373,14 +383,14 @@ fn a_node_catching_up_moves_what_its_other_sessions_appended() {
     // Node 3's applier waits on its frozen backend in the first MOVE while
     // the rest queues up behind it; thawed, it appends b, c and d over
     // parallel sessions, then moves them over the session of the first.
-    cluster.dovecots[2].freeze(true);
+    cluster.backend(2).freeze(true);
     c1.command("SELECT INBOX").unwrap().ok();
     c1.command("UID MOVE 1 Work").unwrap().ok();
     for m in ["b", "c", "d"] {
         c1.append("INBOX", &body(m)).unwrap().ok();
     }
     c1.command("UID MOVE 2:4 Work").unwrap().ok();
-    cluster.dovecots[2].freeze(false);
+    cluster.backend(2).freeze(false);
     let work: Vec<(u32, String)> = ["a", "b", "c", "d"]
         .iter()
         .enumerate()
@@ -393,13 +403,13 @@ fn a_node_catching_up_moves_what_its_other_sessions_appended() {
     assert_eq!(backend_subjects(&cluster, 2, "Work"), ["a", "b", "c", "d"]);
 }
 
+both_backends!(a_change_whose_answer_was_lost_is_applied_exactly_once);
 /// A backend that carries out a command and then loses the connection before
 /// answering (it was stopped, the link broke) must not get the command a
 /// second time: the retry looks first, and records what it finds.
-#[test]
-fn a_change_whose_answer_was_lost_is_applied_exactly_once() {
+fn a_change_whose_answer_was_lost_is_applied_exactly_once(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start_with_cutters(3);
+    let cluster = Cluster::start_with_cutters(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Work").unwrap().ok();
     c1.append("INBOX", &body("first")).unwrap().ok();
@@ -440,10 +450,10 @@ fn a_change_whose_answer_was_lost_is_applied_exactly_once() {
     assert_eq!(backend_subjects(&cluster, 2, "Work"), ["first", "second"]);
 }
 
-#[test]
-fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
+both_backends!(a_backend_refusal_on_the_client_node_is_undone_on_the_others);
+fn a_backend_refusal_on_the_client_node_is_undone_on_the_others(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Box").unwrap().ok();
     c1.append("Box", &body("kept")).unwrap().ok();
@@ -452,11 +462,7 @@ fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
     });
     // Behind tandem's back, node 1's backend loses the mailbox: its apply
     // of the next APPEND fails there.
-    let mut direct = ImapClient::login(
-        cluster.dovecots[0].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
+    let mut direct = cluster.backend(0).login("alice");
     direct.command("DELETE Box").unwrap().ok();
     let r = c1.append("Box", &body("refused")).unwrap();
     assert_eq!(r.status, Status::No, "{r:?}");
@@ -471,19 +477,14 @@ fn a_backend_refusal_on_the_client_node_is_undone_on_the_others() {
     }
 }
 
-#[test]
-fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
+both_backends!(uids_are_rewritten_both_ways_where_local_and_canonical_differ);
+fn uids_are_rewritten_both_ways_where_local_and_canonical_differ(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     // Node 2's backend already holds a message before alice first comes
     // through tandem: it is adopted, so node 2's local UIDs run one ahead
     // of the canonical ones.
-    let mut direct = ImapClient::login(
-        cluster.dovecots[1].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
-    direct.append("INBOX", &body("early")).unwrap().ok();
+    cluster.backend(1).deliver("alice", "INBOX", &body("early"));
     let mut c2 = cluster.login(1, "alice");
     c2.command("SELECT INBOX").unwrap().ok();
     wait_for("adopted", &1, || contents(&cluster, 0, "INBOX").len());
@@ -500,11 +501,7 @@ fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
     assert_eq!(uv.iter().map(|m| m.0).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(sel.contains("[UIDNEXT 4]"), "{sel}");
     // The backend's own numbers are not the canonical ones.
-    let mut d = ImapClient::login(
-        cluster.dovecots[1].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
+    let mut d = cluster.backend(1).login("alice");
     let local = d.command("EXAMINE INBOX").unwrap().ok().lines().join("\n");
     assert!(!local.contains("[UIDNEXT 4]"), "{local}");
 
@@ -567,10 +564,10 @@ fn uids_are_rewritten_both_ways_where_local_and_canonical_differ() {
     }
 }
 
-#[test]
-fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
+both_backends!(rename_inbox_moves_its_messages_with_new_canonical_uids);
+fn rename_inbox_moves_its_messages_with_new_canonical_uids(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(2);
+    let cluster = Cluster::start_on(kind, 2);
     let mut c1 = cluster.login(0, "alice");
     for m in ["a", "b"] {
         c1.append("INBOX", &body(m)).unwrap().ok();
@@ -588,19 +585,15 @@ fn rename_inbox_moves_its_messages_with_new_canonical_uids() {
     assert_eq!(appenduid(&r).1, 3, "INBOX keeps its UIDNEXT");
 }
 
-#[test]
-fn a_rename_the_client_nodes_backend_refuses_is_undone_everywhere() {
+both_backends!(a_rename_the_client_nodes_backend_refuses_is_undone_everywhere);
+fn a_rename_the_client_nodes_backend_refuses_is_undone_everywhere(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_on(kind, 3);
     let mut c1 = cluster.login(0, "alice");
     c1.command("CREATE Old").unwrap().ok();
     c1.append("Old", &body("kept")).unwrap().ok();
-    // Node 1's Dovecot has a mailbox tandem does not know (from before it).
-    let mut direct = ImapClient::login(
-        cluster.dovecots[0].imap_addr(),
-        "alice",
-        tandem_tests::USER_PASSWORD,
-    );
+    // Node 1's backend has a mailbox tandem does not know (from before it).
+    let mut direct = cluster.backend(0).login("alice");
     direct.command("CREATE New").unwrap().ok();
     let r = c1.command("RENAME Old New").unwrap();
     assert_eq!(r.status, Status::No, "{r:?}");
@@ -613,5 +606,57 @@ fn a_rename_the_client_nodes_backend_refuses_is_undone_everywhere() {
         let mut c = cluster.login(node, "alice");
         let r = c.command("EXAMINE New").unwrap();
         assert_eq!(r.status, Status::No, "node {node}: {r:?}");
+    }
+}
+
+both_backends!(deleting_a_mailbox_with_children_leaves_what_the_client_was_told);
+/// DELETE of a mailbox that has children: Cyrus refuses it with
+/// `NO [HASCHILDREN]` (Dovecot by itself deletes it, its messages go and the
+/// children stay), so tandem refuses it on every backend. Every node shows
+/// what the client was told: the mailbox is there with its messages, and
+/// the children keep theirs.
+fn deleting_a_mailbox_with_children_leaves_what_the_client_was_told(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_on(kind, 3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Parent").unwrap().ok();
+    c1.command("CREATE Parent.Child").unwrap().ok();
+    c1.append("Parent", &body("p1")).unwrap().ok();
+    c1.append("Parent.Child", &body("c1")).unwrap().ok();
+    let r = c1.command("DELETE Parent").unwrap();
+    assert_eq!(r.status, Status::No, "{r:?}");
+    let parent: Vec<(u32, String)> = match r.status {
+        Status::Ok => vec![],
+        _ => {
+            assert!(r.text.contains("[HASCHILDREN]"), "{r:?}");
+            vec![(1, "p1".into())]
+        }
+    };
+    for node in 0..3 {
+        wait_for(&format!("node {node} Parent"), &parent, || {
+            contents(&cluster, node, "Parent")
+        });
+        wait_for(
+            &format!("node {node} Parent.Child"),
+            &vec![(1, "c1".to_string())],
+            || contents(&cluster, node, "Parent.Child"),
+        );
+        if parent.is_empty() {
+            // Gone from the backend too (Dovecot keeps the name above the
+            // child, not selectable).
+            let mut d = cluster.backend(node).login("alice");
+            let r = d.command("EXAMINE Parent").unwrap();
+            assert!(
+                r.status != Status::Ok || r.exists() == Some(0),
+                "node {node}: {r:?}"
+            );
+        } else {
+            assert_eq!(cluster.backend(node).subjects("alice", "Parent"), ["p1"]);
+        }
+    }
+    if !parent.is_empty() {
+        // The mailbox the client was told is still there takes mail.
+        let r = c1.append("Parent", &body("p2")).unwrap().ok();
+        assert_eq!(appenduid(&r).1, 2, "{r:?}");
     }
 }

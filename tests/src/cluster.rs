@@ -380,7 +380,8 @@ impl TandemCluster {
             .unwrap_or_else(|| panic!("node {id} is a witness: it has no backend"))
     }
 
-    fn backend_mut(&mut self, id: u64) -> &mut Backend {
+    /// Node `id`'s backend, mutably (`kill_all`, ...).
+    pub fn backend_mut(&mut self, id: u64) -> &mut Backend {
         self.node_mut(id)
             .backend
             .as_mut()
@@ -472,13 +473,13 @@ impl TandemCluster {
         self.wait_node(id);
     }
 
-    /// Stops node `id`'s Dovecot (SIGTERM; returns once it exited). tandem
+    /// Stops node `id`'s backend (SIGTERM; returns once it exited). tandem
     /// keeps running.
     pub fn stop_backend(&mut self, id: u64) {
         self.backend_mut(id).stop();
     }
 
-    /// Starts node `id`'s Dovecot again on its ports and mail.
+    /// Starts node `id`'s backend again on its ports and mail.
     pub fn start_backend(&mut self, id: u64) {
         self.backend_mut(id).restart();
     }

@@ -1,7 +1,7 @@
 //! A tandem cluster in one process, for tests and benchmarks that need no
 //! SIGKILL: N nodes (Raft node, applier, IMAP server, each on its own tokio
 //! runtime whose threads are named `tandem-node`), each in front of its own
-//! real Dovecot.
+//! real Dovecot or Cyrus.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,9 +14,8 @@ use tandem_proxy::replication::Replication;
 use tandem_replicator::tls::{write_cluster_certs, TlsFiles, TlsMaterial};
 use tandem_replicator::NodeConfig;
 
+use crate::backend::{Backend, BackendKind};
 use crate::cutter::Cutter;
-use crate::cyrus::Cyrus;
-use crate::dovecot::Dovecot;
 use crate::imap::{ImapClient, Status};
 use crate::ports::{free_tcp_port, free_udp_port};
 
@@ -60,28 +59,33 @@ impl Drop for Node {
 pub struct Cluster {
     /// The nodes, in id order.
     pub nodes: Vec<Node>,
-    /// Their Dovecots (none with [`Cluster::start_cyrus`]).
-    pub dovecots: Vec<Dovecot>,
-    /// With [`Cluster::start_cyrus`], their Cyrus servers.
-    pub cyruses: Vec<Cyrus>,
     /// Each node's backend (Dovecot or Cyrus), in node order.
+    pub backends: Vec<Backend>,
+    /// Where each node's backend listens for IMAP, in node order.
     pub backend_addrs: Vec<SocketAddr>,
     /// With [`Cluster::start_with_cutters`], the relay between each node
-    /// and its Dovecot.
+    /// and its backend.
     pub cutters: Vec<Cutter>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// Starts `n` nodes and waits until the cluster takes writes.
+    /// Starts `n` nodes, each in front of its own Dovecot, and waits until
+    /// the cluster takes writes.
     pub fn start(n: u64) -> Cluster {
-        Cluster::start_inner(&vec![false; n as usize], false)
+        Cluster::start_on(BackendKind::Dovecot, n)
     }
 
-    /// Like [`Cluster::start`], each node reaching its Dovecot through a
+    /// Like [`Cluster::start`], each node in front of its own backend of
+    /// `kind`.
+    pub fn start_on(kind: BackendKind, n: u64) -> Cluster {
+        Cluster::start_inner(&vec![kind == BackendKind::Cyrus; n as usize], false)
+    }
+
+    /// Like [`Cluster::start_on`], each node reaching its backend through a
     /// [`Cutter`] that can lose the answer to one command.
-    pub fn start_with_cutters(n: u64) -> Cluster {
-        Cluster::start_inner(&vec![false; n as usize], true)
+    pub fn start_with_cutters(kind: BackendKind, n: u64) -> Cluster {
+        Cluster::start_inner(&vec![kind == BackendKind::Cyrus; n as usize], true)
     }
 
     /// Like [`Cluster::start`], each node in front of its own Cyrus.
@@ -105,25 +109,19 @@ impl Cluster {
             .iter()
             .map(|(&i, p)| (i, format!("127.0.0.1:{p}")))
             .collect();
-        let mut dovecots = Vec::new();
-        let mut cyruses = Vec::new();
+        let mut backends = Vec::new();
         let mut cutters = Vec::new();
         let mut nodes = Vec::new();
         let mut backend_addrs = Vec::new();
         for &id in &ids {
-            let cyrus = cyrus_nodes[id as usize - 1];
-            let kind = if cyrus { "cyrus" } else { "dovecot" };
-            let mut backend = if cyrus {
-                let c = Cyrus::start();
-                let a = c.imap_addr();
-                cyruses.push(c);
-                a
+            let b = Backend::start(if cyrus_nodes[id as usize - 1] {
+                BackendKind::Cyrus
             } else {
-                let d = Dovecot::start();
-                let a = d.imap_addr();
-                dovecots.push(d);
-                a
-            };
+                BackendKind::Dovecot
+            });
+            let kind = b.kind().config_name();
+            let mut backend = b.imap_addr();
+            backends.push(b);
             backend_addrs.push(backend);
             if cut {
                 let c = Cutter::start(backend);
@@ -213,8 +211,7 @@ command_timeout_secs = 10
         }
         let c = Cluster {
             nodes,
-            dovecots,
-            cyruses,
+            backends,
             backend_addrs,
             cutters,
             _dir: dir,
@@ -275,10 +272,21 @@ command_timeout_secs = 10
     pub fn login(&self, node: usize, user: &str) -> ImapClient {
         ImapClient::login(self.nodes[node].imap, user, crate::USER_PASSWORD)
     }
+
+    /// Node `node`'s backend (Dovecot or Cyrus), for what tandem does not
+    /// see: direct sessions, stop, restart, freeze.
+    pub fn backend(&self, node: usize) -> &Backend {
+        &self.backends[node]
+    }
+
+    /// Node `node`'s backend, mutably.
+    pub fn backend_mut(&mut self, node: usize) -> &mut Backend {
+        &mut self.backends[node]
+    }
 }
 
 impl Cluster {
-    /// Stops node `i`'s tandem (its Dovecot keeps running).
+    /// Stops node `i`'s tandem (its backend keeps running).
     pub fn stop_node(&mut self, i: usize) {
         self.nodes[i].rep.take();
         if let Some(s) = self.nodes[i].stop.take() {

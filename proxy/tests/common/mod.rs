@@ -1,12 +1,40 @@
-//! Starting the proxy in-process for the integration tests.
+//! Starting the proxy in-process for the integration tests, and
+//! [`both_backends!`], which runs a test against Dovecot and against Cyrus.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use tandem_proxy::config::Config;
+use tandem_tests::{Backend, BackendKind};
+
+/// Runs each named test function `fn name(kind: BackendKind)` once against
+/// Dovecot and once against Cyrus, as the tests `name::dovecot` and
+/// `name::cyrus` (so `cargo test name` runs both, `cargo test ::cyrus` all
+/// the Cyrus ones):
+///
+/// ```ignore
+/// both_backends!(an_append_is_replicated);
+/// fn an_append_is_replicated(kind: BackendKind) { ... }
+/// ```
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn dovecot() {
+                super::$name(tandem_tests::BackendKind::Dovecot)
+            }
+            #[test]
+            fn cyrus() {
+                super::$name(tandem_tests::BackendKind::Cyrus)
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)] // tls.rs uses none
+pub(crate) use both_backends;
 
 pub struct Proxy {
     pub addr: SocketAddr,
@@ -27,16 +55,25 @@ impl Drop for Proxy {
     }
 }
 
+/// A proxy without replication in front of the Dovecot at `backend`, with
+/// `extra` TOML appended to its config.
 pub fn start_proxy(backend: SocketAddr, extra: &str) -> Proxy {
-    start_proxy_with_command_timeout_and(backend, 10, extra)
+    start_proxy_inner(BackendKind::Dovecot, backend, 10, extra)
 }
 
-/// A proxy whose backend commands time out after `secs`.
-pub fn start_proxy_with_command_timeout(backend: SocketAddr, secs: u64) -> Proxy {
-    start_proxy_with_command_timeout_and(backend, secs, "")
+/// A proxy without replication in front of `backend` (Dovecot or Cyrus:
+/// the config's `[backend] kind` follows it), with `extra` TOML appended.
+pub fn start_proxy_for(backend: &Backend, extra: &str) -> Proxy {
+    start_proxy_inner(backend.kind(), backend.imap_addr(), 10, extra)
 }
 
-fn start_proxy_with_command_timeout_and(backend: SocketAddr, secs: u64, extra: &str) -> Proxy {
+/// Like [`start_proxy_for`], with backend commands timing out after `secs`.
+pub fn start_proxy_with_command_timeout(backend: &Backend, secs: u64) -> Proxy {
+    start_proxy_inner(backend.kind(), backend.imap_addr(), secs, "")
+}
+
+fn start_proxy_inner(kind: BackendKind, backend: SocketAddr, secs: u64, extra: &str) -> Proxy {
+    let kind = kind.config_name();
     let text = format!(
         r#"
 [node]
@@ -51,7 +88,7 @@ ca = "/nonexistent/ca.pem"
 cert = "/nonexistent/node-1.pem"
 key = "/nonexistent/node-1.key"
 [backend]
-kind = "dovecot"
+kind = "{kind}"
 address = "{backend}"
 admin_user = "admin"
 admin_password = "admin-secret"

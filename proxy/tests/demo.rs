@@ -59,6 +59,9 @@ fn demo_on_cyrus_starts_real_nodes_and_sigterm_leaves_nothing_behind() {
 /// `tandem demo --nodes 2 --backend KIND`: a client through each node, the
 /// mail on both, and SIGTERM stopping every process it started.
 fn demo_run(kind: BackendKind) {
+    // One demo at a time: both would pick the same port range.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nodes = 2;
     let mut base = 12000 + (std::process::id() % 97) as u16 * 150;
     while !ports_free(base, nodes) {

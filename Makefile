@@ -109,7 +109,8 @@ bench: deps
 	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/bench --out bench
 
 # The chaos campaign: CHAOS_SECONDS of faults (default 600) from CHAOS_SEED
-# (default: the clock), against Dovecot or CHAOS_BACKEND=cyrus backends,
+# (default: the clock), against Dovecot, CHAOS_BACKEND=cyrus or CHAOS_BACKEND=mixed
+# (Dovecot, Cyrus, Dovecot) backends,
 # then the checker. Ends with one line:
 # "chaos: seed S, N faults, M ops (K acknowledged), V violations".
 CHAOS_SECONDS ?= 600

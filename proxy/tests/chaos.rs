@@ -35,8 +35,22 @@ fn a_short_campaign_finds_no_violation() {
 fn a_short_campaign_on_cyrus_finds_no_violation() {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let summary = run(&Options {
-        backend: tandem_tests::BackendKind::Cyrus,
+        backends: vec![tandem_tests::BackendKind::Cyrus],
         ..options(45, 20261129)
+    });
+    assert_clean(&summary);
+}
+
+/// And against a mixed cluster: Dovecot, Cyrus, Dovecot.
+#[test]
+fn a_short_campaign_on_a_mixed_cluster_finds_no_violation() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let summary = run(&Options {
+        backends: vec![
+            tandem_tests::BackendKind::Dovecot,
+            tandem_tests::BackendKind::Cyrus,
+        ],
+        ..options(45, 20261201)
     });
     assert_clean(&summary);
 }

@@ -53,8 +53,9 @@ pub struct Options {
     pub negative_control: bool,
     /// The `tandem` binary (default: the harness's search).
     pub binary: Option<std::path::PathBuf>,
-    /// The mail nodes' server.
-    pub backend: BackendKind,
+    /// The mail nodes' servers, in node order, repeated as needed (one
+    /// kind, or a mix).
+    pub backends: Vec<BackendKind>,
 }
 
 impl Default for Options {
@@ -66,7 +67,7 @@ impl Default for Options {
             nodes: 3,
             negative_control: false,
             binary: None,
-            backend: BackendKind::Dovecot,
+            backends: vec![BackendKind::Dovecot],
         }
     }
 }
@@ -470,7 +471,7 @@ fn backend_order(addr: SocketAddr, user: &str, mailbox: &str) -> Option<Vec<Stri
 pub fn run(opts: &Options) -> Summary {
     let mut builder = TandemCluster::builder()
         .nodes(opts.nodes)
-        .backend(opts.backend)
+        .backends(&opts.backends)
         .relay(opts.seed);
     if let Some(b) = &opts.binary {
         builder = builder.binary(b);

@@ -66,7 +66,8 @@ pub struct TandemClusterBuilder {
     extra: String,
     relay: Option<u64>,
     env: Vec<(String, String)>,
-    backend: BackendKind,
+    /// Mail node i runs `backends[i % len]`.
+    backends: Vec<BackendKind>,
 }
 
 impl Default for TandemClusterBuilder {
@@ -79,7 +80,7 @@ impl Default for TandemClusterBuilder {
             extra: String::new(),
             relay: None,
             env: Vec::new(),
-            backend: BackendKind::Dovecot,
+            backends: vec![BackendKind::Dovecot],
         }
     }
 }
@@ -100,7 +101,16 @@ impl TandemClusterBuilder {
 
     /// The mail nodes' server (default Dovecot).
     pub fn backend(mut self, kind: BackendKind) -> Self {
-        self.backend = kind;
+        self.backends = vec![kind];
+        self
+    }
+
+    /// The mail nodes' servers, in node order, repeated as needed: `[Dovecot,
+    /// Cyrus, Dovecot]` makes a mixed cluster.
+    pub fn backends(mut self, kinds: &[BackendKind]) -> Self {
+        if !kinds.is_empty() {
+            self.backends = kinds.to_vec();
+        }
         self
     }
 
@@ -168,7 +178,9 @@ impl TandemClusterBuilder {
                     imap: mail.then(|| SocketAddr::from(([127, 0, 0, 1], free_tcp_port()))),
                     metrics: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
                     peer: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
-                    backend: mail.then(|| Backend::start(self.backend)),
+                    backend: mail.then(|| {
+                        Backend::start(self.backends[(id as usize - 1) % self.backends.len()])
+                    }),
                     config: node_dir.join("tandem.toml"),
                     dir: node_dir,
                     child: None,

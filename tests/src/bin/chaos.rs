@@ -29,11 +29,18 @@ fn main() -> ExitCode {
             "--negative-control" => opts.negative_control = true,
             "--backend" => {
                 let name = args.next().unwrap_or_default();
-                let Some(kind) = tandem_tests::BackendKind::parse(&name) else {
-                    eprintln!("chaos: --backend is dovecot or cyrus, not {name:?}");
-                    return ExitCode::from(2);
+                opts.backends = match (name.as_str(), tandem_tests::BackendKind::parse(&name)) {
+                    (_, Some(kind)) => vec![kind],
+                    // Node 2 in front of Cyrus, the others of Dovecot.
+                    ("mixed", None) => vec![
+                        tandem_tests::BackendKind::Dovecot,
+                        tandem_tests::BackendKind::Cyrus,
+                    ],
+                    _ => {
+                        eprintln!("chaos: --backend is dovecot, cyrus or mixed, not {name:?}");
+                        return ExitCode::from(2);
+                    }
                 };
-                opts.backend = kind;
             }
             other => {
                 eprintln!("chaos: unknown argument {other}");
@@ -46,7 +53,11 @@ fn main() -> ExitCode {
         opts.seed,
         opts.duration.as_secs(),
         opts.clients,
-        opts.backend.config_name(),
+        opts.backends
+            .iter()
+            .map(|k| k.config_name())
+            .collect::<Vec<_>>()
+            .join("+"),
         if opts.negative_control {
             ", negative control (acknowledge before commit)"
         } else {

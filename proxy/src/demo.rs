@@ -526,6 +526,7 @@ impl Demo {
                     dir: backend_dir.clone(),
                     imap_port: ports.backend,
                     lmtp_port: lmtp,
+                    tls: None,
                     extra_config: String::new(),
                 };
                 if fresh {

@@ -1,6 +1,7 @@
 //! STARTTLS and IMAPS toward clients, against a test CA, with Python's
-//! imaplib and ssl as the client; LOGINDISABLED before TLS; and the
-//! STARTTLS command-injection case (bytes pipelined after STARTTLS).
+//! imaplib and ssl as the client; LOGINDISABLED before TLS; the STARTTLS
+//! command-injection case (bytes pipelined after STARTTLS); and the backend
+//! reached over TLS. Each in front of Dovecot and of Cyrus.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::start_proxy;
-use tandem_tests::Dovecot;
+use common::{both_backends, start_proxy_at, start_proxy_for};
+use tandem_tests::{Backend, BackendKind};
 
 /// Writes ca.pem, server.pem and server.key (for localhost and 127.0.0.1).
 fn test_ca(dir: &Path) {
@@ -42,12 +43,17 @@ fn python(script: &str, args: &[String]) -> String {
     text
 }
 
-#[test]
-fn starttls_and_imaps_with_imaplib_and_logindisabled_before_tls() {
-    let dovecot = Dovecot::start();
+both_backends!(
+    starttls_and_imaps_with_imaplib_and_logindisabled_before_tls,
+    bytes_pipelined_after_starttls_close_the_connection,
+    backend_over_tls_verified_by_ca_or_pinned,
+);
+
+fn starttls_and_imaps_with_imaplib_and_logindisabled_before_tls(kind: BackendKind) {
+    let backend = Backend::start(kind);
     let certs = tempfile::tempdir().unwrap();
     test_ca(certs.path());
-    let proxy = start_proxy(dovecot.imap_addr(), &tls_section(certs.path()));
+    let proxy = start_proxy_for(&backend, &tls_section(certs.path()));
     let script = r#"
 import imaplib, ssl, sys
 ca, port, sport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -88,12 +94,11 @@ print('tls ok')
     assert!(text.contains("tls ok"), "{text}");
 }
 
-#[test]
-fn bytes_pipelined_after_starttls_close_the_connection() {
-    let dovecot = Dovecot::start();
+fn bytes_pipelined_after_starttls_close_the_connection(kind: BackendKind) {
+    let backend = Backend::start(kind);
     let certs = tempfile::tempdir().unwrap();
     test_ca(certs.path());
-    let proxy = start_proxy(dovecot.imap_addr(), &tls_section(certs.path()));
+    let proxy = start_proxy_for(&backend, &tls_section(certs.path()));
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut greeting = [0u8; 512];
@@ -119,17 +124,16 @@ fn pin_of(cert: &Path) -> String {
         .collect()
 }
 
-#[test]
-fn backend_over_tls_verified_by_ca_or_pinned() {
+fn backend_over_tls_verified_by_ca_or_pinned(kind: BackendKind) {
     let certs = tempfile::tempdir().unwrap();
     test_ca(certs.path());
-    let dovecot = Dovecot::builder()
-        .tls(
-            &certs.path().join("server.pem"),
-            &certs.path().join("server.key"),
-        )
-        .start();
-    let backend = dovecot.imaps_addr().unwrap();
+    let server = Backend::start_tls(
+        kind,
+        &certs.path().join("server.pem"),
+        &certs.path().join("server.key"),
+    );
+    let backend = server.imaps_addr().unwrap();
+    let start_proxy = |addr, extra: &str| start_proxy_at(kind, addr, extra);
 
     let verified = start_proxy(
         backend,

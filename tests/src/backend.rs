@@ -56,6 +56,23 @@ impl Backend {
         }
     }
 
+    /// Starts one of `kind` with an IMAPS listener (implicit TLS) using
+    /// this certificate and key (PEM); [`Backend::imaps_addr`] says where.
+    pub fn start_tls(kind: BackendKind, cert: &std::path::Path, key: &std::path::Path) -> Backend {
+        match kind {
+            BackendKind::Dovecot => Backend::Dovecot(Dovecot::builder().tls(cert, key).start()),
+            BackendKind::Cyrus => Backend::Cyrus(Cyrus::builder().tls(cert, key).start()),
+        }
+    }
+
+    /// Where IMAPS (implicit TLS) listens, when started with TLS.
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Backend::Dovecot(d) => d.imaps_addr(),
+            Backend::Cyrus(c) => c.imaps_addr(),
+        }
+    }
+
     /// Its kind.
     pub fn kind(&self) -> BackendKind {
         match self {

@@ -55,6 +55,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, Clone)]
 pub struct CyrusBuilder {
     extra_config: String,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl CyrusBuilder {
@@ -64,6 +65,13 @@ impl CyrusBuilder {
     pub fn extra_config(mut self, text: &str) -> Self {
         self.extra_config.push_str(text);
         self.extra_config.push('\n');
+        self
+    }
+
+    /// Adds an IMAPS listener (implicit TLS, `imapd -s`) with this
+    /// certificate and key (PEM); [`Cyrus::imaps_addr`] says where.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
         self
     }
 
@@ -88,6 +96,7 @@ impl CyrusBuilder {
                 .map_err(|e| format!("create temp dir for Cyrus: {e}"))?;
             let mut instance = Cyrus {
                 imap_port: crate::ports::free_tcp_port(),
+                imaps_port: self.tls.as_ref().map(|_| crate::ports::free_tcp_port()),
                 dir: tmp.path().to_path_buf(),
                 child: None,
                 options: self.clone(),
@@ -123,6 +132,7 @@ impl CyrusBuilder {
 #[derive(Debug)]
 pub struct Cyrus {
     imap_port: u16,
+    imaps_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
     options: CyrusBuilder,
@@ -146,6 +156,13 @@ impl Cyrus {
     /// Where clients connect for IMAP.
     pub fn imap_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.imap_port))
+    }
+
+    /// Where clients connect for IMAPS (implicit TLS), when the builder
+    /// asked for TLS.
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        self.imaps_port
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
     }
 
     /// The instance's directory (configs, sasldb, databases, spool, logs).
@@ -245,6 +262,10 @@ impl Cyrus {
             dir: self.dir.clone(),
             imap_port: self.imap_port,
             lmtp_port: 0,
+            tls: match (&self.options.tls, self.imaps_port) {
+                (Some((cert, key)), Some(port)) => Some((cert.clone(), key.clone(), port)),
+                _ => None,
+            },
             extra_config: self.options.extra_config.clone(),
         }
     }

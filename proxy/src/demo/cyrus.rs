@@ -103,6 +103,9 @@ pub struct CyrusSetup {
     /// LMTP port on 127.0.0.1 (`lmtpd -a`: no authentication, for
     /// 127.0.0.1 only); 0 for no LMTP listener.
     pub lmtp_port: u16,
+    /// TLS certificate and key (PEM files, copied into the directory so
+    /// that the `cyrus` user can read them) and the IMAPS port, if any.
+    pub tls: Option<(PathBuf, PathBuf, u16)>,
     /// Raw `imapd.conf` settings (`key: value` lines) that replace the
     /// defaults of the same key (Cyrus refuses a key given twice), e.g.
     /// `unixhierarchysep: yes`.
@@ -178,6 +181,14 @@ munge8bit: no
                 imapd_conf.push('\n');
             }
         }
+        if let Some((cert, key, _)) = &self.tls {
+            fs::copy(cert, d.join("tls-cert.pem"))?;
+            fs::copy(key, d.join("tls-key.pem"))?;
+            fs::set_permissions(d.join("tls-key.pem"), fs::Permissions::from_mode(0o600))?;
+            imapd_conf.push_str(&format!(
+                "tls_server_cert: {ds}/tls-cert.pem\ntls_server_key: {ds}/tls-key.pem\n"
+            ));
+        }
         imapd_conf.push_str(&self.extra_config);
         if !imapd_conf.ends_with('\n') {
             imapd_conf.push('\n');
@@ -202,13 +213,20 @@ DAEMON {{
 }}
 ",
             port = self.imap_port,
-            lmtp = if self.lmtp_port == 0 {
-                String::new()
-            } else {
-                format!(
-                    "  lmtp cmd=\"{LMTPD_BIN} -a -C {c}\" listen=\"127.0.0.1:{}\" prefork=0 maxchild=20\n",
-                    self.lmtp_port
-                )
+            lmtp = {
+                let mut more = String::new();
+                if self.lmtp_port != 0 {
+                    more.push_str(&format!(
+                        "  lmtp cmd=\"{LMTPD_BIN} -a -C {c}\" listen=\"127.0.0.1:{}\" prefork=0 maxchild=20\n",
+                        self.lmtp_port
+                    ));
+                }
+                if let Some((_, _, port)) = &self.tls {
+                    more.push_str(&format!(
+                        "  imaps cmd=\"{IMAPD_BIN} -s -C {c}\" listen=\"127.0.0.1:{port}\" prefork=0 maxchild=100\n"
+                    ));
+                }
+                more
             },
         );
         fs::write(&conf, imapd_conf)?;

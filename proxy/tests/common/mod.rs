@@ -67,6 +67,12 @@ pub fn start_proxy_for(backend: &Backend, extra: &str) -> Proxy {
     start_proxy_inner(backend.kind(), backend.imap_addr(), 10, extra)
 }
 
+/// A proxy without replication in front of a backend of `kind` reached at
+/// `addr` (e.g. its IMAPS listener), with `extra` TOML appended.
+pub fn start_proxy_at(kind: BackendKind, addr: SocketAddr, extra: &str) -> Proxy {
+    start_proxy_inner(kind, addr, 10, extra)
+}
+
 /// Like [`start_proxy_for`], with backend commands timing out after `secs`.
 pub fn start_proxy_with_command_timeout(backend: &Backend, secs: u64) -> Proxy {
     start_proxy_inner(backend.kind(), backend.imap_addr(), secs, "")

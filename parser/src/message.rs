@@ -2,9 +2,10 @@
 //!
 //! Every node stores every replicated message in its own backend, and a
 //! cluster may mix Dovecot and Cyrus nodes. A message one backend takes and
-//! another refuses would leave the nodes disagreeing, so every node refuses,
-//! before anything is proposed, what the strictest supported backend
-//! refuses. Dovecot 2.3 stores anything; Cyrus IMAP 3.6 refuses (measured
+//! another refuses would leave the nodes disagreeing, so once a Cyrus node
+//! is in the cluster, every node refuses what Cyrus refuses (the proxy's
+//! state machine decides; see its `Op::RegisterBackend`). Dovecot 2.3
+//! stores anything; Cyrus IMAP 3.6 refuses (measured
 //! on Debian's 3.6.1 with a raw-socket APPEND of each case; the cases are
 //! replayed against a real Cyrus by `proxy/tests/cyrus.rs`):
 //! - an empty message (`Zero-length message literal`);

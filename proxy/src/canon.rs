@@ -206,6 +206,83 @@ pub enum Op {
         /// The hierarchy separator (from the proposer's backend).
         separator: Option<char>,
     },
+    /// A mail node says which server its backend is (`dovecot`, `cyrus`),
+    /// once, when it starts. From the first Cyrus on, APPENDs of messages
+    /// Cyrus refuses are refused everywhere ([`strict_messages`]).
+    RegisterBackend {
+        /// The node.
+        node: u64,
+        /// Its backend's kind, as in the config.
+        kind: String,
+    },
+}
+
+/// The COUNTERS key that records node `node`'s backend `kind`.
+fn backend_key(kind: &str, node: u64) -> String {
+    format!("backend/{kind}/{node}")
+}
+
+/// Whether a node in front of Cyrus has registered: then messages Cyrus
+/// refuses (`tandem_parser::message`) are refused on every node. A
+/// Dovecot-only cluster takes them, as Dovecot does.
+fn strict_messages_in(t: &impl redb::ReadableTable<&'static str, u64>) -> SmResult<bool> {
+    let prefix = "backend/cyrus/";
+    let mut range = t.range(prefix..)?;
+    Ok(match range.next() {
+        Some(r) => r?.0.value().starts_with(prefix),
+        None => false,
+    })
+}
+
+/// [`strict_messages_in`] from the committed state (the session's
+/// pre-check; the state machine decides).
+pub fn strict_messages(db: &redb::Database) -> bool {
+    use redb::ReadableDatabase;
+    let Ok(txn) = db.begin_read() else {
+        return true;
+    };
+    match txn.open_table(COUNTERS) {
+        Ok(t) => strict_messages_in(&t).unwrap_or(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(_) => true,
+    }
+}
+
+/// The registered (node, backend kind) pairs, in node order per kind.
+pub fn registered_backends(db: &redb::Database) -> Vec<(u64, String)> {
+    use redb::ReadableDatabase;
+    let Ok(txn) = db.begin_read() else {
+        return Vec::new();
+    };
+    let Ok(t) = txn.open_table(COUNTERS) else {
+        return Vec::new();
+    };
+    let Ok(range) = t.range("backend/"..) else {
+        return Vec::new();
+    };
+    range
+        .flatten()
+        .map_while(|(k, _)| {
+            let rest = k.value().strip_prefix("backend/")?.to_string();
+            let (kind, node) = rest.split_once('/')?;
+            Some((node.parse().ok()?, kind.to_string()))
+        })
+        .collect()
+}
+
+/// Whether node `node`'s backend `kind` is registered.
+pub fn backend_registered(db: &redb::Database, node: u64, kind: &str) -> bool {
+    use redb::ReadableDatabase;
+    let Ok(txn) = db.begin_read() else {
+        return false;
+    };
+    let Ok(t) = txn.open_table(COUNTERS) else {
+        return false;
+    };
+    t.get(backend_key(kind, node).as_str())
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 /// A log entry: an operation of one user, proposed by one node.
@@ -616,6 +693,12 @@ impl Canon {
                 Ok(ok(seq, uidvalidity, Vec::new(), Vec::new()))
             }
             Op::Subscribe { name } => self.subscribe(txn, boxes, user, name, true),
+            Op::RegisterBackend { node, kind } => {
+                drop(boxes);
+                let mut counters = txn.open_table(COUNTERS)?;
+                counters.insert(backend_key(&kind, node).as_str(), 1)?;
+                Ok(ok(0, 0, Vec::new(), Vec::new()))
+            }
             Op::Unsubscribe { name } => self.subscribe(txn, boxes, user, name, false),
             Op::Append {
                 mailbox,
@@ -643,6 +726,16 @@ impl Canon {
                     }
                     for k in &keys {
                         adopted.insert(k.as_str(), ())?;
+                    }
+                }
+                {
+                    let counters = txn.open_table(COUNTERS)?;
+                    if strict_messages_in(&counters)? {
+                        for msg in &messages {
+                            if let Err(defect) = tandem_parser::message::check(&msg.body) {
+                                return Ok(no("CANNOT", defect.to_string()));
+                            }
+                        }
                     }
                 }
                 let n = messages.len() as u32;
@@ -1067,6 +1160,48 @@ mod tests {
         let (uv2, ..) = ok_uids(&f.run(create("Box")));
         assert!(uv2 > uv, "{uv2} after {uv}");
         assert_eq!(ok_uids(&f.run(append("Box", 1))).1, vec![1]);
+    }
+
+    #[test]
+    fn messages_cyrus_refuses_are_refused_once_a_cyrus_node_registers() {
+        let mut f = Fixture::new();
+        ok_uids(&f.run(create("INBOX")));
+        let bare_lf = || Op::Append {
+            mailbox: "INBOX".into(),
+            messages: vec![NewMessage {
+                flags: vec![],
+                date: None,
+                body: b"Subject: a\n\nbare newlines\n".to_vec(),
+            }],
+            replaces: None,
+        };
+        // Dovecot-only: taken, as Dovecot takes it.
+        assert_eq!(ok_uids(&f.run(bare_lf())).1, vec![1]);
+        ok_uids(&f.run(Op::RegisterBackend {
+            node: 1,
+            kind: "dovecot".into(),
+        }));
+        assert_eq!(ok_uids(&f.run(bare_lf())).1, vec![2]);
+        let queued = f.outbox_len();
+        ok_uids(&f.run(Op::RegisterBackend {
+            node: 2,
+            kind: "cyrus".into(),
+        }));
+        assert_eq!(f.outbox_len(), queued, "a registration queues no work");
+        assert_eq!(refused(&f.run(bare_lf())), "CANNOT");
+        let before = f.mailbox("INBOX");
+        assert_eq!(before.unwrap().uidnext, 3, "a refusal allocates no UID");
+        // Well-formed mail still goes through.
+        let good = Op::Append {
+            mailbox: "INBOX".into(),
+            messages: vec![NewMessage {
+                flags: vec![],
+                date: None,
+                body: b"Subject: a\r\n\r\nfine\r\n".to_vec(),
+            }],
+            replaces: None,
+        };
+        assert_eq!(ok_uids(&f.run(good)).1, vec![3]);
     }
 
     #[test]

@@ -176,7 +176,8 @@ impl Replication {
             }
             None => (None, None, None, Duration::from_secs(30)),
         };
-        Ok(Arc::new(Replication {
+        let kind = backend_access.as_ref().map(|(b, _)| b.kind.to_string());
+        let rep = Arc::new(Replication {
             node,
             maps,
             progress,
@@ -186,7 +187,22 @@ impl Replication {
             backend: backend_access,
             locks,
             adopting: Mutex::new(HashSet::new()),
-        }))
+        });
+        if let Some(kind) = kind {
+            tokio::spawn(register_backend(Arc::downgrade(&rep), kind));
+        }
+        Ok(rep)
+    }
+
+    /// The mail nodes' backend kinds registered so far, as (node, kind).
+    pub fn registered_backends(&self) -> Vec<(u64, String)> {
+        canon::registered_backends(self.node.database())
+    }
+
+    /// Whether APPENDs of messages Cyrus refuses are refused (a node in
+    /// front of Cyrus has registered), in the committed state.
+    pub fn strict_messages(&self) -> bool {
+        canon::strict_messages(self.node.database())
     }
 
     /// Asks for the messages of `user`'s `mailbox` that this node's backend
@@ -236,6 +252,7 @@ impl Replication {
     }
 
     async fn adopt(&self, user: &str, mailbox: &str) -> Result<usize, String> {
+        let strict = self.strict_messages();
         let (cfg, password) = self.backend.clone().ok_or("no backend")?;
         let canon = self.mailbox(user, mailbox).ok_or("no such mailbox")?;
         let mut conn = BackendConn::connect(&cfg)
@@ -306,8 +323,10 @@ impl Replication {
                 // hidden (never shown through tandem): replicating it would
                 // leave the nodes disagreeing.
                 if let Err(defect) = tandem_parser::message::check(&message.body) {
-                    tracing::warn!(%mailbox, uid, %defect, "a message delivered behind tandem is not adopted and stays hidden");
-                    continue;
+                    if strict {
+                        tracing::warn!(%mailbox, uid, %defect, "a message delivered behind tandem is not adopted and stays hidden: a Cyrus node could not store it");
+                        continue;
+                    }
                 }
                 messages.push(message);
                 adopted.push(uid);
@@ -426,6 +445,23 @@ impl Replication {
         self.maps.as_ref()?.get(user, uidvalidity)
     }
 
+    /// This node's UID map of a canonical mailbox, waiting for it up to the
+    /// backend's command timeout: a mailbox just created through another
+    /// node is on its way to this node's backend.
+    pub async fn wait_map(&self, user: &str, uidvalidity: u32) -> Option<Arc<MailboxMap>> {
+        let mut changes = self.map_changes()?;
+        let deadline = tokio::time::Instant::now() + self.apply_timeout;
+        loop {
+            if let Some(m) = self.map(user, uidvalidity) {
+                return Some(m);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return self.map(user, uidvalidity),
+            }
+        }
+    }
+
     /// A number that changes whenever a UID map does.
     pub fn map_version(&self) -> u64 {
         self.maps.as_ref().map_or(0, |m| m.version())
@@ -453,5 +489,28 @@ impl Replication {
             Some((n, (now - at as f64).max(0.0)))
         };
         read().unwrap_or((0, 0.0))
+    }
+}
+
+/// Records this mail node's backend kind in the replicated state, once
+/// (`Op::RegisterBackend`), retrying until it is committed or the node
+/// stops. Holds the node weakly, so shutdown is not held up.
+async fn register_backend(rep: std::sync::Weak<Replication>, kind: String) {
+    loop {
+        let Some(me) = rep.upgrade() else { return };
+        let id = me.node.id();
+        if canon::backend_registered(me.node.database(), id, &kind) {
+            return;
+        }
+        let op = Op::RegisterBackend {
+            node: id,
+            kind: kind.clone(),
+        };
+        match me.propose("", op).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "registering the backend kind; will retry"),
+        }
+        drop(me);
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -104,6 +104,33 @@ fn a_cluster_of_cyrus_and_dovecot_nodes_shows_one_canonical_view() {
     }
 }
 
+/// Without a Cyrus node, what Dovecot takes is taken: a message with bare
+/// LF line ends (which a Cyrus node would refuse) is replicated to every
+/// Dovecot under one UID.
+#[test]
+fn a_dovecot_only_cluster_takes_what_dovecot_takes() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start(3);
+    let mut c = cluster.login(0, "alice");
+    let r = c
+        .append("INBOX", b"Subject: lf\n\nbare newlines\n")
+        .unwrap()
+        .ok();
+    let uid = r.code("APPENDUID").unwrap()[1].clone();
+    for node in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = view(&cluster, node, "INBOX");
+            if got.len() == 1 {
+                assert_eq!(got[0].0.to_string(), uid, "node {node}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node}: {got:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// tandem's check of a new mailbox name (`tandem_parser::names`) against
 /// a real Dovecot and a real Cyrus: on a name it lets through, both agree
 /// (both create it, or both refuse it, as malformed modified UTF-7, which

@@ -218,7 +218,27 @@ command_timeout_secs = 10
         };
         c.wait_writable();
         c.wait_stable();
+        c.wait_registered();
         c
+    }
+
+    /// Waits until every node knows every node's backend kind (each mail
+    /// node registers it when it starts; from the first Cyrus on, messages
+    /// Cyrus refuses are refused everywhere).
+    pub fn wait_registered(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let n = self.nodes.len();
+        while !self.nodes.iter().all(|node| {
+            node.rep
+                .as_ref()
+                .is_some_and(|r| r.registered_backends().len() == n)
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes never registered their backends"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until every node names the same leader in the same term and

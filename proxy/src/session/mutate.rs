@@ -602,13 +602,17 @@ impl Session {
             ),
             CommandBody::Append { mailbox, messages } => {
                 let name = name!(mailbox);
-                // Every node refuses what any supported backend would, so
-                // that no node's backend refuses what another stored.
-                for m in messages {
-                    if let Err(defect) = tandem_parser::message::check(&m.message.value(raw)) {
-                        return self
-                            .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
-                            .await;
+                // Once a Cyrus node is in the cluster, every node refuses
+                // what Cyrus would, so that no node's backend refuses what
+                // another stored (the state machine decides; this saves a
+                // proposal).
+                if rep.strict_messages() {
+                    for m in messages {
+                        if let Err(defect) = tandem_parser::message::check(&m.message.value(raw)) {
+                            return self
+                                .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
+                                .await;
+                        }
                     }
                 }
                 let messages = messages
@@ -989,7 +993,7 @@ impl Session {
                     self.reply(client, line).await?;
                     return Ok(None);
                 };
-                if rep.map(&user, m.uidvalidity).is_none() {
+                if rep.wait_map(&user, m.uidvalidity).await.is_none() {
                     self.selected = None;
                     self.reply(
                         client,

@@ -709,6 +709,17 @@ impl Canon {
                 let Some(mut m) = get_mailbox(&boxes, &user, &mailbox)? else {
                     return Ok(no("TRYCREATE", "No such mailbox"));
                 };
+                // Refused before anything is recorded (adoptions included).
+                {
+                    let counters = txn.open_table(COUNTERS)?;
+                    if strict_messages_in(&counters)? {
+                        for msg in &messages {
+                            if let Err(defect) = tandem_parser::message::check(&msg.body) {
+                                return Ok(no("CANNOT", defect.to_string()));
+                            }
+                        }
+                    }
+                }
                 if let Some(r) = &replaces {
                     if r.uids.len() != messages.len() {
                         return Ok(no("CANNOT", "Adoption does not match its messages"));
@@ -726,16 +737,6 @@ impl Canon {
                     }
                     for k in &keys {
                         adopted.insert(k.as_str(), ())?;
-                    }
-                }
-                {
-                    let counters = txn.open_table(COUNTERS)?;
-                    if strict_messages_in(&counters)? {
-                        for msg in &messages {
-                            if let Err(defect) = tandem_parser::message::check(&msg.body) {
-                                return Ok(no("CANNOT", defect.to_string()));
-                            }
-                        }
                     }
                 }
                 let n = messages.len() as u32;

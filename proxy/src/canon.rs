@@ -248,7 +248,7 @@ pub fn strict_messages(db: &redb::Database) -> bool {
     }
 }
 
-/// The registered (node, backend kind) pairs, in node order per kind.
+/// The registered (node, backend kind) pairs, by node.
 pub fn registered_backends(db: &redb::Database) -> Vec<(u64, String)> {
     use redb::ReadableDatabase;
     let Ok(txn) = db.begin_read() else {
@@ -260,14 +260,16 @@ pub fn registered_backends(db: &redb::Database) -> Vec<(u64, String)> {
     let Ok(range) = t.range("backend/"..) else {
         return Vec::new();
     };
-    range
+    let mut out: Vec<(u64, String)> = range
         .flatten()
         .map_while(|(k, _)| {
             let rest = k.value().strip_prefix("backend/")?.to_string();
             let (kind, node) = rest.split_once('/')?;
             Some((node.parse().ok()?, kind.to_string()))
         })
-        .collect()
+        .collect();
+    out.sort();
+    out
 }
 
 /// Whether node `node`'s backend `kind` is registered.

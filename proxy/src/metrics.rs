@@ -214,6 +214,14 @@ pub struct Status {
     pub voters: usize,
     /// Seconds since the process started.
     pub uptime_seconds: u64,
+    /// The mail nodes' backends as registered in the log, as (node,
+    /// `dovecot` or `cyrus`).
+    #[serde(default)]
+    pub backends: Vec<(u64, String)>,
+    /// Whether APPENDs of messages Cyrus refuses are refused (a Cyrus node
+    /// has registered).
+    #[serde(default)]
+    pub strict_messages: bool,
 }
 
 /// Everything the endpoint reads from.
@@ -284,6 +292,8 @@ impl Source {
             quorum_ack_ms: m.millis_since_quorum_ack,
             voters: m.membership_config.membership().voter_ids().count(),
             uptime_seconds: self.started.elapsed().as_secs(),
+            backends: self.rep.registered_backends(),
+            strict_messages: self.rep.strict_messages(),
         }
     }
 

@@ -19,7 +19,8 @@
 //! - a message that ends inside its header section without a line end.
 //!
 //! The texts are Cyrus's, so a client sees the same refusal whichever node
-//! it talks to.
+//! it talks to. The proxy's state machine applies these rules when it
+//! replays the log: never change them in place (add a new version).
 
 use std::fmt;
 

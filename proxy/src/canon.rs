@@ -224,7 +224,10 @@ fn backend_key(kind: &str, node: u64) -> String {
 
 /// Whether a node in front of Cyrus has registered: then messages Cyrus
 /// refuses (`tandem_parser::message`) are refused on every node. A
-/// Dovecot-only cluster takes them, as Dovecot does.
+/// Dovecot-only cluster takes them, as Dovecot does. Those rules are part
+/// of the state machine: replaying the log must give the same answers, so
+/// they must never change in place (a new rule set needs a new entry kind
+/// or a version in the registration).
 fn strict_messages_in(t: &impl redb::ReadableTable<&'static str, u64>) -> SmResult<bool> {
     let prefix = "backend/cyrus/";
     let mut range = t.range(prefix..)?;

@@ -226,6 +226,7 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
         }
     }
 
+    let personal_prefix: String;
     match conn.command(b"NAMESPACE").await {
         Ok(reply) if reply.status == Status::Ok => {
             let line = reply
@@ -235,13 +236,16 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                 .find(|l| l.to_ascii_uppercase().starts_with("* NAMESPACE "))
                 .unwrap_or_default();
             match personal_namespace(&line) {
-                Some((prefix, sep)) => report.pass(
-                    "namespace",
-                    format!(
-                        "personal prefix {prefix:?}, separator {sep:?} (every node of a \
-                         cluster must show the same)"
-                    ),
-                ),
+                Some((prefix, sep)) => {
+                    personal_prefix = prefix.clone();
+                    report.pass(
+                        "namespace",
+                        format!(
+                            "personal prefix {prefix:?}, separator {sep:?} (every node of a \
+                             cluster must show the same)"
+                        ),
+                    )
+                }
                 None => {
                     report.fail(
                         "namespace",
@@ -290,7 +294,7 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
         Err(e) => report.fail("mailbox", e.to_string()),
     }
     if write && report.passed() {
-        match storage_probe(&mut conn).await {
+        match storage_probe(&mut conn, &personal_prefix).await {
             Ok(()) => report.pass(
                 "storage",
                 "a probe message (8-bit headers, a bare CR) came back byte for byte",
@@ -302,26 +306,35 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
     report
 }
 
-/// The personal namespace's prefix and separator from a `* NAMESPACE
-/// (("prefix" "sep") ...) ...` line.
+/// The personal namespace's prefix and separator (`NIL` when there is
+/// none) from a `* NAMESPACE (("prefix" "sep") ...) ...` line.
 fn personal_namespace(line: &str) -> Option<(String, String)> {
     let rest = line.get("* NAMESPACE ".len()..)?.trim_start();
-    let rest = rest.strip_prefix("((")?;
-    let mut quoted = rest.split('"');
-    // `"prefix" "sep"`: the pieces between quotes are 1 and 3.
-    let prefix = quoted.nth(1)?.to_string();
-    let sep = quoted.nth(1)?.to_string();
-    Some((prefix, sep))
+    let rest = rest.strip_prefix("((\"")?;
+    let (prefix, rest) = rest.split_once('"')?;
+    let rest = rest.trim_start();
+    let sep = if let Some(r) = rest.strip_prefix('"') {
+        r.split_once('"')?.0.to_string()
+    } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("NIL") {
+        "NIL".to_string()
+    } else {
+        return None;
+    };
+    Some((prefix.to_string(), sep))
 }
 
-/// Appends [`PROBE_MESSAGE`] to a new scratch mailbox, reads it back,
-/// compares, and deletes the mailbox whatever happened.
-async fn storage_probe(conn: &mut BackendConn) -> Result<(), String> {
+/// Appends [`PROBE_MESSAGE`] to a new scratch mailbox under the personal
+/// namespace's `prefix`, reads it back, compares, and deletes the mailbox
+/// whatever happened.
+async fn storage_probe(conn: &mut BackendConn, prefix: &str) -> Result<(), String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let mailbox = format!("tandem-check-{}-{nanos}", std::process::id());
+    let name = format!("{prefix}tandem-check-{}-{nanos}", std::process::id());
+    let mut quoted = Vec::new();
+    tandem_parser::encode::astring(&mut quoted, name.as_bytes());
+    let mailbox = String::from_utf8_lossy(&quoted).to_string();
     let r = conn
         .command(format!("CREATE {mailbox}").as_bytes())
         .await
@@ -424,5 +437,28 @@ fn check_data_dir(config: &Config, report: &mut Report) {
             report.pass("data_dir", format!("{} will be created", dir.display()))
         }
         Err(e) => report.fail("data_dir", format!("{}: {e}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::personal_namespace;
+
+    #[test]
+    fn the_personal_namespace_is_read_with_or_without_a_separator() {
+        let ns = personal_namespace;
+        assert_eq!(
+            ns(r#"* NAMESPACE (("" ".")) (("Other Users." ".")) NIL"#),
+            Some((String::new(), ".".to_string()))
+        );
+        assert_eq!(
+            ns(r#"* NAMESPACE (("INBOX." ".")) NIL NIL"#),
+            Some(("INBOX.".to_string(), ".".to_string()))
+        );
+        assert_eq!(
+            ns(r#"* NAMESPACE (("" NIL)) NIL NIL"#),
+            Some((String::new(), "NIL".to_string()))
+        );
+        assert_eq!(ns("* NAMESPACE NIL NIL NIL"), None);
     }
 }

@@ -168,6 +168,20 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16, kind: crate::config::Backen
             return ExitCode::FAILURE;
         }
     };
+    // Signals are handled from here on: Ctrl-C during the start stops what
+    // was started (Cyrus masters run in process groups of their own and
+    // would outlive a killed demo).
+    let (signalled, signal) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(shutdown_signal());
+        }
+        crate::demo::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = signalled.send(());
+    });
     let mut demo = match crate::demo::Demo::start(&dir, nodes, base, &tandem, kind) {
         Ok(d) => d,
         Err(e) => {
@@ -199,17 +213,7 @@ fn demo(dir: Option<PathBuf>, nodes: u16, base: u16, kind: crate::config::Backen
         );
     }
     println!("tandem demo: ready; Ctrl-C stops everything");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tandem demo: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(shutdown_signal());
+    let _ = signal.recv();
     demo.stop();
     println!("tandem demo: stopped");
     ExitCode::SUCCESS

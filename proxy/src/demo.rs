@@ -23,6 +23,18 @@ use std::time::{Duration, Instant};
 
 use crate::config::BackendKind;
 
+/// Set by `tandem demo`'s signal handler: a start in progress gives up (and
+/// stops what it started) instead of leaving Cyrus masters, which run in
+/// process groups of their own, behind.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn interrupted() -> io::Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(io::Error::other("interrupted"));
+    }
+    Ok(())
+}
+
 /// Sends `child` SIGTERM and waits up to `grace` for it to exit (and reaps
 /// it). False when it still runs: the caller decides how to kill it.
 pub fn terminate(child: &mut Child, grace: Duration) -> bool {
@@ -242,6 +254,7 @@ fn greets(port: u16, prefix: &[u8]) -> bool {
 fn wait_for(port: u16, prefix: &[u8], what: &str, child: &mut Child) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
+        interrupted()?;
         if greets(port, prefix) {
             return Ok(());
         }
@@ -361,6 +374,7 @@ impl Demo {
             syslogs: Vec::new(),
         };
         for n in 1..=nodes {
+            interrupted()?;
             let ports = NodePorts::of(n, base);
             let node_dir = dir.join(format!("node{n}"));
             let data_dir = node_dir.join("data");
@@ -372,7 +386,8 @@ impl Demo {
             if fresh {
                 fs::write(&marker, format!("{kind}\n"))?;
             } else {
-                let was = fs::read_to_string(&marker).unwrap_or_default();
+                // Directories from before the marker held Dovecots.
+                let was = fs::read_to_string(&marker).unwrap_or_else(|_| "dovecot".into());
                 if was.trim() != kind.to_string() {
                     return Err(io::Error::other(format!(
                         "node {n} of {} ran in front of {}, not {kind}; start the demo with a \

@@ -45,6 +45,13 @@ pub struct Replication {
     locks: Arc<applier::UserLocks>,
     /// Mailboxes being scanned for adoption.
     adopting: Mutex<HashSet<(String, String)>>,
+    /// Messages delivered behind tandem that a Cyrus node could not store,
+    /// left unadopted: (user, mailbox, local UIDVALIDITY, local UID). Kept
+    /// so each is warned about once and counted as covered.
+    unadoptable: Mutex<HashSet<(String, String, u32, u32)>>,
+    /// The task that registers this node's backend kind (aborted at
+    /// shutdown: it may hold the node during a proposal).
+    registering: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Replication {
@@ -187,9 +194,14 @@ impl Replication {
             backend: backend_access,
             locks,
             adopting: Mutex::new(HashSet::new()),
+            unadoptable: Mutex::new(HashSet::new()),
+            registering: Mutex::new(None),
         });
         if let Some(kind) = kind {
-            tokio::spawn(register_backend(Arc::downgrade(&rep), kind));
+            let task = tokio::spawn(register_backend(Arc::downgrade(&rep), kind));
+            if let Ok(mut r) = rep.registering.lock() {
+                *r = Some(task);
+            }
         }
         Ok(rep)
     }
@@ -230,7 +242,10 @@ impl Replication {
             let covered = me
                 .mailbox(&key.0, &key.1)
                 .and_then(|m| me.map(&key.0, m.uidvalidity))
-                .is_some_and(|m| m.to_local.len() >= seen);
+                .is_some_and(|m| {
+                    let left = me.unadoptable_in(&key.0, &key.1, m.local_uidvalidity);
+                    m.to_local.len() + left >= seen
+                });
             let result = if covered {
                 Ok(0)
             } else {
@@ -266,6 +281,10 @@ impl Replication {
             return Err(format!("admin login refused: {}", r.text));
         }
         let mut total = 0;
+        // Local UIDs at or below it have been looked at in this scan: the
+        // copies an adoption appends get UIDs above the originals not yet
+        // looked at, so the next search starts here, not above the map.
+        let mut cursor: Option<u32> = None;
         loop {
             // Scanned while the applier is paused: every message it appends
             // is mapped before it lets go.
@@ -296,7 +315,7 @@ impl Replication {
             if local_uv != map.local_uidvalidity {
                 return Err("the backend's mailbox was replaced behind tandem".to_string());
             }
-            let above = map.to_local.max_to().unwrap_or(0);
+            let above = *cursor.get_or_insert(map.to_local.max_to().unwrap_or(0));
             let q = format!("UID SEARCH UID {}:*", u64::from(above) + 1);
             let r = conn
                 .command(q.as_bytes())
@@ -306,10 +325,14 @@ impl Replication {
                 .into_iter()
                 .filter(|&u| u > above)
                 .collect();
+            found.sort_unstable();
             found.truncate(ADOPT_BATCH);
-            if found.is_empty() {
+            let Some(&last) = found.last() else {
                 return Ok(total);
-            }
+            };
+            cursor = Some(last);
+            // Copies appended by this scan's earlier batches are mapped.
+            found.retain(|&u| tandem_parser::uidmap::UidMap::map_one(&map.to_canon, u).is_none());
             let mut messages = Vec::new();
             let mut adopted = Vec::new();
             for uid in found {
@@ -324,7 +347,12 @@ impl Replication {
                 // leave the nodes disagreeing.
                 if let Err(defect) = tandem_parser::message::check(&message.body) {
                     if strict {
-                        tracing::warn!(%mailbox, uid, %defect, "a message delivered behind tandem is not adopted and stays hidden: a Cyrus node could not store it");
+                        let first = self.unadoptable.lock().is_ok_and(|mut s| {
+                            s.insert((user.to_string(), mailbox.to_string(), local_uv, uid))
+                        });
+                        if first {
+                            tracing::warn!(%mailbox, uid, %defect, "a message delivered behind tandem is not adopted and stays hidden: a Cyrus node could not store it");
+                        }
                         continue;
                     }
                 }
@@ -333,7 +361,7 @@ impl Replication {
             }
             drop(guard);
             if messages.is_empty() {
-                return Ok(total);
+                continue;
             }
             let found = adopted;
             let n = found.len();
@@ -354,8 +382,23 @@ impl Replication {
         }
     }
 
+    /// How many messages of `user`'s `mailbox` (local UIDVALIDITY
+    /// `local_uv`) were left unadopted.
+    fn unadoptable_in(&self, user: &str, mailbox: &str, local_uv: u32) -> u64 {
+        self.unadoptable.lock().map_or(0, |s| {
+            s.iter()
+                .filter(|(u, m, v, _)| u == user && m == mailbox && *v == local_uv)
+                .count() as u64
+        })
+    }
+
     /// Stops the applier and the Raft node.
     pub async fn shutdown(self: Arc<Self>) {
+        let registering = self.registering.lock().ok().and_then(|mut r| r.take());
+        if let Some(task) = registering {
+            task.abort();
+            let _ = task.await;
+        }
         self.watcher.abort();
         if let Some(a) = &self.applier {
             a.abort();
@@ -446,8 +489,9 @@ impl Replication {
     }
 
     /// This node's UID map of a canonical mailbox, waiting for it up to the
-    /// backend's command timeout: a mailbox just created through another
-    /// node is on its way to this node's backend.
+    /// backend's command timeout while this node's backend has committed
+    /// items to apply: a mailbox just created through another node is on
+    /// its way. With nothing left to apply (the backend refused it), at once.
     pub async fn wait_map(&self, user: &str, uidvalidity: u32) -> Option<Arc<MailboxMap>> {
         let mut changes = self.map_changes()?;
         let deadline = tokio::time::Instant::now() + self.apply_timeout;
@@ -455,9 +499,17 @@ impl Replication {
             if let Some(m) = self.map(user, uidvalidity) {
                 return Some(m);
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return self.map(user, uidvalidity),
+            if self.lag().0 == 0 {
+                return None;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            // A map change wakes it; the lag is looked at again at least
+            // every 100 ms (an item the backend refused changes no map).
+            let tick = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+            if let Ok(Err(_)) = tokio::time::timeout_at(tick, changes.changed()).await {
+                return self.map(user, uidvalidity);
             }
         }
     }

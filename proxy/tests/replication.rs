@@ -225,6 +225,37 @@ fn mail_delivered_straight_into_one_backend_is_adopted_everywhere(kind: BackendK
     }
 }
 
+both_backends!(more_mail_behind_tandem_than_one_adoption_batch_is_all_adopted);
+/// More messages delivered behind tandem's back than one adoption batch
+/// (50): the copies of the first batch get local UIDs above the rest, and
+/// the scan must still find the rest.
+fn more_mail_behind_tandem_than_one_adoption_batch_is_all_adopted(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_on(kind, 3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.command("CREATE Bulk").unwrap().ok();
+    let mut direct = cluster.backend(1).login("alice");
+    for i in 0..120 {
+        direct
+            .append("Bulk", &body(&format!("bulk-{i}")))
+            .unwrap()
+            .ok();
+    }
+    let mut c2 = cluster.login(1, "alice");
+    c2.command("SELECT Bulk").unwrap().ok();
+    let expected: Vec<String> = (0..120).map(|i| format!("bulk-{i}")).collect();
+    for node in 0..3 {
+        wait_for(&format!("node {node} adopted all"), &expected, || {
+            let mut got: Vec<String> = contents(&cluster, node, "Bulk")
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect();
+            got.sort_by_key(|s| s[5..].parse::<u32>().unwrap_or(0));
+            got
+        });
+    }
+}
+
 /// Every message of alice's `mailbox` through node `node`: (UID, subject).
 fn contents(cluster: &Cluster, node: usize, mailbox: &str) -> Vec<(u32, String)> {
     let mut c = cluster.login(node, "alice");

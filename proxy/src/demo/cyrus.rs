@@ -504,10 +504,13 @@ pub fn stop_group(child: &mut Child, grace: Duration) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    // The services got the master's SIGTERM; what outlives it is killed.
+    // The services got the master's SIGTERM; what outlives it is killed
+    // (only while the group exists: its id could be reused later).
     wait_group_gone(pgid, Duration::from_secs(3));
-    let _ = killpg(pgid, Signal::SIGKILL);
-    wait_group_gone(pgid, Duration::from_secs(5));
+    if group_alive(pgid.as_raw()) {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        wait_group_gone(pgid, Duration::from_secs(5));
+    }
 }
 
 /// Kills every process of the instance whose master is `child` with

@@ -606,13 +606,21 @@ impl Session {
                 // what Cyrus would, so that no node's backend refuses what
                 // another stored (the state machine decides; this saves a
                 // proposal).
-                if rep.strict_messages() {
-                    for m in messages {
-                        if let Err(defect) = tandem_parser::message::check(&m.message.value(raw)) {
-                            return self
-                                .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
-                                .await;
-                        }
+                // An empty message no backend takes, whatever the cluster.
+                let strict = rep.strict_messages();
+                for m in messages {
+                    let body = m.message.value(raw);
+                    let verdict = if strict {
+                        tandem_parser::message::check(&body)
+                    } else if body.is_empty() {
+                        Err(tandem_parser::message::Defect::Empty)
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(defect) = verdict {
+                        return self
+                            .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
+                            .await;
                     }
                 }
                 let messages = messages
@@ -919,7 +927,12 @@ impl Session {
             },
             // A mailbox this backend would not create, or a name it would
             // not rename to (one that exists here only, from before tandem).
-            Op::Create { name } => Op::Delete { name: name.clone() },
+            // DeleteLeaf: a child created meanwhile through another node
+            // keeps the mailbox everywhere, rather than on Cyrus nodes only.
+            Op::Create { name } => Op::DeleteLeaf {
+                name: name.clone(),
+                separator: self.separator.flatten(),
+            },
             Op::Rename {
                 from,
                 to,

@@ -47,7 +47,13 @@ fn a_witness_runs_the_log_without_serving_imap(kind: BackendKind) {
         .start();
     assert_eq!(c.mail_ids(), [1, 2]);
     assert!(c.is_running(3));
-    let log = c.log(3);
+    // The start waits for the mail nodes; the witness may log a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut log = c.log(3);
+    while !log.contains("replicated log started") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        log = c.log(3);
+    }
     assert!(log.contains("replicated log started"), "{log}");
     assert!(!log.contains("serving IMAP"), "{log}");
     for id in c.mail_ids() {

@@ -64,6 +64,7 @@ pub fn node_config(config: &Config, bootstrap: bool) -> Result<NodeConfig, Strin
     node.election_timeout = cluster.election_timeout();
     node.proposal_timeout = cluster.proposal_timeout();
     node.keep_log_entries = cluster.keep_log_entries;
+    node.log_segment_bytes = cluster.log_segment_mib << 20;
     node.bootstrap = bootstrap;
     Ok(node)
 }

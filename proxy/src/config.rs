@@ -137,6 +137,11 @@ pub struct ClusterConfig {
     /// behind receives a snapshot and must resync its backend.
     #[serde(default = "default_keep_log_entries")]
     pub keep_log_entries: u64,
+    /// Size of one raft log segment file, in MiB. Each new segment is
+    /// zero-filled in the background before it is used, so a node's data
+    /// directory holds up to one spare segment.
+    #[serde(default = "default_log_segment_mib")]
+    pub log_segment_mib: u64,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -157,6 +162,10 @@ fn default_proposal_timeout_secs() -> u64 {
 
 fn default_keep_log_entries() -> u64 {
     100_000
+}
+
+fn default_log_segment_mib() -> u64 {
+    32
 }
 
 /// The certificate clients see, and when TLS is required.
@@ -614,6 +623,9 @@ impl ClusterConfig {
         if self.keep_log_entries == 0 {
             p.push("cluster.keep_log_entries must be at least 1".to_string());
         }
+        if !(1..=1024).contains(&self.log_segment_mib) {
+            p.push("cluster.log_segment_mib must be between 1 and 1024".to_string());
+        }
     }
 
     /// The leader's heartbeat interval.
@@ -797,6 +809,7 @@ mod tests {
         );
         assert_eq!(cluster.proposal_timeout(), Duration::from_secs(5));
         assert_eq!(cluster.keep_log_entries, 100_000);
+        assert_eq!(cluster.log_segment_mib, 32);
     }
 
     #[test]

@@ -49,6 +49,8 @@ async fn run(
         proposal_timeout: Duration::from_secs(10),
         heartbeat: Duration::from_millis(250),
         election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+        // The production default.
+        log_segment_bytes: tandem_replicator::store::LOG_SEGMENT_BYTES,
         ..Options::default()
     })
     .await;

@@ -14,7 +14,8 @@
 //! # Layout
 //! - [`types`]: the openraft type configuration; opaque payloads.
 //! - [`sm`]: the [`StateMachine`] trait the application implements.
-//! - [`store`]: the redb store of log, vote, applied index and snapshots.
+//! - [`store`]: the log (segment files, `segments`) and the redb store of
+//!   vote, applied index, state machine and snapshots.
 //! - [`tls`]: cluster CA, node certificates pinned to node ids, rustls
 //!   configurations for quinn.
 //! - [`transport`]: Raft RPCs and forwarded proposals over QUIC streams.
@@ -28,6 +29,7 @@
 pub mod blob;
 pub mod node;
 pub mod relay;
+mod segments;
 pub mod sm;
 pub mod store;
 pub mod testing;

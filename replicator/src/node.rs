@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub keep_log_entries: u64,
     /// How often the log is compacted.
     pub compaction_interval: Duration,
+    /// Size of one log segment file. The next one is zero-filled in the
+    /// background before it is needed.
+    pub log_segment_bytes: u64,
     /// Transport limits.
     pub transport: TransportConfig,
     /// Encoded entries larger than this travel as blobs beside the log.
@@ -94,6 +97,7 @@ impl NodeConfig {
             proposal_timeout: Duration::from_secs(5),
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(10),
+            log_segment_bytes: crate::store::LOG_SEGMENT_BYTES,
             transport: TransportConfig::default(),
             inline_limit: 64 * 1024,
             bootstrap: false,
@@ -166,6 +170,7 @@ pub struct Node<S: StateMachine> {
     id: NodeId,
     raft: Raft,
     db: Arc<redb::Database>,
+    log: LogStore,
     sm: Arc<std::sync::Mutex<S>>,
     endpoint: quinn::Endpoint,
     proposal_timeout: Duration,
@@ -257,7 +262,8 @@ impl<S: StateMachine> Node<S> {
             })?,
         );
         let sm = Arc::new(std::sync::Mutex::new(state_machine));
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::open(db.clone(), &config.data_dir, config.log_segment_bytes)?;
+        let log = log_store.clone();
         let sm_store = SmStore::new(db.clone(), sm.clone(), blobs.clone())
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let network = Network {
@@ -320,12 +326,13 @@ impl<S: StateMachine> Node<S> {
             config.keep_log_entries,
             config.compaction_interval,
         )));
-        tasks.push(tokio::spawn(collect_blobs(db.clone(), blobs.clone())));
+        tasks.push(tokio::spawn(collect_blobs(log.clone(), blobs.clone())));
 
         Ok(Node {
             id: config.id,
             raft,
             db,
+            log,
             sm,
             endpoint,
             proposal_timeout: config.proposal_timeout,
@@ -356,6 +363,11 @@ impl<S: StateMachine> Node<S> {
     /// The node's database, for the state machine's read transactions.
     pub fn database(&self) -> &Arc<redb::Database> {
         &self.db
+    }
+
+    /// The hashes of every blob this node's log refers to.
+    pub fn blobs_in_log(&self) -> Result<std::collections::HashSet<crate::blob::Hash>, String> {
+        self.log.blob_hashes()
     }
 
     /// The current leader, as this node knows it.
@@ -633,14 +645,14 @@ const BLOB_MIN_AGE: Duration = Duration::from_secs(3600);
 /// Every ten minutes, deletes the blobs no entry of the log refers to any
 /// more (their entries were compacted away: a node that still needed them
 /// gets a snapshot instead).
-async fn collect_blobs(db: Arc<redb::Database>, blobs: Arc<Blob>) {
+async fn collect_blobs(log: LogStore, blobs: Arc<Blob>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (db, blobs) = (db.clone(), blobs.clone());
+        let (log, blobs) = (log.clone(), blobs.clone());
         let result = tokio::task::spawn_blocking(move || {
-            let live = store::blob_hashes_in_log(&db)?;
+            let live = log.blob_hashes()?;
             Ok::<_, String>(blobs.collect(&live, BLOB_MIN_AGE))
         })
         .await;

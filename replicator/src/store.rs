@@ -1,21 +1,23 @@
-//! Durable storage of the log, the vote and the state machine, in one redb
-//! database per node.
+//! Durable storage of the log, the vote and the state machine: the log's
+//! entries in segment files ([`crate::segments`]), everything else (vote,
+//! purge point, state machine, snapshot) in one redb database per node.
 //!
 //! Ordering invariants:
-//! - An append is reported flushed to openraft only after its redb
-//!   transaction committed with `Durability::Immediate` (an fsync). The
-//!   writer puts every operation queued during one fsync into the next
-//!   transaction, so concurrent proposals share one sync (group commit).
-//! - A vote is durable before `save_vote` returns, hence before any message
-//!   that depends on it is sent.
+//! - An append is reported flushed to openraft only after its segment file
+//!   was `fdatasync`'d. The writer puts every operation queued during one
+//!   sync into the next batch, so concurrent proposals share one sync
+//!   (group commit).
+//! - A vote is durable (a redb commit with `Durability::Immediate`) before
+//!   `save_vote` returns, hence before any message that depends on it is
+//!   sent. The purge point is durable before any segment is deleted.
 //! - The state machine's own writes and the applied log id are committed in
 //!   one transaction: after a crash, the state and the applied index agree.
-//!   That transaction is not fsync'd on its own (the log holds the entries
-//!   durably and the next log write persists it); after a crash the state
-//!   machine may restart a few entries back and re-apply them.
+//!   That transaction is fsync'd at most once a second (the log holds the
+//!   entries durably); after a crash the state machine may restart some
+//!   entries back and re-apply them.
 //! - Log writes (appends, truncations, purges, votes) go through one writer
 //!   thread in the order openraft issued them; an append is readable as soon
-//!   as `append` returns and reported flushed only after the writer's fsync.
+//!   as `append` returns and reported flushed only after the writer's sync.
 //!   State machine writes run on the blocking pool. Neither blocks the async
 //!   workers.
 
@@ -29,19 +31,24 @@ use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, StorageIOError,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::segments::Segments;
 use crate::sm::StateMachine;
 use crate::types::raft::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Vote};
 use crate::types::{Output, Payload, TypeConfig};
 
+/// Where logs were kept before segment files; read once to migrate them.
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
 const RAFT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_meta");
 const SM_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sm_meta");
@@ -68,6 +75,14 @@ pub enum StoreError {
     /// Creating the tables failed.
     #[error("cannot initialize the log store: {0}")]
     Init(#[from] Box<redb::Error>),
+    /// The segment files of the log could not be opened (or are corrupt).
+    #[error("cannot open the raft log in {path}: {source}")]
+    Log {
+        /// The segment directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
 }
 
 /// Entries this node's state machine skipped because it received a snapshot
@@ -96,7 +111,6 @@ pub fn open_database(path: &Path) -> Result<Arc<Database>, StoreError> {
     })?;
     let init = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
         txn.open_table(RAFT_META)?;
         txn.open_table(SM_META)?;
         txn.commit()?;
@@ -154,12 +168,11 @@ enum WriteOp {
         purged: Vec<u8>,
         done: oneshot::Sender<Result<(), String>>,
     },
-    /// A key of the raft meta table (vote, committed index).
+    /// A key of the raft meta table (the vote), durably.
     Meta {
         key: &'static str,
         bytes: Vec<u8>,
-        /// `None` for writes nobody waits for (the committed index).
-        done: Option<oneshot::Sender<Result<(), String>>>,
+        done: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -167,16 +180,23 @@ enum WriteOp {
 ///
 /// `append` keeps the entries in memory (readable at once, as openraft
 /// requires) and hands them to one writer thread, which writes every
-/// operation queued meanwhile in a single fsync'd transaction and then calls
-/// each append's flush callback: group commit. Truncate, purge and vote
-/// writes go through the same queue, so all writes keep openraft's order,
-/// and their callers wait until they are durable.
+/// operation queued meanwhile with a single sync and then calls each
+/// append's flush callback: group commit. Truncate, purge and vote writes go
+/// through the same queue, so all writes keep openraft's order, and their
+/// callers wait until they are durable.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    log: Arc<Segments>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
     writer: std::sync::mpsc::Sender<WriteOp>,
+    /// The latest committed-index hint, not yet written.
+    hint: Arc<Mutex<Option<Vec<u8>>>>,
 }
+
+/// Committed-index hints are written at most this often: each write is a
+/// redb commit, which on the commit path would delay the next append.
+const HINT_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,22 +204,50 @@ impl Debug for LogStore {
     }
 }
 
+/// The directory of the segment files, under a node's data directory.
+const SEGMENT_DIR: &str = "raft-log";
+/// The default size of a log segment file.
+pub const LOG_SEGMENT_BYTES: u64 = 32 << 20;
+
 impl LogStore {
-    /// A log store over `db`, with its writer thread. The thread ends when
-    /// the last clone of the store is dropped.
-    pub fn new(db: Arc<Database>) -> LogStore {
+    /// The log store of the node whose data directory is `dir` and whose
+    /// redb database is `db`, with its writer thread. A log kept in redb by
+    /// an older version is moved into segment files first. The thread ends
+    /// when the last clone of the store is dropped.
+    pub fn open(db: Arc<Database>, dir: &Path, segment_bytes: u64) -> Result<LogStore, StoreError> {
+        let seg_dir = dir.join(SEGMENT_DIR);
+        let log_err = |source: std::io::Error| StoreError::Log {
+            path: seg_dir.clone(),
+            source,
+        };
+        let purged = get_meta::<LogId>(&db, RAFT_META, KEY_LAST_PURGED)
+            .map_err(|e| log_err(std::io::Error::other(e)))?
+            .map(|l| l.index);
+        if !seg_dir.exists() {
+            migrate_from_redb(&db, dir, &seg_dir, purged, segment_bytes).map_err(log_err)?;
+        }
+        clear_redb_log(&db).map_err(|e| StoreError::Init(Box::new(e)))?;
+        let log = Arc::new(Segments::open(&seg_dir, purged, segment_bytes).map_err(log_err)?);
         let pending = Arc::new(Mutex::new(BTreeMap::new()));
+        let hint = Arc::new(Mutex::new(None));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (wdb, wpending) = (db.clone(), pending.clone());
+        let writer = Writer {
+            db: db.clone(),
+            log: log.clone(),
+            pending: pending.clone(),
+            hint: hint.clone(),
+        };
         std::thread::Builder::new()
             .name("tandem-log-writer".to_string())
-            .spawn(move || log_writer(wdb, wpending, rx))
+            .spawn(move || writer.run(rx))
             .expect("spawn the log writer thread");
-        LogStore {
+        Ok(LogStore {
             db,
+            log,
             pending,
             writer: tx,
-        }
+            hint,
+        })
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -243,20 +291,218 @@ impl LogStore {
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
         get_meta(&self.db, RAFT_META, KEY_LAST_PURGED).map_err(io_read)
     }
+
+    /// The entries of `[start, end)`: those not yet flushed from memory, the
+    /// others from the segment files.
+    fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StorageError> {
+        // The writer publishes an entry's place in the segments before it
+        // removes the entry from `pending`, under this lock. Holding the
+        // lock while locating, an entry missing from `pending` is therefore
+        // found in the segments; looking in the segments first and `pending`
+        // after would miss entries flushed in between (a hole).
+        let (locs, unflushed) = {
+            let pending = self.pending();
+            let locs = self.log.locate(start, end);
+            let bounds = (
+                Bound::Included(start),
+                end.map_or(Bound::Unbounded, Bound::Excluded),
+            );
+            let unflushed: Vec<(u64, Entry)> = pending
+                .range(bounds)
+                .map(|(k, e)| (*k, e.clone()))
+                .collect();
+            (locs, unflushed)
+        };
+        let mut out = BTreeMap::new();
+        for loc in &locs {
+            let bytes = Segments::read(loc).map_err(io_read)?;
+            let entry: Entry = decode(&bytes).map_err(io_read)?;
+            out.insert(entry.log_id.index, entry);
+        }
+        // Entries not yet flushed supersede what is on disk.
+        out.extend(unflushed);
+        Ok(out.into_values().collect())
+    }
+
+    /// The hashes of every blob the stored log refers to (entries kept for
+    /// lagging nodes included): the blobs that must be kept.
+    pub fn blob_hashes(&self) -> Result<std::collections::HashSet<crate::blob::Hash>, String> {
+        fn walk(p: &Payload, out: &mut std::collections::HashSet<crate::blob::Hash>) {
+            match p {
+                Payload::Blob { hash, .. } => {
+                    out.insert(*hash);
+                }
+                Payload::Batch(items) => items.iter().for_each(|i| walk(i, out)),
+                Payload::Inline(_) => {}
+            }
+        }
+        let mut out = std::collections::HashSet::new();
+        let mut start = 0;
+        loop {
+            // In slices, so a long log is never held in memory at once.
+            let entries = self
+                .read_range(start, Some(start.saturating_add(1000)))
+                .map_err(|e| e.to_string())?;
+            for entry in &entries {
+                if let EntryPayload::Normal(p) = &entry.payload {
+                    walk(p, &mut out);
+                }
+            }
+            match entries.last() {
+                Some(e) => start = e.log_id.index + 1,
+                None if self.log.last_index().is_some_and(|l| l >= start) => {
+                    start = start.saturating_add(1000)
+                }
+                None => return Ok(out),
+            }
+        }
+    }
 }
 
-/// The writer thread: drains the queue, writes everything in one
-/// transaction (fsync'd unless it only holds the committed-index hint),
-/// then reports.
-fn log_writer(
+/// Moves a log kept in redb's `raft_log` table (before segment files) into
+/// `seg_dir`: written to a fresh directory, synced, then renamed, so a
+/// crash leaves either no segment directory or a complete one.
+fn migrate_from_redb(
+    db: &Database,
+    dir: &Path,
+    seg_dir: &Path,
+    purged: Option<u64>,
+    segment_bytes: u64,
+) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{SEGMENT_DIR}.new"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    let log = Segments::open(&tmp, purged, segment_bytes)?;
+    let txn = db.begin_read().map_err(std::io::Error::other)?;
+    let mut moved = 0u64;
+    match txn.open_table(LOG) {
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(std::io::Error::other(e)),
+        Ok(table) => {
+            let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+            let mut files = Vec::new();
+            let mut flush = |batch: &mut Vec<(u64, Vec<u8>)>| -> std::io::Result<()> {
+                let records: Vec<(u64, &[u8])> =
+                    batch.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+                files.extend(log.append(&records)?);
+                batch.clear();
+                Ok(())
+            };
+            for item in table.iter().map_err(std::io::Error::other)? {
+                let (k, v) = item.map_err(std::io::Error::other)?;
+                if purged.is_some_and(|p| k.value() <= p) {
+                    continue;
+                }
+                batch.push((k.value(), v.value().to_vec()));
+                moved += 1;
+                if batch.len() >= 1000 {
+                    flush(&mut batch)?;
+                }
+            }
+            flush(&mut batch)?;
+            Segments::sync(&files)?;
+        }
+    }
+    drop(log);
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, seg_dir)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    if moved > 0 {
+        tracing::info!(
+            entries = moved,
+            "moved the raft log from redb into segment files"
+        );
+    }
+    Ok(())
+}
+
+/// Empties redb's old log table once its entries are in segment files.
+fn clear_redb_log(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_read()?;
+    let empty = match txn.open_table(LOG) {
+        Ok(t) => t.is_empty()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => true,
+        Err(e) => return Err(e.into()),
+    };
+    drop(txn);
+    if !empty {
+        let mut w = db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        w.delete_table(LOG)?;
+        w.commit()?;
+    }
+    Ok(())
+}
+
+/// What the writer thread works on.
+struct Writer {
     db: Arc<Database>,
+    log: Arc<Segments>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    rx: std::sync::mpsc::Receiver<WriteOp>,
-) {
-    // After one failed write nothing more is written: a later batch landing
-    // after a lost one would leave a hole in the log on disk.
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
+    hint: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Writer {
+    /// Writes the latest committed-index hint, if any, without an fsync of
+    /// its own: a later durable redb commit (a vote, a purge point, an
+    /// apply) persists it. A lost hint only means re-applying from an older
+    /// point after a restart.
+    fn write_hint(&self) {
+        let Some(bytes) = self.hint.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let run = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            txn.open_table(RAFT_META)?
+                .insert(KEY_COMMITTED, bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = run() {
+            tracing::warn!(error = %e, "could not record the committed index");
+        }
+    }
+
+    /// The writer thread: drains the queue, writes everything with one
+    /// sync, then reports.
+    fn run(self, rx: std::sync::mpsc::Receiver<WriteOp>) {
+        let Writer {
+            ref db,
+            ref log,
+            ref pending,
+            ..
+        } = self;
+        let mut hint_at = Instant::now();
+        // After one failed write nothing more is written: a later batch
+        // landing after a lost one would leave a hole in the log on disk.
+        let mut failed: Option<String> = None;
+        loop {
+            if hint_at.elapsed() >= HINT_INTERVAL {
+                self.write_hint();
+                hint_at = Instant::now();
+            }
+            let first = match rx.recv_timeout(HINT_INTERVAL) {
+                Ok(op) => op,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.write_hint();
+                    return;
+                }
+            };
+            Self::batch(db, log, pending, &mut failed, first, &rx);
+        }
+    }
+
+    fn batch(
+        db: &Database,
+        log: &Segments,
+        pending: &Mutex<BTreeMap<u64, Entry>>,
+        failed: &mut Option<String>,
+        first: WriteOp,
+        rx: &std::sync::mpsc::Receiver<WriteOp>,
+    ) {
         let mut batch = vec![first];
         while batch.len() < 4096 {
             match rx.try_recv() {
@@ -266,12 +512,12 @@ fn log_writer(
         }
         let result = match &failed {
             Some(e) => Err(format!("the log store failed earlier: {e}")),
-            None => write_batch(&db, &batch).map_err(|e| e.to_string()),
+            None => write_batch(db, log, &batch),
         };
         if let Err(e) = &result {
             if failed.is_none() {
                 tracing::error!(error = %e, "log write failed; the log store stops writing");
-                failed = Some(e.clone());
+                *failed = Some(e.clone());
             }
         }
         if result.is_ok() {
@@ -297,49 +543,62 @@ fn log_writer(
                     let _ = done.send(result.clone());
                 }
                 WriteOp::Meta { done, .. } => {
-                    if let Some(done) = done {
-                        let _ = done.send(result.clone());
-                    }
+                    let _ = done.send(result.clone());
                 }
             }
         }
     }
 }
 
-fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
-    let hint_only = batch
-        .iter()
-        .all(|op| matches!(op, WriteOp::Meta { done: None, .. }));
-    let mut txn = db.begin_write()?;
-    txn.set_durability(if hint_only {
-        Durability::None
-    } else {
-        Durability::Immediate
-    })?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(RAFT_META)?;
-        for op in batch {
-            match op {
-                WriteOp::Append { entries, .. } => {
-                    for (id, bytes) in entries {
-                        log.insert(id.index, bytes.as_slice())?;
-                    }
-                }
-                WriteOp::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false)?;
-                }
-                WriteOp::Purge { upto, purged, .. } => {
-                    meta.insert(KEY_LAST_PURGED, purged.as_slice())?;
-                    log.retain_in(..=*upto, |_, _| false)?;
-                }
-                WriteOp::Meta { key, bytes, .. } => {
-                    meta.insert(*key, bytes.as_slice())?;
-                }
+/// Writes one batch in order: appends go to the segment files and are
+/// synced together, before any other operation and at the end; votes and
+/// purge points are durable redb commits.
+fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> Result<(), String> {
+    let mut unsynced = Vec::new();
+    let meta = |key: &str, bytes: &[u8], durability: Durability| -> Result<(), String> {
+        let run = || -> Result<(), redb::Error> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            txn.open_table(RAFT_META)?.insert(key, bytes)?;
+            txn.commit()?;
+            Ok(())
+        };
+        run().map_err(|e| e.to_string())
+    };
+    let sync = |files: &mut Vec<Arc<std::fs::File>>| -> Result<(), String> {
+        Segments::sync(files).map_err(|e| format!("log sync: {e}"))?;
+        files.clear();
+        Ok(())
+    };
+    for op in batch {
+        match op {
+            WriteOp::Append { entries, .. } => {
+                let records: Vec<(u64, &[u8])> = entries
+                    .iter()
+                    .map(|(id, bytes)| (id.index, bytes.as_slice()))
+                    .collect();
+                unsynced.extend(
+                    log.append(&records)
+                        .map_err(|e| format!("log append: {e}"))?,
+                );
+            }
+            WriteOp::Truncate { from, .. } => {
+                sync(&mut unsynced)?;
+                log.truncate(*from)
+                    .map_err(|e| format!("log truncate: {e}"))?;
+            }
+            WriteOp::Purge { upto, purged, .. } => {
+                sync(&mut unsynced)?;
+                meta(KEY_LAST_PURGED, purged, Durability::Immediate)?;
+                log.purge(*upto).map_err(|e| format!("log purge: {e}"))?;
+            }
+            WriteOp::Meta { key, bytes, .. } => {
+                sync(&mut unsynced)?;
+                meta(key, bytes, Durability::Immediate)?;
             }
         }
     }
-    txn.commit()?;
+    sync(&mut unsynced)?;
     Ok(())
 }
 
@@ -354,36 +613,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(&e) => Bound::Included(e),
-            Bound::Excluded(&e) => Bound::Excluded(e),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&e) => Some(e.saturating_add(1)),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
         };
-        let bounds = (Bound::Included(start), end);
-        // The writer removes an entry from `pending` only after its
-        // transaction committed, under this lock. Holding the lock while the
-        // read transaction begins, an entry missing from `pending` is
-        // therefore visible on disk; reading the disk first and `pending`
-        // after would miss entries flushed in between (a hole).
-        let (txn, unflushed) = {
-            let pending = self.pending();
-            let txn = self.db.begin_read().map_err(io_read)?;
-            let unflushed: Vec<(u64, Entry)> = pending
-                .range(bounds)
-                .map(|(k, e)| (*k, e.clone()))
-                .collect();
-            (txn, unflushed)
-        };
-        let mut out = BTreeMap::new();
-        {
-            let t = txn.open_table(LOG).map_err(io_read)?;
-            for item in t.range(bounds).map_err(io_read)? {
-                let (k, v) = item.map_err(io_read)?;
-                out.insert(k.value(), decode::<Entry>(v.value()).map_err(io_read)?);
-            }
-        }
-        // Entries not yet flushed supersede what is on disk.
-        out.extend(unflushed);
-        Ok(out.into_values().collect())
+        self.read_range(start, end)
     }
 }
 
@@ -395,15 +629,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_pending = self.pending().values().next_back().map(|e| e.log_id);
         let last = match last_pending {
             Some(id) => Some(id),
-            None => {
-                let txn = self.db.begin_read().map_err(io_read)?;
-                let t = txn.open_table(LOG).map_err(io_read)?;
-                let last = match t.last().map_err(io_read)? {
-                    Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(io_read)?.log_id),
-                    None => None,
-                };
-                last
-            }
+            None => match self.log.last_index() {
+                Some(i) => self.read_range(i, Some(i + 1))?.last().map(|e| e.log_id),
+                None => None,
+            },
         };
         Ok(LogState {
             last_purged_log_id,
@@ -420,7 +649,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.submit(|done| WriteOp::Meta {
             key: KEY_VOTE,
             bytes,
-            done: Some(done),
+            done,
         })
         .await
         .map_err(|e| StorageIOError::write_vote(&std::io::Error::other(e)).into())
@@ -432,19 +661,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // A hint for a faster restart, not a safety property: openraft
-        // recomputes the commit index from a quorum, so it is not waited for
-        // and not fsync'd on its own (the next log write makes it durable).
+        // recomputes the commit index from a quorum. Kept in memory; the
+        // writer records the latest one every `HINT_INTERVAL`.
         let bytes = encode(&committed).map_err(io_write)?;
-        self.writer
-            .send(WriteOp::Meta {
-                key: KEY_COMMITTED,
-                bytes,
-                done: None,
-            })
-            .map_err(|_| io_write("the log writer stopped"))
+        *self.hint.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(bytes) = self.hint.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return decode::<Option<LogId>>(bytes).map_err(io_read);
+        }
         Ok(
             get_meta::<Option<LogId>>(&self.db, RAFT_META, KEY_COMMITTED)
                 .map_err(io_read)?
@@ -489,37 +716,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// The hashes of every blob the stored log refers to (entries kept for
-/// lagging nodes included): the blobs that must be kept.
-pub fn blob_hashes_in_log(
-    db: &Database,
-) -> Result<std::collections::HashSet<crate::blob::Hash>, String> {
-    fn walk(p: &Payload, out: &mut std::collections::HashSet<crate::blob::Hash>) {
-        match p {
-            Payload::Blob { hash, .. } => {
-                out.insert(*hash);
-            }
-            Payload::Batch(items) => items.iter().for_each(|i| walk(i, out)),
-            Payload::Inline(_) => {}
-        }
-    }
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let log = match txn.open_table(LOG) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut out = std::collections::HashSet::new();
-    for r in log.iter().map_err(|e| e.to_string())? {
-        let (_, v) = r.map_err(|e| e.to_string())?;
-        let entry: Entry = decode(v.value()).map_err(|e| e.to_string())?;
-        if let EntryPayload::Normal(p) = &entry.payload {
-            walk(p, &mut out);
-        }
-    }
-    Ok(out)
-}
-
 /// A snapshot as stored and as sent: the state machine's own bytes and the
 /// position they correspond to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -538,7 +734,15 @@ pub struct SmStore<S> {
     blobs: Arc<crate::blob::Blobs>,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// When an apply transaction was last fsync'd.
+    synced_at: Instant,
 }
+
+/// How often an apply transaction is fsync'd. Between two, redb keeps the
+/// pages of every non-durable commit (it frees pages only at a durable
+/// one), and a crash loses what was applied since (it is applied again
+/// from the log).
+const SM_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 impl<S: StateMachine> SmStore<S> {
     /// Opens the state machine side over `db`, reading back what was applied.
@@ -559,6 +763,7 @@ impl<S: StateMachine> SmStore<S> {
             blobs,
             applied,
             membership,
+            synced_at: Instant::now(),
         })
     }
 
@@ -682,14 +887,20 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         let sm = self.sm.clone();
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
+        let durability = if self.synced_at.elapsed() >= SM_SYNC_INTERVAL {
+            self.synced_at = Instant::now();
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         let task = tokio::task::spawn_blocking(move || {
             let mut outputs = Vec::with_capacity(entries.len());
-            // Durability::None: the log already holds these entries durably;
-            // after a crash the state machine may be a few entries behind
-            // (state and applied index always agree) and openraft applies
-            // them again. The next fsync'd log write persists this commit.
+            // Mostly Durability::None: the log already holds these entries
+            // durably; after a crash the state machine may be some entries
+            // behind (state and applied index always agree) and openraft
+            // applies them again.
             let mut txn = db.begin_write().map_err(io_write)?;
-            txn.set_durability(Durability::None).map_err(io_write)?;
+            txn.set_durability(durability).map_err(io_write)?;
             {
                 let mut sm = sm.lock().unwrap_or_else(|p| p.into_inner());
                 for entry in entries {
@@ -760,6 +971,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                 blobs: self.blobs.clone(),
                 applied: self.applied,
                 membership: self.membership.clone(),
+                synced_at: self.synced_at,
             },
         }
     }
@@ -1004,6 +1216,56 @@ mod tests {
         );
     }
 
+    /// A node upgraded from a version that kept its log in redb finds its
+    /// entries (past the purge point) in segment files, and the old table
+    /// emptied; a crash halfway (a leftover `raft-log.new`) redoes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_kept_in_redb_by_an_older_version_moves_into_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("raft.redb")).unwrap();
+        {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut log = txn.open_table(LOG).unwrap();
+                for i in 3..=2500u64 {
+                    log.insert(i, encode(&put(i, &format!("v{i}"))).unwrap().as_slice())
+                        .unwrap();
+                }
+                let mut meta = txn.open_table(RAFT_META).unwrap();
+                let purged = encode(&openraft::testing::log_id(1, 1, 2)).unwrap();
+                meta.insert(KEY_LAST_PURGED, purged.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        std::fs::create_dir(dir.path().join("raft-log.new")).unwrap();
+        std::fs::write(
+            dir.path().join("raft-log.new/00000000000000000001.seg"),
+            b"junk",
+        )
+        .unwrap();
+        let mut store = LogStore::open(db.clone(), dir.path(), 1 << 20).unwrap();
+        let entries = store.try_get_log_entries(0..).await.unwrap();
+        assert_eq!(entries.len(), 2498);
+        assert_eq!(entries[0].log_id.index, 3);
+        assert_eq!(entries.last().unwrap().log_id.index, 2500);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(2500));
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(2));
+        assert!(!dir.path().join("raft-log.new").exists());
+        let txn = db.begin_read().unwrap();
+        assert!(
+            matches!(
+                txn.open_table(LOG),
+                Err(redb::TableError::TableDoesNotExist(_))
+            ),
+            "the old table is gone"
+        );
+        drop(txn);
+        drop(store);
+        let mut store = LogStore::open(db, dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.try_get_log_entries(2500..).await.unwrap().len(), 1);
+    }
+
     /// `append` makes entries readable at once; the writer thread moves them
     /// from memory to disk concurrently. A reader must never see a hole
     /// (openraft's replication sends what it reads as one AppendEntries, and
@@ -1012,7 +1274,7 @@ mod tests {
     async fn appended_entries_stay_readable_while_the_writer_flushes_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_database(&dir.path().join("raft.redb")).unwrap();
-        let store = LogStore::new(db);
+        let store = LogStore::open(db, dir.path(), 64 * 1024).unwrap();
         let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -1080,7 +1342,8 @@ mod openraft_suite {
             )
             .map_err(io_write)?;
             let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs))?;
-            Ok((dir, LogStore::new(db), sm))
+            let log = LogStore::open(db, dir.path(), 1 << 20).map_err(io_write)?;
+            Ok((dir, log, sm))
         }
     }
 

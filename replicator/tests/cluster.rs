@@ -317,8 +317,7 @@ async fn large_entries_commit_through_loss_as_blobs() {
             assert!(v == &big[i], "node {id} holds other bytes for entry {i}");
         }
         // The log refers to every blob: blob collection keeps them.
-        let live =
-            tandem_replicator::store::blob_hashes_in_log(cluster.node(id).database()).unwrap();
+        let live = cluster.node(id).blobs_in_log().unwrap();
         assert_eq!(live.len(), 4, "node {id}");
     }
     cluster.shutdown().await;

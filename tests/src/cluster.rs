@@ -68,6 +68,9 @@ pub struct TandemClusterBuilder {
     env: Vec<(String, String)>,
     /// Mail node i runs `backends[i % len]`.
     backends: Vec<BackendKind>,
+    /// `cluster.log_segment_mib`: small by default, since every node
+    /// zero-fills its next log segment when it starts.
+    log_segment_mib: u64,
 }
 
 impl Default for TandemClusterBuilder {
@@ -81,6 +84,7 @@ impl Default for TandemClusterBuilder {
             relay: None,
             env: Vec::new(),
             backends: vec![BackendKind::Dovecot],
+            log_segment_mib: 2,
         }
     }
 }
@@ -127,6 +131,13 @@ impl TandemClusterBuilder {
             "heartbeat_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\n\
              election_timeout_max_ms = {election_max_ms}\n"
         );
+        self
+    }
+
+    /// The raft log's segment size in MiB (default 2; tandem's own default
+    /// is 32).
+    pub fn log_segment_mib(mut self, mib: u64) -> Self {
+        self.log_segment_mib = mib;
         self
     }
 
@@ -200,13 +211,17 @@ impl TandemClusterBuilder {
                 .expect("fault relay");
             (rt, net)
         });
+        let cluster_section = format!(
+            "{}log_segment_mib = {}\n",
+            self.cluster, self.log_segment_mib
+        );
         for (&id, node) in &nodes {
             let text = node_config(
                 id,
                 node,
                 &nodes,
                 &certs,
-                &self.cluster,
+                &cluster_section,
                 &self.extra,
                 relay.as_ref().map(|r| &r.1),
             );

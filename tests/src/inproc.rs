@@ -142,6 +142,7 @@ peer = "127.0.0.1:{peer}"
 ca = "{ca}"
 cert = "{cert}"
 key = "{key}"
+log_segment_mib = 2
 [backend]
 kind = "{kind}"
 address = "{backend}"

@@ -32,6 +32,8 @@ pub struct Options {
     pub compaction_interval: Duration,
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
+    /// Small in tests: every node zero-fills its next segment at start.
+    pub log_segment_bytes: u64,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             compaction_interval: Duration::from_secs(3600),
             heartbeat: Duration::from_millis(150),
             election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
+            log_segment_bytes: 2 << 20,
         }
     }
 }
@@ -115,6 +118,7 @@ impl Cluster {
         c.proposal_timeout = self.options.proposal_timeout;
         c.keep_log_entries = self.options.keep_log_entries;
         c.compaction_interval = self.options.compaction_interval;
+        c.log_segment_bytes = self.options.log_segment_bytes;
         c
     }
 

@@ -102,10 +102,25 @@ impl Setups {
         let direct = Dovecot::start();
         let backend = Dovecot::start();
         let proxy = DovecotProxy::start(&backend);
-        let one = TandemCluster::builder().nodes(1).start();
-        let three = TandemCluster::builder().nodes(3).start();
-        let witness = TandemCluster::builder().nodes(2).witnesses(1).start();
-        let lossy = TandemCluster::builder().nodes(3).relay(1).start();
+        // tandem's default log segment size, as in production.
+        let one = TandemCluster::builder()
+            .nodes(1)
+            .log_segment_mib(32)
+            .start();
+        let three = TandemCluster::builder()
+            .nodes(3)
+            .log_segment_mib(32)
+            .start();
+        let witness = TandemCluster::builder()
+            .nodes(2)
+            .witnesses(1)
+            .log_segment_mib(32)
+            .start();
+        let lossy = TandemCluster::builder()
+            .nodes(3)
+            .relay(1)
+            .log_segment_mib(32)
+            .start();
         let dsync = DsyncPair::start();
         Setups {
             direct,

@@ -20,15 +20,17 @@
 //!   every UID in them must be mapped, or the whole code is an error.
 //! - SEARCH numbers are rewritten only when the caller says they are UIDs
 //!   (the answer to UID SEARCH); plain SEARCH returns sequence numbers.
-//! - ESEARCH COUNT is left as the backend sent it, even when unmapped UIDs
-//!   were dropped from ALL (with a consistent map none are).
+//! - A UID ESEARCH whose ALL holds unmapped UIDs (or whose ALL tandem
+//!   asked for) is rebuilt from the mapped ALL: unmapped UIDs drop out of
+//!   MIN, MAX and COUNT too. Without ALL (the proxy adds it where it can),
+//!   COUNT is left as the backend sent it.
 
 use std::borrow::Cow;
 
 use crate::command::{Command, SetArg};
 use crate::lexer::Span;
 use crate::response::{Code, EsearchItem, FetchItem, Response, ResponseBody};
-use crate::seqset::{push_u32, SequenceSet};
+use crate::seqset::{push_u32, Ranges, SequenceSet};
 use crate::uidmap::{map_ranges, map_sequence_set, UidMap};
 
 /// Replace the bytes of `span` with `bytes`.
@@ -185,6 +187,12 @@ pub trait ResponseMaps {
     /// Whether the numbers of a `* SEARCH` response are UIDs (the command
     /// answered was UID SEARCH).
     fn search_returns_uids(&self) -> bool;
+    /// Whether tandem added `ALL` to the RETURN options of the UID SEARCH
+    /// answered (to count what the client sees), so that the `ALL` of its
+    /// `* ESEARCH` response goes after MIN, MAX and COUNT are computed.
+    fn esearch_added_all(&self) -> bool {
+        false
+    }
 }
 
 fn scope_map<'m>(
@@ -338,6 +346,12 @@ pub fn response_edits(
         }
         ResponseBody::Esearch {
             uid: true, items, ..
+        } if maps.esearch_added_all() || esearch_hides(items, maps) => {
+            let map = scope_map(maps, Scope::Selected, "selected mailbox")?;
+            edits.extend(esearch_from_all(buf, items, map, maps.esearch_added_all()));
+        }
+        ResponseBody::Esearch {
+            uid: true, items, ..
         } => {
             let map = scope_map(maps, Scope::Selected, "selected mailbox")?;
             for item in items {
@@ -396,6 +410,103 @@ pub fn response_edits(
     Ok(edits)
 }
 
+/// Whether the ALL of an ESEARCH response holds UIDs without a canonical
+/// UID (mail hidden on this node).
+fn esearch_hides(items: &[EsearchItem], maps: &dyn ResponseMaps) -> bool {
+    let Some(map) = maps.uids(Scope::Selected) else {
+        return false;
+    };
+    items.iter().any(|i| match i {
+        EsearchItem::All { set, .. } => {
+            let all = set.resolve(u32::MAX);
+            map_ranges(&all, map).len() < all.len()
+        }
+        _ => false,
+    })
+}
+
+/// Rewrites the data of a `* ESEARCH ... UID` response that has `ALL`:
+/// UIDs with no canonical UID (mail hidden on this node) drop out of ALL,
+/// and MIN, MAX and COUNT are those of what is left, so they agree with
+/// what the client can see. Without a match MIN, MAX and ALL are left out
+/// (RFC 4731). `strip_all` leaves out ALL too (tandem asked for it).
+fn esearch_from_all(
+    buf: &[u8],
+    items: &[EsearchItem],
+    map: &dyn UidMap,
+    strip_all: bool,
+) -> Option<Edit> {
+    if items.is_empty() {
+        return None;
+    }
+    let keyword = |value: &Span, len: usize| value.start.saturating_sub(len + 1);
+    let mut found = Ranges::new();
+    let (mut start, mut end) = (usize::MAX, 0);
+    for item in items {
+        let (s, e) = match item {
+            EsearchItem::Min { span, .. } | EsearchItem::Max { span, .. } => {
+                (keyword(span, 3), span.end)
+            }
+            EsearchItem::Count { span, .. } => (keyword(span, 5), span.end),
+            EsearchItem::All { set, span } => {
+                found = found.union(&map_ranges(&set.resolve(u32::MAX), map));
+                (keyword(span, 3), span.end)
+            }
+            EsearchItem::Other { name, value } => (name.start, value.end),
+        };
+        start = start.min(s);
+        end = end.max(e);
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let piece: Option<Vec<u8>> = match item {
+            EsearchItem::Min { .. } => found.min().map(|v| format!("MIN {v}").into_bytes()),
+            EsearchItem::Max { .. } => found.max().map(|v| format!("MAX {v}").into_bytes()),
+            EsearchItem::Count { .. } => Some(format!("COUNT {}", found.len()).into_bytes()),
+            EsearchItem::All { .. } if strip_all || found.is_empty() => None,
+            EsearchItem::All { .. } => {
+                let mut v = b"ALL ".to_vec();
+                v.extend_from_slice(&found.to_bytes());
+                Some(v)
+            }
+            EsearchItem::Other { name, value } => Some(buf[name.start..value.end].to_vec()),
+        };
+        if let Some(piece) = piece {
+            out.push(b' ');
+            out.extend_from_slice(&piece);
+        }
+    }
+    // From the SP before the first item to the end of the last.
+    let span = Span {
+        start: start.checked_sub(1)?,
+        end,
+    };
+    (span.of(buf) != out.as_slice()).then_some(Edit { span, bytes: out })
+}
+
+/// The RETURN options of a UID SEARCH (`(MIN COUNT)`, raw) with `ALL`
+/// added, when MIN, MAX or COUNT are asked without ALL: the answer's ALL
+/// lets MIN, MAX and COUNT leave out mail hidden on this node (see
+/// [`ResponseMaps::esearch_added_all`]). `None` when nothing is to add: ALL
+/// or nothing asked (`()` means ALL), SAVE asked, or options unknown here.
+pub fn return_with_all(raw: &[u8]) -> Option<Vec<u8>> {
+    let inner = raw.strip_prefix(b"(")?.strip_suffix(b")")?;
+    let words: Vec<&[u8]> = inner
+        .split(|b| *b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let is = |w: &[u8], k: &[u8]| w.eq_ignore_ascii_case(k);
+    let counted = words
+        .iter()
+        .all(|w| is(w, b"MIN") || is(w, b"MAX") || is(w, b"COUNT"));
+    if words.is_empty() || !counted {
+        return None;
+    }
+    let mut out = raw[..raw.len() - 1].to_vec();
+    out.extend_from_slice(b" ALL)");
+    Some(out)
+}
+
 /// [`response_edits`] applied: the response to send to the client.
 pub fn rewrite_response<'a>(
     resp: &Response<'a>,
@@ -451,6 +562,7 @@ mod tests {
         validity_shift: i64,
         next_shift: i64,
         search_uids: bool,
+        added_all: bool,
     }
 
     fn shift(v: u32, by: i64) -> Option<u32> {
@@ -474,6 +586,9 @@ mod tests {
         fn search_returns_uids(&self) -> bool {
             self.search_uids
         }
+        fn esearch_added_all(&self) -> bool {
+            self.added_all
+        }
     }
 
     fn identity_maps() -> Maps<'static> {
@@ -483,6 +598,7 @@ mod tests {
             validity_shift: 0,
             next_shift: 0,
             search_uids: true,
+            added_all: false,
         }
     }
 
@@ -550,6 +666,7 @@ mod tests {
             validity_shift: 1000,
             next_shift: 0,
             search_uids: false,
+            added_all: false,
         };
         assert_eq!(
             rw_resp(
@@ -675,6 +792,7 @@ mod tests {
             validity_shift: 5,
             next_shift: 10,
             search_uids: false,
+            added_all: false,
         };
         assert_eq!(
             rw_resp(
@@ -711,6 +829,92 @@ mod tests {
         assert_eq!(
             rw_resp(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n", &maps).unwrap(),
             b"* OK [UIDVALIDITY 3857529050] UIDs valid\r\n"
+        );
+    }
+
+    #[test]
+    fn all_is_added_only_to_counted_returns() {
+        assert_eq!(return_with_all(b"(MIN COUNT)").unwrap(), b"(MIN COUNT ALL)");
+        assert_eq!(return_with_all(b"(count)").unwrap(), b"(count ALL)");
+        for raw in [
+            &b"()"[..],
+            b"(ALL)",
+            b"(MIN ALL)",
+            b"(SAVE MIN)",
+            b"(PARTIAL 1:10)",
+            b"MIN",
+        ] {
+            assert_eq!(
+                return_with_all(raw),
+                None,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    /// Mail hidden on this node (local UIDs 5 and 9 have no canonical UID)
+    /// must not count: MIN, MAX and COUNT come from the mapped ALL.
+    #[test]
+    fn esearch_with_all_is_recounted_without_hidden_mail() {
+        let sel: BTreeMap<u32, u32> = [(4, 40), (6, 60), (7, 70), (8, 80)].into();
+        let mut maps = Maps {
+            selected: &sel,
+            dest: &Identity,
+            validity_shift: 0,
+            next_shift: 0,
+            search_uids: true,
+            added_all: false,
+        };
+        let cases: &[(&[u8], &[u8])] = &[
+            (
+                b"* ESEARCH (TAG \"a\") UID COUNT 6 MIN 4 MAX 9 ALL 4:9\r\n",
+                b"* ESEARCH (TAG \"a\") UID COUNT 4 MIN 40 MAX 80 ALL 40,60,70,80\r\n",
+            ),
+            // The hidden ones are the extremes.
+            (
+                b"* ESEARCH (TAG \"a\") UID MIN 5 MAX 9 ALL 5,7,9\r\n",
+                b"* ESEARCH (TAG \"a\") UID MIN 70 MAX 70 ALL 70\r\n",
+            ),
+            // Only hidden mail matched: COUNT 0, no MIN, MAX or ALL.
+            (
+                b"* ESEARCH (TAG \"a\") UID MIN 5 COUNT 2 ALL 5,9 MAX 9\r\n",
+                b"* ESEARCH (TAG \"a\") UID COUNT 0\r\n",
+            ),
+            (
+                b"* ESEARCH (TAG \"a\") UID ALL 5,9\r\n",
+                b"* ESEARCH (TAG \"a\") UID\r\n",
+            ),
+            // Other items pass as they are.
+            (
+                b"* ESEARCH UID ALL 4:6 MODSEQ 917162500\r\n",
+                b"* ESEARCH UID ALL 40,60 MODSEQ 917162500\r\n",
+            ),
+        ];
+        for (i, (from, to)) in cases.iter().enumerate() {
+            assert_eq!(
+                String::from_utf8_lossy(&rw_resp(from, &maps).unwrap()),
+                String::from_utf8_lossy(to),
+                "case {i}"
+            );
+        }
+        // ALL asked by tandem only: it goes after the counting.
+        maps.added_all = true;
+        assert_eq!(
+            rw_resp(b"* ESEARCH (TAG \"b\") UID\r\n", &maps).unwrap(),
+            b"* ESEARCH (TAG \"b\") UID\r\n"
+        );
+        assert_eq!(
+            rw_resp(b"* ESEARCH (TAG \"b\") UID COUNT 0\r\n", &maps).unwrap(),
+            b"* ESEARCH (TAG \"b\") UID COUNT 0\r\n"
+        );
+        assert_eq!(
+            rw_resp(
+                b"* ESEARCH (TAG \"b\") UID MIN 4 COUNT 6 ALL 4:9\r\n",
+                &maps
+            )
+            .unwrap(),
+            b"* ESEARCH (TAG \"b\") UID MIN 40 COUNT 4\r\n"
         );
     }
 
@@ -847,8 +1051,8 @@ mod tests {
         fn response_rewrite_then_reverse_gives_the_original(r in uid_response(), by in 1u32..100_000) {
             let fwd: BTreeMap<u32, u32> = (1..=504).map(|k| (k, k + by)).collect();
             let back = invert(&fwd);
-            let there = Maps { selected: &fwd, dest: &fwd, validity_shift: i64::from(by), next_shift: i64::from(by), search_uids: true };
-            let again = Maps { selected: &back, dest: &back, validity_shift: -i64::from(by), next_shift: -i64::from(by), search_uids: true };
+            let there = Maps { selected: &fwd, dest: &fwd, validity_shift: i64::from(by), next_shift: i64::from(by), search_uids: true, added_all: false };
+            let again = Maps { selected: &back, dest: &back, validity_shift: -i64::from(by), next_shift: -i64::from(by), search_uids: true, added_all: false };
             let out = rw_resp(&r, &there).unwrap();
             prop_assert_eq!(rw_resp(&out, &again).unwrap(), r);
         }
@@ -866,7 +1070,7 @@ mod tests {
             // Every byte outside an edit survives: removing the edited spans
             // from input and output leaves the same bytes.
             let fwd: BTreeMap<u32, u32> = (1..=504).map(|k| (k, k + by)).collect();
-            let maps = Maps { selected: &fwd, dest: &fwd, validity_shift: 0, next_shift: 0, search_uids: true };
+            let maps = Maps { selected: &fwd, dest: &fwd, validity_shift: 0, next_shift: 0, search_uids: true, added_all: false };
             let resp = Response::parse(&r).unwrap();
             let edits = response_edits(&resp, &maps).unwrap();
             let blanked: Vec<Edit> = edits.iter().map(|e| Edit { span: e.span, bytes: Vec::new() }).collect();

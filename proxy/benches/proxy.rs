@@ -4,7 +4,9 @@
 //! Then the memory of idle, logged-in client sessions.
 //!
 //! Run: `cargo bench -p tandem-proxy --bench proxy` (or `make bench`).
-//! `BENCH_SECONDS` sets the time per round (default 3).
+//! `BENCH_SECONDS` sets the time per round (default 3); `BENCH_FILTER`
+//! runs only the rows whose "workload clients" label contains it (e.g.
+//! `SELECT 1,000 messages 16`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -132,8 +134,12 @@ fn main() {
 
     println!("| workload | clients | direct ops/s | proxy ops/s | ratio | direct p50 ms | proxy p50 ms | added p50 ms | proxy p99 ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
     for w in [Workload::FetchHeaders, Workload::Select] {
         for clients in [1, 16] {
+            if !format!("{} {clients}", w.name()).contains(&filter) {
+                continue;
+            }
             // Two alternating rounds each, to spread noise over both sides.
             let (mut d, mut p) = (Vec::new(), Vec::new());
             for _ in 0..2 {

@@ -119,8 +119,12 @@ enum Pending {
     Logout,
     /// SELECT or EXAMINE: a failure deselects.
     Select,
-    /// UID SEARCH: its `* SEARCH` numbers are UIDs.
-    UidSearch,
+    /// UID SEARCH: its `* SEARCH` numbers are UIDs. `added_all`: tandem
+    /// added ALL to its RETURN options (see `tandem_parser::rewrite::
+    /// return_with_all`).
+    UidSearch {
+        added_all: bool,
+    },
     Other,
 }
 
@@ -795,7 +799,7 @@ impl Session {
                 Pending::Select if status != tandem_parser::response::Status::Ok => {
                     self.selected = None;
                 }
-                Pending::Select | Pending::UidSearch | Pending::Other => {
+                Pending::Select | Pending::UidSearch { .. } | Pending::Other => {
                     if matches!(self.mode, Mode::Idling { .. }) {
                         self.mode = Mode::Commands;
                     }

@@ -347,3 +347,68 @@ fn exercise(cluster: &Cluster, through: usize) {
         assert_eq!(direct.command("EXAMINE Work").unwrap().status, Status::No);
     }
 }
+
+/// The number after `name ` in an ESEARCH line, if there.
+fn esearch_item(line: &str, name: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == name)?;
+    words.next().map(str::to_string)
+}
+
+/// In a cluster with Cyrus, a message delivered straight into a Dovecot
+/// node's backend that Cyrus could not store stays hidden on that node.
+/// A UID ESEARCH through that node counts only what the client sees: the
+/// hidden message is in neither COUNT, MIN, MAX nor ALL.
+#[test]
+fn mail_hidden_on_a_node_is_left_out_of_esearch_results() {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_mixed(&[false, true, false]);
+    let mut c = cluster.login(0, "alice");
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        let body = format!("Subject: seen {i}\r\n\r\nvisible\r\n");
+        let r = c.append("INBOX", body.as_bytes()).unwrap().ok();
+        uids.push(r.code("APPENDUID").expect("APPENDUID")[1].clone());
+    }
+    // Bare LF line ends: Cyrus would refuse it, so it cannot be adopted.
+    cluster
+        .backend(0)
+        .deliver("alice", "INBOX", b"Subject: hidden\n\nbare newlines\n");
+    c.command("SELECT INBOX").unwrap().ok();
+    for ret in ["(MIN MAX COUNT)", "(COUNT)", "(MAX)"] {
+        let r = c
+            .command(&format!("UID SEARCH RETURN {ret} ALL"))
+            .unwrap()
+            .ok();
+        let lines = r.lines();
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("* ESEARCH"))
+            .unwrap_or_else(|| panic!("{ret}: no ESEARCH in {lines:?}"));
+        for (item, want) in [("MIN", &uids[0]), ("MAX", &uids[2])] {
+            if ret.contains(item) {
+                assert_eq!(
+                    esearch_item(line, item).as_ref(),
+                    Some(want),
+                    "{ret}: {line}"
+                );
+            }
+        }
+        if ret.contains("COUNT") {
+            assert_eq!(esearch_item(line, "COUNT").as_deref(), Some("3"), "{line}");
+        }
+        assert_eq!(esearch_item(line, "ALL"), None, "ALL was not asked: {line}");
+    }
+    let r = c.command("UID SEARCH RETURN (ALL COUNT) ALL").unwrap().ok();
+    let line = r.lines().into_iter().find(|l| l.starts_with("* ESEARCH"));
+    let line = line.expect("ESEARCH");
+    assert_eq!(esearch_item(&line, "COUNT").as_deref(), Some("3"), "{line}");
+    assert_eq!(
+        esearch_item(&line, "ALL"),
+        Some(format!("{}:{}", uids[0], uids[2])),
+        "{line}"
+    );
+    let r = c.command("UID SEARCH ALL").unwrap().ok();
+    let search = r.lines().into_iter().find(|l| l.starts_with("* SEARCH"));
+    assert_eq!(search, Some(format!("* SEARCH {}", uids.join(" "))));
+}

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tandem_parser::command::{Command, CommandBody, SetArg, StoreMode};
 use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
 use tandem_parser::response::{Response, ResponseBody};
-use tandem_parser::rewrite::{rewrite_response, Edit, ResponseMaps, Scope};
+use tandem_parser::rewrite::{return_with_all, rewrite_response, Edit, ResponseMaps, Scope};
 use tandem_parser::seqset::Ranges;
 use tandem_parser::uidmap::{map_ranges, UidMap};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,6 +38,7 @@ struct SessionMaps {
     user: String,
     selected: Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
     search_uids: bool,
+    added_all: bool,
 }
 
 /// The selected mailbox's map and canonical state, kept while neither the
@@ -93,6 +94,10 @@ impl ResponseMaps for SessionMaps {
 
     fn search_returns_uids(&self) -> bool {
         self.search_uids
+    }
+
+    fn esearch_added_all(&self) -> bool {
+        self.added_all
     }
 }
 
@@ -222,7 +227,14 @@ impl Session {
             rep,
             user,
             selected,
-            search_uids: matches!(self.pending.front(), Some((_, Pending::UidSearch, _))),
+            search_uids: matches!(
+                self.pending.front(),
+                Some((_, Pending::UidSearch { .. }, _))
+            ),
+            added_all: matches!(
+                self.pending.front(),
+                Some((_, Pending::UidSearch { added_all: true }, _))
+            ),
         })
     }
 
@@ -984,6 +996,7 @@ impl Session {
             return Ok(None);
         }
         let mut kind = Pending::Other;
+        let mut ret_edit = None;
         match &cmd.body {
             CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
                 self.drain(client, backend).await?;
@@ -1023,21 +1036,31 @@ impl Session {
                 kind = Pending::Select;
             }
             CommandBody::Unselect => self.selected = None,
-            CommandBody::Search { .. } if cmd.uid => kind = Pending::UidSearch,
+            CommandBody::Search { ret, .. } if cmd.uid => {
+                // MIN, MAX and COUNT without ALL: ask ALL too, so that mail
+                // hidden on this node is left out of them.
+                match ret.and_then(|r| Some((r, return_with_all(r.of(cmd.buf))?))) {
+                    Some((span, bytes)) => {
+                        ret_edit = Some(Edit { span, bytes });
+                        kind = Pending::UidSearch { added_all: true };
+                    }
+                    None => kind = Pending::UidSearch { added_all: false },
+                }
+            }
             _ => {}
         }
+        let mut edits: Vec<Edit> = ret_edit.into_iter().collect();
         let sets = cmd.uid_sets();
         if sets.is_empty() {
-            return Ok(Some((Vec::new(), kind)));
+            return Ok(Some((edits, kind)));
         }
         let Some((map, _)) = self.maps().and_then(|m| m.selected) else {
             // Nothing selected: the backend answers BAD itself.
-            return Ok(Some((Vec::new(), kind)));
+            return Ok(Some((edits, kind)));
         };
         let star = map.to_local.max_from().unwrap_or(0);
         // A set with no message here names nothing: the largest UID, which
         // no backend gives out, keeps the command valid and empty.
-        let mut edits = Vec::new();
         for arg in sets {
             if let SetArg::Set { set, span } = arg {
                 let local = map_ranges(&set.resolve(star), &map.to_local);

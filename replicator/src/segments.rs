@@ -106,6 +106,8 @@ pub(crate) struct Segments {
     segment_bytes: u64,
     state: Mutex<State>,
     standby: Arc<Mutex<Standby>>,
+    /// Whether next segments are prepared in the background.
+    prepares: bool,
 }
 
 /// What [`scan`] found in a segment.
@@ -197,9 +199,23 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 impl Segments {
-    /// Opens the log in `dir` (created if missing), checking every record.
-    /// `purged` is the purge point recorded with the vote.
+    /// Opens the log in `dir` (created if missing), checking every record,
+    /// and starts preparing the next segment. `purged` is the purge point
+    /// recorded with the vote.
     pub(crate) fn open(
+        dir: &Path,
+        purged: Option<u64>,
+        segment_bytes: u64,
+    ) -> io::Result<Segments> {
+        let mut log = Self::open_unprepared(dir, purged, segment_bytes)?;
+        log.prepares = true;
+        log.prepare_standby();
+        Ok(log)
+    }
+
+    /// [`Segments::open`] without preparing a next segment: for a log that
+    /// is only written once and then moved (a migration).
+    pub(crate) fn open_unprepared(
         dir: &Path,
         purged: Option<u64>,
         segment_bytes: u64,
@@ -296,14 +312,13 @@ impl Segments {
             }
             expect = Some(s.next());
         }
-        let log = Segments {
+        Ok(Segments {
             dir: dir.to_path_buf(),
             segment_bytes,
             state: Mutex::new(State { segments, purged }),
             standby: Arc::new(Mutex::new(standby)),
-        };
-        log.prepare_standby();
-        Ok(log)
+            prepares: false,
+        })
     }
 
     fn standby(&self) -> MutexGuard<'_, Standby> {
@@ -314,7 +329,7 @@ impl Segments {
     /// one is ready or on its way.
     fn prepare_standby(&self) {
         let mut st = self.standby();
-        if *st != Standby::Idle {
+        if !self.prepares || *st != Standby::Idle {
             return;
         }
         *st = Standby::Preparing;

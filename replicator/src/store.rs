@@ -30,6 +30,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,7 @@ const KEY_APPLIED: &str = "applied";
 const KEY_MEMBERSHIP: &str = "membership";
 const KEY_SNAPSHOT: &str = "snapshot";
 const KEY_RESYNC: &str = "resync";
+const KEY_SYNCED: &str = "synced";
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +194,19 @@ pub struct LogStore {
     writer: std::sync::mpsc::Sender<WriteOp>,
     /// The latest committed-index hint, not yet written.
     hint: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Held only to end the redb syncer with the last clone.
+    _syncer: Arc<std::sync::mpsc::Sender<()>>,
 }
+
+/// While the log moves, redb gets a durable commit this often. The state
+/// machine and the application (tandem's applier: its UID maps) commit to
+/// redb without an fsync of their own, counting on a durable commit soon
+/// after: what a crash loses of them is looked for again (in doubt), and
+/// that search is meant for a handful of items, not for seconds of them.
+/// Before the log left redb, every log write was that durable commit.
+const REDB_SYNC_INTERVAL: Duration = Duration::from_millis(5);
+/// ... and for this long after the log last moved (the applier trails it).
+const REDB_SYNC_TRAIL: Duration = Duration::from_secs(3);
 
 /// Committed-index hints are written at most this often: each write is a
 /// redb commit, which on the commit path would delay the next append.
@@ -231,22 +245,32 @@ impl LogStore {
         let pending = Arc::new(Mutex::new(BTreeMap::new()));
         let hint = Arc::new(Mutex::new(None));
         let (tx, rx) = std::sync::mpsc::channel();
+        let base = Instant::now();
+        let moved = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             db: db.clone(),
             log: log.clone(),
             pending: pending.clone(),
             hint: hint.clone(),
+            moved: (base, moved.clone()),
         };
         std::thread::Builder::new()
             .name("tandem-log-writer".to_string())
             .spawn(move || writer.run(rx))
             .expect("spawn the log writer thread");
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let sdb = db.clone();
+        std::thread::Builder::new()
+            .name("tandem-redb-sync".to_string())
+            .spawn(move || redb_syncer(sdb, base, moved, sync_rx))
+            .expect("spawn the redb sync thread");
         Ok(LogStore {
             db,
             log,
             pending,
             writer: tx,
             hint,
+            _syncer: Arc::new(sync_tx),
         })
     }
 
@@ -373,7 +397,7 @@ fn migrate_from_redb(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    let log = Segments::open(&tmp, purged, segment_bytes)?;
+    let log = Segments::open_unprepared(&tmp, purged, segment_bytes)?;
     let txn = db.begin_read().map_err(std::io::Error::other)?;
     let mut moved = 0u64;
     match txn.open_table(LOG) {
@@ -435,12 +459,50 @@ fn clear_redb_log(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Gives redb a durable commit every `REDB_SYNC_INTERVAL` while the log
+/// moves and for `REDB_SYNC_TRAIL` after (`moved`: milliseconds after `base`
+/// of the last log write). Ends when the last clone of the store is gone.
+fn redb_syncer(
+    db: Arc<Database>,
+    base: Instant,
+    moved: Arc<AtomicU64>,
+    rx: std::sync::mpsc::Receiver<()>,
+) {
+    let mut synced = 0u64;
+    loop {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+            rx.recv_timeout(REDB_SYNC_INTERVAL)
+        {
+            return;
+        }
+        let last = moved.load(Ordering::Relaxed);
+        let now = base.elapsed().as_millis() as u64;
+        if last == 0 || now.saturating_sub(last) > REDB_SYNC_TRAIL.as_millis() as u64 {
+            continue;
+        }
+        synced += 1;
+        let run = || -> Result<(), redb::Error> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.open_table(RAFT_META)?
+                .insert(KEY_SYNCED, synced.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = run() {
+            tracing::warn!(error = %e, "durable redb commit failed");
+        }
+    }
+}
+
 /// What the writer thread works on.
 struct Writer {
     db: Arc<Database>,
     log: Arc<Segments>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
     hint: Arc<Mutex<Option<Vec<u8>>>>,
+    /// When the log last moved (see [`redb_syncer`]).
+    moved: (Instant, Arc<AtomicU64>),
 }
 
 impl Writer {
@@ -492,6 +554,8 @@ impl Writer {
                 }
             };
             Self::batch(db, log, pending, &mut failed, first, &rx);
+            let (base, moved) = &self.moved;
+            moved.store(base.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
         }
     }
 

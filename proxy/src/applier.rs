@@ -725,9 +725,9 @@ impl Worker {
 
     fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), String> {
         // Not fsynced on its own: the next durable redb commit carries it
-        // (the state machine's, at most a second apart while entries apply,
-        // or the next high-water mark's), and what a crash loses is found
-        // again on the backend (in doubt).
+        // (the log store's syncer's, 5 ms apart while the log moves, or the
+        // next high-water mark's), and what a crash loses is found again on
+        // the backend (in doubt).
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         txn.set_durability(Durability::None)
             .map_err(|e| e.to_string())?;

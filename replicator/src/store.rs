@@ -12,9 +12,11 @@
 //!   sent. The purge point is durable before any segment is deleted.
 //! - The state machine's own writes and the applied log id are committed in
 //!   one transaction: after a crash, the state and the applied index agree.
-//!   That transaction is fsync'd at most once a second (the log holds the
-//!   entries durably); after a crash the state machine may restart some
-//!   entries back and re-apply them.
+//!   That transaction is not fsync'd on its own (the log holds the entries
+//!   durably): redb gets a durable commit every 5 ms while the log moves
+//!   (`redb_syncer`), and at least once a second from the state machine;
+//!   after a crash the state machine may restart some entries back and
+//!   re-apply them.
 //! - Log writes (appends, truncations, purges, votes) go through one writer
 //!   thread in the order openraft issued them; an append is readable as soon
 //!   as `append` returns and reported flushed only after the writer's sync.

@@ -138,6 +138,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A record header's length, checksum and index.
+fn parse_header(h: &[u8]) -> (u32, u32, u64) {
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let index = u64::from(u32_at(8)) | (u64::from(u32_at(12)) << 32);
+    (u32_at(0), u32_at(4), index)
+}
+
 /// Reads the records of a segment, up to its end or an all-zero header.
 fn scan(file: &File, first: u64) -> io::Result<Scanned> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -154,9 +161,7 @@ fn scan(file: &File, first: u64) -> io::Result<Scanned> {
         } else if got < HEADER {
             Some(format!("a {got}-byte partial header"))
         } else {
-            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-            let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            let (len, crc, index) = parse_header(&header);
             let want = first + locs.len() as u64;
             if len == 0 || len > MAX_RECORD {
                 Some(format!("a record length of {len}"))
@@ -568,9 +573,7 @@ impl Segments {
     pub(crate) fn read(loc: &Loc) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; HEADER + loc.len as usize];
         loc.file.read_exact_at(&mut buf, loc.offset)?;
-        let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+        let (len, crc, index) = parse_header(&buf[..HEADER]);
         let payload = buf.split_off(HEADER);
         if len != loc.len || index != loc.index || checksum(index, &payload) != crc {
             return Err(corrupt(format!(

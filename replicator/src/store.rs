@@ -14,8 +14,8 @@
 //!   one transaction: after a crash, the state and the applied index agree.
 //!   That transaction is not fsync'd on its own (the log holds the entries
 //!   durably): redb gets a durable commit every 5 ms while the log moves
-//!   (`redb_syncer`), and at least once a second from the state machine;
-//!   after a crash the state machine may restart some entries back and
+//!   (`redb_syncer`, which also records the committed-index hint); after a
+//!   crash the state machine may restart some entries back and
 //!   re-apply them.
 //! - Log writes (appends, truncations, purges, votes) go through one writer
 //!   thread in the order openraft issued them; an append is readable as soon
@@ -210,10 +210,6 @@ const REDB_SYNC_INTERVAL: Duration = Duration::from_millis(5);
 /// ... and for this long after the log last moved (the applier trails it).
 const REDB_SYNC_TRAIL: Duration = Duration::from_secs(3);
 
-/// Committed-index hints are written at most this often: each write is a
-/// redb commit, which on the commit path would delay the next append.
-const HINT_INTERVAL: Duration = Duration::from_millis(200);
-
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogStore").finish_non_exhaustive()
@@ -253,7 +249,6 @@ impl LogStore {
             db: db.clone(),
             log: log.clone(),
             pending: pending.clone(),
-            hint: hint.clone(),
             moved: (base, moved.clone()),
         };
         std::thread::Builder::new()
@@ -261,10 +256,10 @@ impl LogStore {
             .spawn(move || writer.run(rx))
             .expect("spawn the log writer thread");
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
-        let sdb = db.clone();
+        let (sdb, shint) = (db.clone(), hint.clone());
         std::thread::Builder::new()
             .name("tandem-redb-sync".to_string())
-            .spawn(move || redb_syncer(sdb, base, moved, sync_rx))
+            .spawn(move || redb_syncer(sdb, shint, base, moved, sync_rx))
             .expect("spawn the redb sync thread");
         Ok(LogStore {
             db,
@@ -463,9 +458,11 @@ fn clear_redb_log(db: &Database) -> Result<(), redb::Error> {
 
 /// Gives redb a durable commit every `REDB_SYNC_INTERVAL` while the log
 /// moves and for `REDB_SYNC_TRAIL` after (`moved`: milliseconds after `base`
-/// of the last log write). Ends when the last clone of the store is gone.
+/// of the last log write), carrying the latest committed-index hint. Ends
+/// when the last clone of the store is gone.
 fn redb_syncer(
     db: Arc<Database>,
+    hint: Arc<Mutex<Option<Vec<u8>>>>,
     base: Instant,
     moved: Arc<AtomicU64>,
     rx: std::sync::mpsc::Receiver<()>,
@@ -483,11 +480,19 @@ fn redb_syncer(
             continue;
         }
         synced += 1;
+        // A hint for a faster restart: a lost one only means re-applying
+        // from an older point.
+        let hint = hint.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let run = || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
-            txn.open_table(RAFT_META)?
-                .insert(KEY_SYNCED, synced.to_le_bytes().as_slice())?;
+            {
+                let mut meta = txn.open_table(RAFT_META)?;
+                meta.insert(KEY_SYNCED, synced.to_le_bytes().as_slice())?;
+                if let Some(bytes) = &hint {
+                    meta.insert(KEY_COMMITTED, bytes.as_slice())?;
+                }
+            }
             txn.commit()?;
             Ok(())
         };
@@ -502,33 +507,11 @@ struct Writer {
     db: Arc<Database>,
     log: Arc<Segments>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    hint: Arc<Mutex<Option<Vec<u8>>>>,
     /// When the log last moved (see [`redb_syncer`]).
     moved: (Instant, Arc<AtomicU64>),
 }
 
 impl Writer {
-    /// Writes the latest committed-index hint, if any, without an fsync of
-    /// its own: a later durable redb commit (a vote, a purge point, an
-    /// apply) persists it. A lost hint only means re-applying from an older
-    /// point after a restart.
-    fn write_hint(&self) {
-        let Some(bytes) = self.hint.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return;
-        };
-        let run = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::None)?;
-            txn.open_table(RAFT_META)?
-                .insert(KEY_COMMITTED, bytes.as_slice())?;
-            txn.commit()?;
-            Ok(())
-        };
-        if let Err(e) = run() {
-            tracing::warn!(error = %e, "could not record the committed index");
-        }
-    }
-
     /// The writer thread: drains the queue, writes everything with one
     /// sync, then reports.
     fn run(self, rx: std::sync::mpsc::Receiver<WriteOp>) {
@@ -538,23 +521,10 @@ impl Writer {
             ref pending,
             ..
         } = self;
-        let mut hint_at = Instant::now();
         // After one failed write nothing more is written: a later batch
         // landing after a lost one would leave a hole in the log on disk.
         let mut failed: Option<String> = None;
-        loop {
-            if hint_at.elapsed() >= HINT_INTERVAL {
-                self.write_hint();
-                hint_at = Instant::now();
-            }
-            let first = match rx.recv_timeout(HINT_INTERVAL) {
-                Ok(op) => op,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    self.write_hint();
-                    return;
-                }
-            };
+        while let Ok(first) = rx.recv() {
             Self::batch(db, log, pending, &mut failed, first, &rx);
             let (base, moved) = &self.moved;
             moved.store(base.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
@@ -621,10 +591,10 @@ impl Writer {
 /// purge points are durable redb commits.
 fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> Result<(), String> {
     let mut unsynced = Vec::new();
-    let meta = |key: &str, bytes: &[u8], durability: Durability| -> Result<(), String> {
+    let meta = |key: &str, bytes: &[u8]| -> Result<(), String> {
         let run = || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
+            txn.set_durability(Durability::Immediate)?;
             txn.open_table(RAFT_META)?.insert(key, bytes)?;
             txn.commit()?;
             Ok(())
@@ -655,12 +625,12 @@ fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> Result<(), S
             }
             WriteOp::Purge { upto, purged, .. } => {
                 sync(&mut unsynced)?;
-                meta(KEY_LAST_PURGED, purged, Durability::Immediate)?;
+                meta(KEY_LAST_PURGED, purged)?;
                 log.purge(*upto).map_err(|e| format!("log purge: {e}"))?;
             }
             WriteOp::Meta { key, bytes, .. } => {
                 sync(&mut unsynced)?;
-                meta(key, bytes, Durability::Immediate)?;
+                meta(key, bytes)?;
             }
         }
     }
@@ -728,7 +698,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // A hint for a faster restart, not a safety property: openraft
         // recomputes the commit index from a quorum. Kept in memory; the
-        // writer records the latest one every `HINT_INTERVAL`.
+        // redb syncer records the latest one with its durable commits.
         let bytes = encode(&committed).map_err(io_write)?;
         *self.hint.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         Ok(())
@@ -800,15 +770,7 @@ pub struct SmStore<S> {
     blobs: Arc<crate::blob::Blobs>,
     applied: Option<LogId>,
     membership: StoredMembership,
-    /// When an apply transaction was last fsync'd.
-    synced_at: Instant,
 }
-
-/// How often an apply transaction is fsync'd. Between two, redb keeps the
-/// pages of every non-durable commit (it frees pages only at a durable
-/// one), and a crash loses what was applied since (it is applied again
-/// from the log).
-const SM_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 impl<S: StateMachine> SmStore<S> {
     /// Opens the state machine side over `db`, reading back what was applied.
@@ -829,7 +791,6 @@ impl<S: StateMachine> SmStore<S> {
             blobs,
             applied,
             membership,
-            synced_at: Instant::now(),
         })
     }
 
@@ -953,20 +914,14 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         let sm = self.sm.clone();
         let mut applied = self.applied;
         let mut membership = self.membership.clone();
-        let durability = if self.synced_at.elapsed() >= SM_SYNC_INTERVAL {
-            self.synced_at = Instant::now();
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
         let task = tokio::task::spawn_blocking(move || {
             let mut outputs = Vec::with_capacity(entries.len());
-            // Mostly Durability::None: the log already holds these entries
-            // durably; after a crash the state machine may be some entries
-            // behind (state and applied index always agree) and openraft
-            // applies them again.
+            // Durability::None: the log already holds these entries durably,
+            // and the redb syncer's next commit persists this one; after a
+            // crash the state machine may be some entries behind (state and
+            // applied index always agree) and openraft applies them again.
             let mut txn = db.begin_write().map_err(io_write)?;
-            txn.set_durability(durability).map_err(io_write)?;
+            txn.set_durability(Durability::None).map_err(io_write)?;
             {
                 let mut sm = sm.lock().unwrap_or_else(|p| p.into_inner());
                 for entry in entries {
@@ -1037,7 +992,6 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                 blobs: self.blobs.clone(),
                 applied: self.applied,
                 membership: self.membership.clone(),
-                synced_at: self.synced_at,
             },
         }
     }

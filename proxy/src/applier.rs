@@ -4,10 +4,19 @@
 //! maps that the sessions rewrite with.
 //!
 //! Ordering invariants:
-//! - Outbox items are applied one at a time in sequence order; the map
-//!   changes of an item and the cursor (the last item applied) are committed
-//!   together with an fsync, so a crash repeats at most the one item that
-//!   was in flight.
+//! - Each user's items are applied in sequence order (items of different
+//!   mailboxes in parallel lanes). The map changes of an item and its
+//!   removal from the outbox are committed together, without an fsync of
+//!   their own: redb's next durable commit carries them (the log store's
+//!   syncer's, or a barrier below). After a crash, every item up to the
+//!   durable high-water mark is *in doubt*: it is looked for on the backend
+//!   (the unmapped messages, in order, byte for byte) before it is applied.
+//! - Looking works only while the evidence is still there, so an item that
+//!   destroys evidence (EXPUNGE, MOVE, DELETE, RENAME, the expunge of
+//!   adopted originals) is preceded by a durable commit, a *barrier*: the
+//!   items before it are never in doubt once it has run, and what a crash
+//!   leaves in doubt is at most one such item per mailbox followed by items
+//!   that only add messages or change flags.
 //! - Local UIDs are learned only from the backend's APPENDUID / COPYUID
 //!   (RFC 4315), and pushed into strictly increasing maps: canonical order
 //!   and local order agree, so sequence numbers agree across nodes.
@@ -311,6 +320,9 @@ pub struct Applier {
 const HIGH_WATER_STEP: u64 = 256;
 /// Key of the high-water mark in [`STATE`].
 const DISPATCHED: &str = "dispatched";
+/// Key of the last barrier's item in [`STATE`] (written to have something
+/// to commit durably).
+const BARRIER: &str = "barrier";
 /// The applier's own durable values.
 const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_state");
 
@@ -325,6 +337,17 @@ impl std::fmt::Debug for Applier {
 
 /// Most parallel backend sessions (one per mailbox) a user's worker keeps.
 const MAX_LANES: usize = 8;
+
+/// Whether applying `work` removes messages or mailboxes that the in-doubt
+/// check of an earlier item would look for (see the module's doc).
+fn destroys_evidence(work: &Work, node: u64) -> bool {
+    match work {
+        Work::Expunge { .. } | Work::Delete { .. } | Work::Rename { .. } => true,
+        Work::Copy { remove, .. } => *remove,
+        Work::Append { replaces, .. } => replaces.as_ref().is_some_and(|r| r.node == node),
+        Work::Create { .. } | Work::Subscribe { .. } | Work::Store { .. } => false,
+    }
+}
 
 /// The mailbox an item touches, if it touches exactly one.
 fn single_mailbox(work: &Work) -> Option<&str> {
@@ -642,8 +665,29 @@ impl Worker {
         }
     }
 
+    /// Makes every commit so far durable (see the module's doc): an item
+    /// about to remove messages or mailboxes must not leave the items
+    /// before it to be found on the backend after a crash.
+    fn barrier(&self, seq: u64) -> Result<(), String> {
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| e.to_string())?;
+        {
+            let mut t = txn.open_table(STATE).map_err(|e| e.to_string())?;
+            t.insert(BARRIER, seq).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
     /// Applies one item, retrying while the backend is unreachable.
     async fn apply_one(&mut self, seq: u64, work: &Work) {
+        if destroys_evidence(work, self.node) {
+            metrics::counter!("tandem_apply_barriers_total").increment(1);
+            while let Err(e) = self.barrier(seq) {
+                tracing::error!(error = %e, "applier cannot make its progress durable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         let mut backoff = Duration::from_millis(100);
         let mut refusals = 0;
         // A command whose answer was lost (the backend stopped or the link
@@ -971,10 +1015,22 @@ impl Worker {
                     self.found = true;
                     return Ok(Vec::new());
                 }
+                // Adopted originals on this node: expunged once their
+                // copies are appended.
+                let originals = replaces
+                    .as_ref()
+                    .filter(|r| r.node == self.node && r.local_uidvalidity == map.local_uidvalidity)
+                    .map(|r| Ranges::from_ranges(r.uids.iter().map(|&u| (u, u))));
                 if doubt {
-                    let found = self.unmapped(user, mailbox, &map).await?;
+                    let mut found = self.unmapped(user, mailbox, &map).await?;
+                    // The originals are unmapped too, and byte for byte the
+                    // copies: only what follows them can be the copies.
+                    if let Some(o) = &originals {
+                        found.retain(|&u| !o.contains(u));
+                    }
+                    found.truncate(uids.len());
                     let bodies = self.bodies(user, &found).await?;
-                    let done = found.len() >= uids.len()
+                    let done = found.len() == uids.len()
                         && bodies
                             .iter()
                             .zip(messages.iter())
@@ -985,6 +1041,9 @@ impl Worker {
                             push(&mut map, c, l);
                         }
                         map.to_canon = map.to_local.inverse();
+                        if let Some(set) = &originals {
+                            self.remove_local(user, mailbox, set).await?;
+                        }
                         self.found = true;
                         return Ok(vec![Change::Put(user.clone(), *uidvalidity, map)]);
                     }
@@ -1018,13 +1077,10 @@ impl Worker {
                     push(&mut map, c, l);
                 }
                 map.to_canon = map.to_local.inverse();
-                if let Some(r) = replaces {
-                    if r.node == self.node && r.local_uidvalidity == map.local_uidvalidity {
-                        // The originals were adopted: their copies now carry
-                        // canonical UIDs everywhere.
-                        let set = Ranges::from_ranges(r.uids.iter().map(|&u| (u, u)));
-                        self.remove_local(user, mailbox, &set).await?;
-                    }
+                if let Some(set) = &originals {
+                    // The originals were adopted: their copies now carry
+                    // canonical UIDs everywhere.
+                    self.remove_local(user, mailbox, set).await?;
                 }
                 Ok(vec![Change::Put(user.clone(), *uidvalidity, map)])
             }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tandem_replicator::tls::{TlsFiles, TlsMaterial};
 use tandem_replicator::NodeConfig;
@@ -65,6 +66,7 @@ pub fn node_config(config: &Config, bootstrap: bool) -> Result<NodeConfig, Strin
     node.proposal_timeout = cluster.proposal_timeout();
     node.keep_log_entries = cluster.keep_log_entries;
     node.log_segment_bytes = cluster.log_segment_mib << 20;
+    node.state_sync_interval = Duration::from_millis(cluster.state_sync_ms);
     node.bootstrap = bootstrap;
     Ok(node)
 }

@@ -286,3 +286,60 @@ fn mbsync_fails_over_to_another_node_without_downloading_again(kind: BackendKind
     assert_eq!(uv(&state), uv(&state2), "{state}\n---\n{state2}");
     assert!(uv(&state).is_some(), "{state}");
 }
+
+both_backends!(a_node_killed_before_its_progress_was_durable_holds_each_message_once);
+/// With a state sync interval far longer than the test, a SIGKILL leaves
+/// every item of the applier since its last barrier in doubt: restarted, it
+/// looks for each on its backend. An APPEND whose message a later MOVE or
+/// EXPUNGE took away must not be appended again (the barrier before those
+/// made it durable).
+fn a_node_killed_before_its_progress_was_durable_holds_each_message_once(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let mut c = TandemCluster::builder()
+        .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
+        .nodes(3)
+        .state_sync_ms(60_000)
+        .start();
+    let mut alice = c.login(1, "alice");
+    let mail = |s: &str| format!("Subject: {s}\r\n\r\nbody of {s}\r\n").into_bytes();
+    alice.command("CREATE Work").unwrap().ok();
+    for s in ["a", "b"] {
+        alice.append("INBOX", &mail(s)).unwrap().ok();
+    }
+    alice.command("SELECT INBOX").unwrap().ok();
+    alice.command("UID MOVE 1 Work").unwrap().ok();
+    for s in ["c", "d"] {
+        alice.append("INBOX", &mail(s)).unwrap().ok();
+    }
+    alice
+        .command("UID STORE 2 +FLAGS (\\Deleted)")
+        .unwrap()
+        .ok();
+    alice.command("UID EXPUNGE 2").unwrap().ok();
+    for s in ["e", "f"] {
+        alice.append("INBOX", &mail(s)).unwrap().ok();
+    }
+    alice.command("UID COPY 3 Work").unwrap().ok();
+    alice.command("LOGOUT").unwrap().ok();
+
+    let (inbox_subjects, work_subjects) = (["c", "d", "e", "f"], ["a", "c"]);
+    let backend_has = |c: &TandemCluster| {
+        c.backend(3).subjects("alice", "INBOX") == inbox_subjects
+            && c.backend(3).subjects("alice", "Work") == work_subjects
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !backend_has(&c) {
+        assert!(std::time::Instant::now() < deadline, "node 3 never applied");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    c.kill(3);
+    c.restart(3);
+    c.wait_ready();
+    let view = converged(&c, &[1, 2, 3]);
+    assert_eq!(view.len(), 4, "{view:?}");
+    assert_eq!(c.backend(3).subjects("alice", "INBOX"), inbox_subjects);
+    assert_eq!(c.backend(3).subjects("alice", "Work"), work_subjects);
+    let log = c.log(3);
+    assert!(log.contains("found applied before a restart"), "{log}");
+}

@@ -64,6 +64,10 @@ pub struct NodeConfig {
     /// Size of one log segment file. The next one is zero-filled in the
     /// background before it is needed.
     pub log_segment_bytes: u64,
+    /// How often, while the log moves, redb gets a durable commit (the
+    /// state machine's and the application's writes have no fsync of
+    /// their own).
+    pub state_sync_interval: Duration,
     /// Transport limits.
     pub transport: TransportConfig,
     /// Encoded entries larger than this travel as blobs beside the log.
@@ -98,6 +102,7 @@ impl NodeConfig {
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(10),
             log_segment_bytes: crate::store::LOG_SEGMENT_BYTES,
+            state_sync_interval: crate::store::STATE_SYNC_INTERVAL,
             transport: TransportConfig::default(),
             inline_limit: 64 * 1024,
             bootstrap: false,
@@ -262,7 +267,12 @@ impl<S: StateMachine> Node<S> {
             })?,
         );
         let sm = Arc::new(std::sync::Mutex::new(state_machine));
-        let log_store = LogStore::open(db.clone(), &config.data_dir, config.log_segment_bytes)?;
+        let log_store = LogStore::open(
+            db.clone(),
+            &config.data_dir,
+            config.log_segment_bytes,
+            config.state_sync_interval,
+        )?;
         let log = log_store.clone();
         let sm_store = SmStore::new(db.clone(), sm.clone(), blobs.clone())
             .map_err(|e| NodeError::Raft(e.to_string()))?;

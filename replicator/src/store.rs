@@ -13,10 +13,10 @@
 //! - The state machine's own writes and the applied log id are committed in
 //!   one transaction: after a crash, the state and the applied index agree.
 //!   That transaction is not fsync'd on its own (the log holds the entries
-//!   durably): redb gets a durable commit every 5 ms while the log moves
-//!   (`redb_syncer`, which also records the committed-index hint); after a
-//!   crash the state machine may restart some entries back and
-//!   re-apply them.
+//!   durably): redb gets a durable commit every `cluster.state_sync_ms`
+//!   (200 ms by default) while the log moves (`redb_syncer`, which also
+//!   records the committed-index hint); after a crash the state machine may
+//!   restart some entries back and re-apply them.
 //! - Log writes (appends, truncations, purges, votes) go through one writer
 //!   thread in the order openraft issued them; an append is readable as soon
 //!   as `append` returns and reported flushed only after the writer's sync.
@@ -200,13 +200,13 @@ pub struct LogStore {
     _syncer: Arc<std::sync::mpsc::Sender<()>>,
 }
 
-/// While the log moves, redb gets a durable commit this often. The state
-/// machine and the application (tandem's applier: its UID maps) commit to
-/// redb without an fsync of their own, counting on a durable commit soon
-/// after: what a crash loses of them is looked for again (in doubt), and
-/// that search is meant for a handful of items, not for seconds of them.
-/// Before the log left redb, every log write was that durable commit.
-const REDB_SYNC_INTERVAL: Duration = Duration::from_millis(5);
+/// While the log moves, redb gets a durable commit this often by default.
+/// The state machine and the application (tandem's applier: its UID maps)
+/// commit to redb without an fsync of their own, counting on a durable
+/// commit soon after: what a crash loses of them is applied again (the
+/// state machine) or looked for on the backend (the applier's items in
+/// doubt), so the interval bounds restart work, not safety.
+pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// ... and for this long after the log last moved (the applier trails it).
 const REDB_SYNC_TRAIL: Duration = Duration::from_secs(3);
 
@@ -223,10 +223,17 @@ pub const LOG_SEGMENT_BYTES: u64 = 32 << 20;
 
 impl LogStore {
     /// The log store of the node whose data directory is `dir` and whose
-    /// redb database is `db`, with its writer thread. A log kept in redb by
-    /// an older version is moved into segment files first. The thread ends
-    /// when the last clone of the store is dropped.
-    pub fn open(db: Arc<Database>, dir: &Path, segment_bytes: u64) -> Result<LogStore, StoreError> {
+    /// redb database is `db`, with its writer thread, and a thread that
+    /// gives redb a durable commit every `sync_interval` while the log
+    /// moves. A log kept in redb by an older version is moved into segment
+    /// files first. The threads end when the last clone of the store is
+    /// dropped.
+    pub fn open(
+        db: Arc<Database>,
+        dir: &Path,
+        segment_bytes: u64,
+        sync_interval: Duration,
+    ) -> Result<LogStore, StoreError> {
         let seg_dir = dir.join(SEGMENT_DIR);
         let log_err = |source: std::io::Error| StoreError::Log {
             path: seg_dir.clone(),
@@ -259,7 +266,7 @@ impl LogStore {
         let (sdb, shint) = (db.clone(), hint.clone());
         std::thread::Builder::new()
             .name("tandem-redb-sync".to_string())
-            .spawn(move || redb_syncer(sdb, shint, base, moved, sync_rx))
+            .spawn(move || redb_syncer(sdb, shint, base, moved, sync_rx, sync_interval))
             .expect("spawn the redb sync thread");
         Ok(LogStore {
             db,
@@ -456,8 +463,8 @@ fn clear_redb_log(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Gives redb a durable commit every `REDB_SYNC_INTERVAL` while the log
-/// moves and for `REDB_SYNC_TRAIL` after (`moved`: milliseconds after `base`
+/// Gives redb a durable commit every `interval` while the log moves and
+/// for `REDB_SYNC_TRAIL` after (`moved`: milliseconds after `base`
 /// of the last log write), carrying the latest committed-index hint. Ends
 /// when the last clone of the store is gone.
 fn redb_syncer(
@@ -466,12 +473,11 @@ fn redb_syncer(
     base: Instant,
     moved: Arc<AtomicU64>,
     rx: std::sync::mpsc::Receiver<()>,
+    interval: Duration,
 ) {
     let mut synced = 0u64;
     loop {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
-            rx.recv_timeout(REDB_SYNC_INTERVAL)
-        {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = rx.recv_timeout(interval) {
             return;
         }
         let last = moved.load(Ordering::Relaxed);
@@ -1263,7 +1269,8 @@ mod tests {
             b"junk",
         )
         .unwrap();
-        let mut store = LogStore::open(db.clone(), dir.path(), 1 << 20).unwrap();
+        let mut store =
+            LogStore::open(db.clone(), dir.path(), 1 << 20, STATE_SYNC_INTERVAL).unwrap();
         let entries = store.try_get_log_entries(0..).await.unwrap();
         assert_eq!(entries.len(), 2498);
         assert_eq!(entries[0].log_id.index, 3);
@@ -1282,7 +1289,7 @@ mod tests {
         );
         drop(txn);
         drop(store);
-        let mut store = LogStore::open(db, dir.path(), 1 << 20).unwrap();
+        let mut store = LogStore::open(db, dir.path(), 1 << 20, STATE_SYNC_INTERVAL).unwrap();
         assert_eq!(store.try_get_log_entries(2500..).await.unwrap().len(), 1);
     }
 
@@ -1294,7 +1301,7 @@ mod tests {
     async fn appended_entries_stay_readable_while_the_writer_flushes_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_database(&dir.path().join("raft.redb")).unwrap();
-        let store = LogStore::open(db, dir.path(), 64 * 1024).unwrap();
+        let store = LogStore::open(db, dir.path(), 64 * 1024, STATE_SYNC_INTERVAL).unwrap();
         let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -1362,7 +1369,8 @@ mod openraft_suite {
             )
             .map_err(io_write)?;
             let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs))?;
-            let log = LogStore::open(db, dir.path(), 1 << 20).map_err(io_write)?;
+            let log =
+                LogStore::open(db, dir.path(), 1 << 20, STATE_SYNC_INTERVAL).map_err(io_write)?;
             Ok((dir, log, sm))
         }
     }

@@ -134,6 +134,14 @@ impl TandemClusterBuilder {
         self
     }
 
+    /// `cluster.state_sync_ms` for every node (tandem's default: 200): a
+    /// long one leaves everything since the last barrier in doubt at a
+    /// SIGKILL.
+    pub fn state_sync_ms(mut self, ms: u64) -> Self {
+        self.cluster.push_str(&format!("state_sync_ms = {ms}\n"));
+        self
+    }
+
     /// The raft log's segment size in MiB (default 2; tandem's own default
     /// is 32).
     pub fn log_segment_mib(mut self, mib: u64) -> Self {

@@ -99,7 +99,8 @@ demo: deps
 # Dovecot's dsync replication. It prints the table and writes
 # bench/results.json and bench/latency.png. BENCH_SECONDS per round
 # (default 3), BENCH_ROUNDS (default 2), BENCH_FILTER (part of a workload's
-# name, e.g. "APPEND").
+# name, e.g. "APPEND"), BENCH_AT (leader or follower: where tandem's clients
+# connect; by default node 1, whichever it is).
 bench: deps
 	$(CARGO) bench -p tandem-parser --bench parse
 	$(CARGO) bench -p tandem-replicator --bench commit

@@ -135,12 +135,44 @@ struct ProgressState {
     /// parallel, so items finish out of order).
     done: std::collections::BTreeSet<u64>,
     failures: HashMap<u64, Failure>,
+    /// The last item the dispatcher read from the outbox.
+    read_to: u64,
+    /// Per user, items handed to its worker and not yet finished.
+    in_hand: HashMap<String, u64>,
 }
 
 impl Progress {
     /// Every outbox item up to this one is applied.
     pub fn cursor(&self) -> u64 {
         self.state.lock().map(|s| s.cursor).unwrap_or(0)
+    }
+
+    /// The dispatcher read item `seq`, of `user`, and handed it on.
+    fn dispatched(&self, seq: u64, user: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.read_to = s.read_to.max(seq);
+            *s.in_hand.entry(user.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Every outbox item up to `seq` has been handed on.
+    fn read_up_to(&self, seq: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.read_to = s.read_to.max(seq);
+        }
+    }
+
+    /// The last outbox item the dispatcher has handed on.
+    pub fn read_to(&self) -> u64 {
+        self.state.lock().map(|s| s.read_to).unwrap_or(0)
+    }
+
+    /// Whether none of `user`'s items is being applied or waits for it.
+    pub fn idle(&self, user: &str) -> bool {
+        self.state
+            .lock()
+            .map(|s| !s.in_hand.contains_key(user))
+            .unwrap_or(false)
     }
 
     fn is_done(&self, seq: u64) -> bool {
@@ -150,8 +182,14 @@ impl Progress {
             .unwrap_or(false)
     }
 
-    fn finish(&self, seq: u64, failure: Option<Failure>) {
+    fn finish(&self, seq: u64, user: &str, failure: Option<Failure>) {
         if let Ok(mut s) = self.state.lock() {
+            if let Some(n) = s.in_hand.get_mut(user) {
+                *n -= 1;
+                if *n == 0 {
+                    s.in_hand.remove(user);
+                }
+            }
             if let Some(f) = failure {
                 if s.failures.len() > 10_000 {
                     s.failures.clear();
@@ -281,6 +319,7 @@ pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
         state: Mutex::new(ProgressState {
             cursor,
             done,
+            read_to: cursor,
             ..ProgressState::default()
         }),
         changed: watch::channel(0).0,
@@ -457,6 +496,9 @@ impl Applier {
     pub async fn run(mut self) {
         let mut next = self.template.progress.cursor() + 1;
         loop {
+            // Read first: an empty outbox from `next` on means every item up
+            // to it was handed on (a snapshot may have skipped some).
+            let queued = crate::canon::last_seq(&self.template.db);
             let items = match self.template.items_from(next) {
                 Ok(items) => items,
                 Err(e) => {
@@ -466,6 +508,7 @@ impl Applier {
                 }
             };
             if items.is_empty() {
+                self.template.progress.read_up_to(queued);
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.notify.notified()).await;
                 continue;
             }
@@ -479,6 +522,7 @@ impl Applier {
                 }
                 next = seq + 1;
                 let user = work.user().to_string();
+                self.template.progress.dispatched(seq, &user);
                 let mut item = (seq, work);
                 loop {
                     let tx = self.workers.entry(user.clone()).or_insert_with(|| {
@@ -715,7 +759,7 @@ impl Worker {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
-                    self.progress.finish(seq, None);
+                    self.progress.finish(seq, work.user(), None);
                     return;
                 }
                 Err(ApplyError::Refused(text))
@@ -732,7 +776,7 @@ impl Worker {
                 Err(ApplyError::Refused(text)) => {
                     tracing::warn!(seq, reason = %text, "backend refused a replicated change");
                     if self.commit(seq, Vec::new()).is_ok() {
-                        self.progress.finish(seq, Some(text));
+                        self.progress.finish(seq, work.user(), Some(text));
                         return;
                     }
                 }

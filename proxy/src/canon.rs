@@ -1012,6 +1012,19 @@ impl StateMachine for Canon {
     }
 }
 
+/// The sequence number of the last outbox item queued (on every node,
+/// witnesses included, though only mail nodes keep the items).
+pub fn last_seq(db: &redb::Database) -> u64 {
+    use redb::ReadableDatabase;
+    let read = || -> Option<u64> {
+        let txn = db.begin_read().ok()?;
+        let t = txn.open_table(COUNTERS).ok()?;
+        let v = t.get("seq").ok()??;
+        Some(v.value())
+    };
+    read().unwrap_or(0)
+}
+
 /// Reads a user's mailbox from the committed canonical state.
 pub fn read_mailbox(db: &redb::Database, user: &str, name: &str) -> Option<Mailbox> {
     use redb::ReadableDatabase;

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tandem_parser::seqset::Ranges;
 use tandem_replicator::{Node, NodeConfig, ProposeError};
 use tokio::sync::{watch, Notify};
 
@@ -52,6 +53,9 @@ pub struct Replication {
     /// The task that registers this node's backend kind (aborted at
     /// shutdown: it may hold the node during a proposal).
     registering: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The last index of the local log when the node started: entries up
+    /// to it may have been applied before a crash (see [`Self::settled`]).
+    start_log_index: u64,
 }
 
 impl std::fmt::Debug for Replication {
@@ -184,6 +188,7 @@ impl Replication {
             None => (None, None, None, Duration::from_secs(30)),
         };
         let kind = backend_access.as_ref().map(|(b, _)| b.kind.to_string());
+        let start_log_index = node.log_index_at_start();
         let rep = Arc::new(Replication {
             node,
             maps,
@@ -196,6 +201,7 @@ impl Replication {
             adopting: Mutex::new(HashSet::new()),
             unadoptable: Mutex::new(HashSet::new()),
             registering: Mutex::new(None),
+            start_log_index,
         });
         if let Some(kind) = kind {
             let task = tokio::spawn(register_backend(Arc::downgrade(&rep), kind));
@@ -266,6 +272,38 @@ impl Replication {
         });
     }
 
+    /// Whether every change of `user` this node knows of has reached its
+    /// backend: a leader is known, the entries the local log held at start
+    /// (or all of it, if less) are applied, and the applier has handed on
+    /// every queued item and holds none of the user's. Until then, an
+    /// unmapped message may be the applier's own, applied before a crash
+    /// and about to be found again (in doubt), not mail delivered behind
+    /// tandem. Waits up to 5 s.
+    async fn settled(&self, user: &str) -> bool {
+        let Some(progress) = &self.progress else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let settled = {
+                let m = self.node.raft().metrics().borrow().clone();
+                let applied = m.last_applied.map_or(0, |l| l.index);
+                let last = m.last_log_index.unwrap_or(0);
+                m.current_leader.is_some()
+                    && applied >= last.min(self.start_log_index)
+                    && progress.read_to() >= canon::last_seq(self.node.database())
+                    && progress.idle(user)
+            };
+            if settled {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn adopt(&self, user: &str, mailbox: &str) -> Result<usize, String> {
         let strict = self.strict_messages();
         let (cfg, password) = self.backend.clone().ok_or("no backend")?;
@@ -286,6 +324,9 @@ impl Replication {
         // looked at, so the next search starts here, not above the map.
         let mut cursor: Option<u32> = None;
         loop {
+            if !self.settled(user).await {
+                return Err("the applier has this user's changes in hand".to_string());
+            }
             // Scanned while the applier is paused: every message it appends
             // is mapped before it lets go.
             let lock = self.locks.of(user);
@@ -315,15 +356,20 @@ impl Replication {
             if local_uv != map.local_uidvalidity {
                 return Err("the backend's mailbox was replaced behind tandem".to_string());
             }
-            let above = *cursor.get_or_insert(map.to_local.max_to().unwrap_or(0));
-            let q = format!("UID SEARCH UID {}:*", u64::from(above) + 1);
-            let r = conn
-                .command(q.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
+            // Every local UID from here up that the map does not hold: a
+            // message delivered behind tandem may sit between two the
+            // applier appended, below the highest mapped one.
+            let from = match cursor {
+                None => 1,
+                Some(u32::MAX) => return Ok(total),
+                Some(c) => c + 1,
+            };
+            let mut q = b"UID SEARCH UID ".to_vec();
+            q.extend_from_slice(&unmapped_from(&map.to_canon, from).to_bytes());
+            let r = conn.command(&q).await.map_err(|e| e.to_string())?;
             let mut found: Vec<u32> = crate::applier::search_numbers(&r)
                 .into_iter()
-                .filter(|&u| u > above)
+                .filter(|&u| u >= from)
                 .collect();
             found.sort_unstable();
             found.truncate(ADOPT_BATCH);
@@ -544,6 +590,35 @@ impl Replication {
     }
 }
 
+/// Most gaps between mapped runs an adoption scan names in its search; with
+/// more, it searches everything from its cursor up and leaves out what is
+/// mapped afterwards.
+const MAX_SCAN_GAPS: usize = 500;
+
+/// The local UIDs from `from` up that `to_canon` (local -> canonical) does
+/// not map: the gaps between its runs, and everything above them.
+fn unmapped_from(to_canon: &tandem_parser::uidmap::RunMap, from: u32) -> Ranges {
+    let mut gaps = Vec::new();
+    let mut next = u64::from(from);
+    for &(start, _, len) in to_canon.runs() {
+        let (start, end) = (u64::from(start), u64::from(start) + u64::from(len) - 1);
+        if end < next {
+            continue;
+        }
+        if start > next {
+            gaps.push((next as u32, (start - 1) as u32));
+        }
+        next = end + 1;
+    }
+    if next <= u64::from(u32::MAX) {
+        gaps.push((next as u32, u32::MAX));
+    }
+    if gaps.len() > MAX_SCAN_GAPS {
+        gaps = vec![(from, u32::MAX)];
+    }
+    Ranges::from_ranges(gaps)
+}
+
 /// Records this mail node's backend kind in the replicated state, once
 /// (`Op::RegisterBackend`), retrying until it is committed or the node
 /// stops. Holds the node weakly, so shutdown is not held up.
@@ -564,5 +639,34 @@ async fn register_backend(rep: std::sync::Weak<Replication>, kind: String) {
         }
         drop(me);
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unmapped_from;
+    use tandem_parser::uidmap::RunMap;
+
+    #[test]
+    fn the_scan_names_the_gaps_between_mapped_runs_and_everything_above() {
+        // Local 1-3 and 6-7 mapped; 4-5 delivered behind tandem between them.
+        let map = RunMap::from_runs(vec![(1, 1, 3), (6, 4, 2)]).unwrap();
+        let all = unmapped_from(&map, 1);
+        assert_eq!(all.ranges(), [(4, 5), (8, u32::MAX)]);
+        assert_eq!(unmapped_from(&map, 5).ranges(), [(5, 5), (8, u32::MAX)]);
+        assert_eq!(unmapped_from(&map, 9).ranges(), [(9, u32::MAX)]);
+        assert_eq!(
+            unmapped_from(&RunMap::default(), 1).ranges(),
+            [(1, u32::MAX)]
+        );
+        let full = RunMap::from_runs(vec![(1, 1, u32::MAX)]).unwrap();
+        assert!(unmapped_from(&full, 1).is_empty());
+    }
+
+    #[test]
+    fn too_many_gaps_become_one_range_from_the_cursor() {
+        let runs = (0..1000).map(|i| (1 + 2 * i, 1 + i, 1)).collect();
+        let map = RunMap::from_runs(runs).unwrap();
+        assert_eq!(unmapped_from(&map, 3).ranges(), [(3, u32::MAX)]);
     }
 }

@@ -120,6 +120,10 @@ fn store_copy_move_expunge_and_mailboxes_replicate(kind: BackendKind) {
         [(1, 1, flagged.clone()), (2, 2, flagged.clone())],
         "{r:?}"
     );
+    // One FETCH per message: not also the backend's unasked report of the
+    // change the applier made.
+    let fetches = r.lines().iter().filter(|l| l.contains(" FETCH ")).count();
+    assert_eq!(fetches, 2, "{r:?}");
     let r = c1.command("UID COPY 2:3 Work").unwrap().ok();
     let code = r.code("COPYUID").expect("COPYUID");
     assert_eq!(code[1], "2:3");
@@ -223,6 +227,48 @@ fn mail_delivered_straight_into_one_backend_is_adopted_everywhere(kind: BackendK
         let sel = c.command("EXAMINE INBOX").unwrap().ok().lines().join("\n");
         assert!(sel.contains(&format!("[UIDVALIDITY {uv}]")), "{sel}");
     }
+}
+
+both_backends!(mail_delivered_behind_tandem_before_an_applied_append_is_adopted);
+/// A message delivered straight into a backend just before the applier
+/// appends one there ends up below the highest mapped local UID: the
+/// adoption scan must still find it.
+fn mail_delivered_behind_tandem_before_an_applied_append_is_adopted(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_on(kind, 3);
+    let mut c1 = cluster.login(0, "alice");
+    c1.append("INBOX", &body("first")).unwrap().ok();
+    wait_for("node 2 has first", &1, || {
+        contents(&cluster, 1, "INBOX").len()
+    });
+    cluster
+        .backend(1)
+        .deliver("alice", "INBOX", &body("behind"));
+    c1.append("INBOX", &body("second")).unwrap().ok();
+    wait_for(
+        "node 2's backend has all three",
+        &vec![
+            "first".to_string(),
+            "behind".to_string(),
+            "second".to_string(),
+        ],
+        || cluster.backend(1).subjects("alice", "INBOX"),
+    );
+    let mut c2 = cluster.login(1, "alice");
+    c2.command("SELECT INBOX").unwrap().ok();
+    let adopted: Vec<String> = ["first", "second", "behind"].map(String::from).to_vec();
+    for node in 0..3 {
+        wait_for(&format!("node {node} adopted"), &adopted, || {
+            contents(&cluster, node, "INBOX")
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect::<Vec<_>>()
+        });
+    }
+    assert_eq!(
+        cluster.backend(1).subjects("alice", "INBOX"),
+        ["first", "second", "behind"]
+    );
 }
 
 both_backends!(more_mail_behind_tandem_than_one_adoption_batch_is_all_adopted);

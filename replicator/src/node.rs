@@ -184,6 +184,8 @@ pub struct Node<S: StateMachine> {
     blobs: Arc<Blob>,
     batch: mpsc::Sender<Job>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The last index of the local log when the node started.
+    log_index_at_start: u64,
 }
 
 impl<S: StateMachine> std::fmt::Debug for Node<S> {
@@ -274,6 +276,7 @@ impl<S: StateMachine> Node<S> {
             config.state_sync_interval,
         )?;
         let log = log_store.clone();
+        let log_index_at_start = log_store.last_index().unwrap_or(0);
         let sm_store = SmStore::new(db.clone(), sm.clone(), blobs.clone())
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let network = Network {
@@ -351,6 +354,7 @@ impl<S: StateMachine> Node<S> {
             blobs,
             batch,
             tasks,
+            log_index_at_start,
         })
     }
 
@@ -373,6 +377,13 @@ impl<S: StateMachine> Node<S> {
     /// The node's database, for the state machine's read transactions.
     pub fn database(&self) -> &Arc<redb::Database> {
         &self.db
+    }
+
+    /// The last index of the local log when the node started: entries up
+    /// to it may have been applied before a crash, and are applied again
+    /// once known committed.
+    pub fn log_index_at_start(&self) -> u64 {
+        self.log_index_at_start
     }
 
     /// The hashes of every blob this node's log refers to.

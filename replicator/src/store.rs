@@ -352,6 +352,11 @@ impl LogStore {
         Ok(out.into_values().collect())
     }
 
+    /// The index of the last entry in the log, if any.
+    pub(crate) fn last_index(&self) -> Option<u64> {
+        self.log.last_index()
+    }
+
     /// The hashes of every blob the stored log refers to (entries kept for
     /// lagging nodes included): the blobs that must be kept.
     pub fn blob_hashes(&self) -> Result<std::collections::HashSet<crate::blob::Hash>, String> {

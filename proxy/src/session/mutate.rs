@@ -15,6 +15,7 @@
 //! - A backend UID without a canonical mapping never reaches the client: the
 //!   response carrying it waits briefly for the applier, then is dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -890,7 +891,21 @@ impl Session {
                         let mut q = b"UID FETCH ".to_vec();
                         q.extend_from_slice(&local.to_bytes());
                         q.extend_from_slice(b" (FLAGS)");
-                        self.internal(client, backend, &q, true).await?;
+                        // The backend reports the applier's change to this
+                        // session unasked, and then answers the FETCH: the
+                        // client gets one FETCH per message, the answer.
+                        let (_, _, untagged) = self.internal(client, backend, &q, false).await?;
+                        for line in without_superseded_fetches(untagged) {
+                            let out = if needs_rewrite(&line) {
+                                self.rewrite_line(&line, false).await
+                            } else {
+                                Some(line)
+                            };
+                            if let Some(out) = out {
+                                self.write_client(client, &out).await?;
+                                self.bytes_out += out.len() as u64;
+                            }
+                        }
                     }
                     _ => {
                         self.internal(client, backend, b"NOOP", true).await?;
@@ -1091,6 +1106,54 @@ enum After {
 
 /// The hierarchy delimiter of a `* LIST (flags) "d" name` response:
 /// `Some(None)` for NIL.
+/// The message sequence number of a `* n FETCH` line.
+fn fetch_number(line: &[u8]) -> Option<u32> {
+    let rest = line.strip_prefix(b"* ")?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let n = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+    let word = rest.get(space + 1..space + 6)?;
+    word.eq_ignore_ascii_case(b"FETCH").then_some(n)
+}
+
+/// Whether a FETCH line carries the message's UID (the answer to a UID
+/// FETCH does; the backend's unasked report of a flag change does not).
+fn fetch_has_uid(line: &[u8]) -> bool {
+    line.to_ascii_uppercase()
+        .windows(5)
+        .any(|w| w == b"(UID " || w == b" UID ")
+}
+
+/// `lines` with one `* n FETCH` per message: the last one that carries a
+/// UID, else the last one. Left as they are when an EXPUNGE among them
+/// renumbers the messages.
+fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let renumbered = lines.iter().any(|l| {
+        let upper = l.to_ascii_uppercase();
+        upper.ends_with(b" EXPUNGE\r\n") || upper.starts_with(b"* VANISHED")
+    });
+    if renumbered {
+        return lines;
+    }
+    let mut keep: HashMap<u32, (usize, bool)> = HashMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(n) = fetch_number(l) {
+            let uid = fetch_has_uid(l);
+            match keep.get(&n) {
+                Some(&(_, true)) if !uid => {}
+                _ => {
+                    keep.insert(n, (i, uid));
+                }
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, l)| fetch_number(l).is_none_or(|n| keep.get(&n).map(|k| k.0) == Some(*i)))
+        .map(|(_, l)| l)
+        .collect()
+}
+
 fn list_delimiter(line: &[u8]) -> Option<Option<char>> {
     let rest = line.strip_prefix(b"* LIST ")?;
     let close = rest.iter().position(|&b| b == b')')?;
@@ -1118,4 +1181,58 @@ fn search_result(untagged: &[Vec<u8>]) -> Ranges {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_superseded_fetches;
+
+    fn lines(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|l| format!("{l}\r\n").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_later_fetch_of_the_same_message_supersedes_an_earlier_one() {
+        let got = without_superseded_fetches(lines(&[
+            "* 1 FETCH (FLAGS (\\Flagged))",
+            "* 3 EXISTS",
+            "* 2 FETCH (FLAGS (\\Flagged))",
+            "* 1 FETCH (UID 7 FLAGS (\\Flagged))",
+            "* 2 FETCH (UID 8 FLAGS (\\Flagged))",
+        ]));
+        assert_eq!(
+            got,
+            lines(&[
+                "* 3 EXISTS",
+                "* 1 FETCH (UID 7 FLAGS (\\Flagged))",
+                "* 2 FETCH (UID 8 FLAGS (\\Flagged))",
+            ])
+        );
+    }
+
+    #[test]
+    fn the_answer_with_a_uid_wins_over_a_later_report_without() {
+        let got = without_superseded_fetches(lines(&[
+            "* 1 FETCH (UID 7 FLAGS (\\Flagged))",
+            "* 1 FETCH (FLAGS (\\Flagged))",
+            "* 2 FETCH (FLAGS (\\Seen) UID 8)",
+        ]));
+        assert_eq!(
+            got,
+            lines(&[
+                "* 1 FETCH (UID 7 FLAGS (\\Flagged))",
+                "* 2 FETCH (FLAGS (\\Seen) UID 8)",
+            ])
+        );
+    }
+
+    #[test]
+    fn an_expunge_among_them_keeps_every_fetch() {
+        let v = lines(&[
+            "* 2 FETCH (FLAGS (\\Seen))",
+            "* 1 EXPUNGE",
+            "* 2 FETCH (UID 9 FLAGS (\\Seen))",
+        ]);
+        assert_eq!(without_superseded_fetches(v.clone()), v);
+    }
 }

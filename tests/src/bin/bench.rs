@@ -87,9 +87,19 @@ const DELAY: Duration = Duration::from_millis(1);
 
 fn tandem_target(name: &str, c: &TandemCluster) -> Target {
     let mail = c.mail_ids();
+    let leader = c.leader();
+    let at = match std::env::var("BENCH_AT").as_deref() {
+        Ok("leader") => leader.filter(|l| mail.contains(l)).unwrap_or(mail[0]),
+        Ok("follower") => *mail
+            .iter()
+            .find(|&&m| Some(m) != leader)
+            .unwrap_or(&mail[0]),
+        _ => mail[0],
+    };
+    eprintln!("bench: {name}: clients at node {at}, leader {leader:?}");
     Target {
         name: name.to_string(),
-        addr: c.imap_addr(mail[0]),
+        addr: c.imap_addr(at),
         front: c.ids().iter().filter_map(|&id| c.pid(id)).collect(),
         backends: mail.iter().filter_map(|&id| c.dovecot(id).pid()).collect(),
         replicated: true,

@@ -426,6 +426,11 @@ fn is_soft(text: &str) -> bool {
 /// `deploy/CYRUS.md`). Retrying them only holds up the user's next changes.
 const NEVER_TAKEN: [&str; 2] = ["MESSAGE CONTAINS ", "MESSAGE HAS NO HEADER"];
 
+/// How many unmapped messages an item in doubt skips, at most, looking for
+/// what it may have applied before a crash (mail delivered behind tandem
+/// in between).
+const MAX_DOUBT_SCAN: usize = 64;
+
 /// A worker with nothing to do for this long exits.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
@@ -1072,16 +1077,11 @@ impl Worker {
                     if let Some(o) = &originals {
                         found.retain(|&u| !o.contains(u));
                     }
-                    found.truncate(uids.len());
-                    let bodies = self.bodies(user, &found).await?;
-                    let done = found.len() == uids.len()
-                        && bodies
-                            .iter()
-                            .zip(messages.iter())
-                            .all(|(b, m)| *b == m.body);
-                    if done && !uids.is_empty() {
+                    let wanted: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+                    let at = self.find_run(user, &found, &wanted).await?;
+                    if let Some(at) = at.filter(|_| !uids.is_empty()) {
                         tracing::info!(mailbox, "append found already applied before a restart");
-                        for (&c, l) in uids.iter().zip(found.iter()) {
+                        for (&c, l) in uids.iter().zip(found[at..].iter()) {
                             push(&mut map, c, l);
                         }
                         map.to_canon = map.to_local.inverse();
@@ -1157,14 +1157,15 @@ impl Worker {
                         .filter_map(|&(cs, cd)| Some((cs, cd, src.to_local.map_one(cs)?)))
                         .collect();
                     let found = self.unmapped(user, to, &dst).await?;
-                    if !held.is_empty()
-                        && found.len() >= held.len()
-                        && self
-                            .copied_already(user, from, to, &held, &found, *remove)
+                    let at = if !held.is_empty() && found.len() >= held.len() {
+                        self.copied_already(user, from, to, &held, &found, *remove)
                             .await?
-                    {
+                    } else {
+                        None
+                    };
+                    if let Some(at) = at {
                         tracing::info!(mailbox = %to, "copy found already applied");
-                        for (&(cs, cd, _), l) in held.iter().zip(found.iter()) {
+                        for (&(cs, cd, _), l) in held.iter().zip(found[at..].iter()) {
                             push(&mut dst, cd, l);
                             if *remove {
                                 src.to_local.remove(cs);
@@ -1323,13 +1324,15 @@ impl Worker {
         let mut moved = false;
         if doubt && !held.is_empty() {
             let found = self.unmapped(user, to, &dst).await?;
-            if found.len() >= held.len()
-                && self
-                    .copied_already(user, "INBOX", to, &held, &found, true)
+            let at = if found.len() >= held.len() {
+                self.copied_already(user, "INBOX", to, &held, &found, true)
                     .await?
-            {
+            } else {
+                None
+            };
+            if let Some(at) = at {
                 tracing::info!(mailbox = %to, "INBOX's messages found moved already");
-                for (&(_, cd, _), l) in held.iter().zip(found.iter()) {
+                for (&(_, cd, _), l) in held.iter().zip(found[at..].iter()) {
                     push(&mut dst, cd, l);
                 }
                 self.found = true;
@@ -1419,11 +1422,12 @@ impl Worker {
             .collect())
     }
 
-    /// Whether a COPY (or MOVE, `remove`) of the `held` messages (canonical
-    /// source, canonical destination, local source) already reached the
-    /// backend, `found` being the unmapped messages of `to` in order. A MOVE
-    /// took place when no source is left in `from`; a COPY when the first
-    /// unmapped messages of `to` are byte for byte the sources.
+    /// Where in `found` (the unmapped messages of `to`, in order) a COPY
+    /// (or MOVE, `remove`) of the `held` messages (canonical source,
+    /// canonical destination, local source) put its copies, if it already
+    /// reached the backend. A MOVE took place when no source is left in
+    /// `from` (its copies are the first unmapped messages); a COPY when a
+    /// run of unmapped messages is byte for byte the sources.
     async fn copied_already(
         &mut self,
         user: &str,
@@ -1432,24 +1436,61 @@ impl Worker {
         held: &[(u32, u32, u32)],
         found: &[u32],
         remove: bool,
-    ) -> Result<bool, ApplyError> {
+    ) -> Result<Option<usize>, ApplyError> {
         let local: Vec<u32> = held.iter().map(|&(_, _, l)| l).collect();
         self.select(user, from).await?;
         if remove {
             let set = Ranges::from_ranges(local.iter().map(|&l| (l, l)));
             let Some(set) = set.to_sequence_set() else {
-                return Ok(false);
+                return Ok(None);
             };
             let mut q = b"UID SEARCH UID ".to_vec();
             set.encode(&mut q);
             let r = self.conn(user).await?.conn.command(&q).await?;
             let left: HashSet<u32> = search_numbers(&r).into_iter().collect();
-            return Ok(!local.iter().any(|l| left.contains(l)));
+            return Ok((!local.iter().any(|l| left.contains(l))).then_some(0));
         }
         let sources = self.bodies(user, &local).await?;
+        if sources.iter().any(Vec::is_empty) {
+            return Ok(None);
+        }
         self.select(user, to).await?;
-        let copies = self.bodies(user, &found[..held.len()]).await?;
-        Ok(sources.iter().all(|b| !b.is_empty()) && sources == copies)
+        let wanted: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+        self.find_run(user, found, &wanted).await
+    }
+
+    /// Where in `found` (unmapped local UIDs of the selected mailbox, in
+    /// order) a run of messages byte for byte `wanted` starts, looking at
+    /// the first [`MAX_DOUBT_SCAN`] starts. What it skips is mail delivered
+    /// behind tandem in between, left to adoption.
+    async fn find_run(
+        &mut self,
+        user: &str,
+        found: &[u32],
+        wanted: &[&[u8]],
+    ) -> Result<Option<usize>, ApplyError> {
+        if wanted.is_empty() || found.len() < wanted.len() {
+            return Ok(None);
+        }
+        let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
+        for start in 0..=(found.len() - wanted.len()).min(MAX_DOUBT_SCAN) {
+            let mut all = true;
+            for (i, w) in wanted.iter().enumerate() {
+                let uid = found[start + i];
+                if let std::collections::hash_map::Entry::Vacant(e) = bodies.entry(uid) {
+                    let b = self.bodies(user, &[uid]).await?;
+                    e.insert(b.into_iter().next().unwrap_or_default());
+                }
+                if bodies.get(&uid).map(Vec::as_slice) != Some(*w) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(Some(start));
+            }
+        }
+        Ok(None)
     }
 
     /// The bodies of the given local UIDs of the selected mailbox, in order.

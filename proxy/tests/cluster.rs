@@ -343,3 +343,52 @@ fn a_node_killed_before_its_progress_was_durable_holds_each_message_once(kind: B
     let log = c.log(3);
     assert!(log.contains("found applied before a restart"), "{log}");
 }
+
+both_backends!(an_append_in_doubt_is_found_past_mail_delivered_behind_tandem);
+/// A message delivered straight into a backend between two APPENDs the
+/// applier made there: after a SIGKILL that left both in doubt, the second
+/// is found past it (not appended again), and the delivered one is adopted.
+fn an_append_in_doubt_is_found_past_mail_delivered_behind_tandem(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let mut c = TandemCluster::builder()
+        .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
+        .nodes(3)
+        .state_sync_ms(60_000)
+        .start();
+    let mut alice = c.login(1, "alice");
+    let mail = |s: &str| format!("Subject: {s}\r\n\r\nbody of {s}\r\n").into_bytes();
+    let wait_backend = |c: &TandemCluster, want: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while c.backend(3).subjects("alice", "INBOX") != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node 3 never had {want:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    alice.append("INBOX", &mail("a")).unwrap().ok();
+    wait_backend(&c, &["a"]);
+    c.backend(3).deliver("alice", "INBOX", &mail("behind"));
+    alice.append("INBOX", &mail("b")).unwrap().ok();
+    wait_backend(&c, &["a", "behind", "b"]);
+    c.kill(3);
+    c.restart(3);
+    c.wait_ready();
+    let want: Vec<String> = ["a", "b", "behind"].map(String::from).to_vec();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // Looking through node 3 gets the delivered message adopted.
+        let views: Vec<Vec<String>> = [1, 2, 3]
+            .iter()
+            .map(|&id| inbox(&c, id).into_iter().map(|(_, s)| s).collect())
+            .collect();
+        if views.iter().all(|v| *v == want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{views:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(c.backend(3).subjects("alice", "INBOX"), want);
+}

@@ -287,6 +287,35 @@ fn mbsync_fails_over_to_another_node_without_downloading_again(kind: BackendKind
     assert!(uv(&state).is_some(), "{state}");
 }
 
+/// Three nodes whose state sync is far longer than a test: a SIGKILL leaves
+/// everything the applier did since its last barrier in doubt.
+fn slow_sync_cluster(kind: BackendKind) -> TandemCluster {
+    TandemCluster::builder()
+        .binary(env!("CARGO_BIN_EXE_tandem"))
+        .backend(kind)
+        .nodes(3)
+        .state_sync_ms(60_000)
+        .start()
+}
+
+/// A message whose subject (and body) is `s`.
+fn mail(s: &str) -> Vec<u8> {
+    format!("Subject: {s}\r\n\r\nbody of {s}\r\n").into_bytes()
+}
+
+/// Waits until node 3's backend holds exactly `want` (subjects, in order)
+/// in alice's `mailbox`.
+fn wait_backend(c: &TandemCluster, mailbox: &str, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.backend(3).subjects("alice", mailbox) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3's {mailbox} never held {want:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 both_backends!(a_node_killed_before_its_progress_was_durable_holds_each_message_once);
 /// With a state sync interval far longer than the test, a SIGKILL leaves
 /// every item of the applier since its last barrier in doubt: restarted, it
@@ -295,14 +324,8 @@ both_backends!(a_node_killed_before_its_progress_was_durable_holds_each_message_
 /// made it durable).
 fn a_node_killed_before_its_progress_was_durable_holds_each_message_once(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = TandemCluster::builder()
-        .binary(env!("CARGO_BIN_EXE_tandem"))
-        .backend(kind)
-        .nodes(3)
-        .state_sync_ms(60_000)
-        .start();
+    let mut c = slow_sync_cluster(kind);
     let mut alice = c.login(1, "alice");
-    let mail = |s: &str| format!("Subject: {s}\r\n\r\nbody of {s}\r\n").into_bytes();
     alice.command("CREATE Work").unwrap().ok();
     for s in ["a", "b"] {
         alice.append("INBOX", &mail(s)).unwrap().ok();
@@ -324,15 +347,8 @@ fn a_node_killed_before_its_progress_was_durable_holds_each_message_once(kind: B
     alice.command("LOGOUT").unwrap().ok();
 
     let (inbox_subjects, work_subjects) = (["c", "d", "e", "f"], ["a", "c"]);
-    let backend_has = |c: &TandemCluster| {
-        c.backend(3).subjects("alice", "INBOX") == inbox_subjects
-            && c.backend(3).subjects("alice", "Work") == work_subjects
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !backend_has(&c) {
-        assert!(std::time::Instant::now() < deadline, "node 3 never applied");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_backend(&c, "INBOX", &inbox_subjects);
+    wait_backend(&c, "Work", &work_subjects);
     c.kill(3);
     c.restart(3);
     c.wait_ready();
@@ -350,29 +366,13 @@ both_backends!(an_append_in_doubt_is_found_past_mail_delivered_behind_tandem);
 /// is found past it (not appended again), and the delivered one is adopted.
 fn an_append_in_doubt_is_found_past_mail_delivered_behind_tandem(kind: BackendKind) {
     let _serial = tandem_tests::one_cluster_at_a_time();
-    let mut c = TandemCluster::builder()
-        .binary(env!("CARGO_BIN_EXE_tandem"))
-        .backend(kind)
-        .nodes(3)
-        .state_sync_ms(60_000)
-        .start();
+    let mut c = slow_sync_cluster(kind);
     let mut alice = c.login(1, "alice");
-    let mail = |s: &str| format!("Subject: {s}\r\n\r\nbody of {s}\r\n").into_bytes();
-    let wait_backend = |c: &TandemCluster, want: &[&str]| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while c.backend(3).subjects("alice", "INBOX") != want {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "node 3 never had {want:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    };
     alice.append("INBOX", &mail("a")).unwrap().ok();
-    wait_backend(&c, &["a"]);
+    wait_backend(&c, "INBOX", &["a"]);
     c.backend(3).deliver("alice", "INBOX", &mail("behind"));
     alice.append("INBOX", &mail("b")).unwrap().ok();
-    wait_backend(&c, &["a", "behind", "b"]);
+    wait_backend(&c, "INBOX", &["a", "behind", "b"]);
     c.kill(3);
     c.restart(3);
     c.wait_ready();

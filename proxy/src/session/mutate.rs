@@ -369,15 +369,7 @@ impl Session {
                         return Ok((ok, rest, untagged));
                     }
                     if relay {
-                        let out = if needs_rewrite(&resp) {
-                            self.rewrite_line(&resp, false).await
-                        } else {
-                            Some(resp)
-                        };
-                        if let Some(out) = out {
-                            self.write_client(client, &out).await?;
-                            self.bytes_out += out.len() as u64;
-                        }
+                        self.relay_untagged(client, resp).await?;
                     } else {
                         untagged.push(resp);
                     }
@@ -388,6 +380,24 @@ impl Session {
             }
             self.read_backend(backend, &mut chunk, timeout).await?;
         }
+    }
+
+    /// Sends one untagged backend response to the client, its UIDs
+    /// rewritten (withheld if one has no canonical UID).
+    async fn relay_untagged<S>(&mut self, client: &mut S, resp: Vec<u8>) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let out = if needs_rewrite(&resp) {
+            self.rewrite_line(&resp, false).await
+        } else {
+            Some(resp)
+        };
+        if let Some(out) = out {
+            self.write_client(client, &out).await?;
+            self.bytes_out += out.len() as u64;
+        }
+        Ok(())
     }
 
     /// Makes sure the user's INBOX exists in the canonical state (the first
@@ -896,15 +906,7 @@ impl Session {
                         // client gets one FETCH per message, the answer.
                         let (_, _, untagged) = self.internal(client, backend, &q, false).await?;
                         for line in without_superseded_fetches(untagged) {
-                            let out = if needs_rewrite(&line) {
-                                self.rewrite_line(&line, false).await
-                            } else {
-                                Some(line)
-                            };
-                            if let Some(out) = out {
-                                self.write_client(client, &out).await?;
-                                self.bytes_out += out.len() as u64;
-                            }
+                            self.relay_untagged(client, line).await?;
                         }
                     }
                     _ => {

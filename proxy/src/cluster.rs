@@ -64,6 +64,7 @@ pub fn node_config(config: &Config, bootstrap: bool) -> Result<NodeConfig, Strin
     node.heartbeat = cluster.heartbeat();
     node.election_timeout = cluster.election_timeout();
     node.proposal_timeout = cluster.proposal_timeout();
+    node.min_link_rate = cluster.min_link_kib_per_sec * 1024;
     node.keep_log_entries = cluster.keep_log_entries;
     node.log_segment_bytes = cluster.log_segment_mib << 20;
     node.state_sync_interval = Duration::from_millis(cluster.state_sync_ms);
@@ -117,6 +118,7 @@ mod tests {
             election_timeout_min_ms = 500
             election_timeout_max_ms = 900
             proposal_timeout_secs = 3
+            min_link_kib_per_sec = 100
             keep_log_entries = 42
             [[peer]]
             id = 2
@@ -157,6 +159,7 @@ mod tests {
         assert_eq!(node.election_timeout.0.as_millis(), 500);
         assert_eq!(node.election_timeout.1.as_millis(), 900);
         assert_eq!(node.proposal_timeout.as_secs(), 3);
+        assert_eq!(node.min_link_rate, 100 * 1024);
         assert_eq!(node.keep_log_entries, 42);
         assert!(node.bootstrap);
         assert!(

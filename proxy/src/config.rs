@@ -130,9 +130,18 @@ pub struct ClusterConfig {
     #[serde(default = "default_election_timeout_max_ms")]
     pub election_timeout_max_ms: u64,
     /// How long a mutation may wait for commit and local apply before the
-    /// client gets `NO [UNAVAILABLE]`.
+    /// client gets `NO [UNAVAILABLE]`. A message over 64 KiB gets its
+    /// transfer time at `min_link_kib_per_sec` on top.
     #[serde(default = "default_proposal_timeout_secs")]
     pub proposal_timeout_secs: u64,
+    /// The slowest link to a peer, in KiB per second, a large message is
+    /// given time for: at the default 256, a 1 MiB APPEND may take 4 s
+    /// more than `proposal_timeout_secs`, a 64 MiB one 256 s. A slow or
+    /// lossy link then delays large messages instead of failing them; a
+    /// peer that is gone is noticed within seconds anyway (QUIC's idle
+    /// timeout).
+    #[serde(default = "default_min_link_kib_per_sec")]
+    pub min_link_kib_per_sec: u64,
     /// Applied entries kept in the log for lagging nodes; a node further
     /// behind receives a snapshot and must resync its backend.
     #[serde(default = "default_keep_log_entries")]
@@ -165,6 +174,10 @@ fn default_election_timeout_max_ms() -> u64 {
 
 fn default_proposal_timeout_secs() -> u64 {
     5
+}
+
+fn default_min_link_kib_per_sec() -> u64 {
+    tandem_replicator::MIN_LINK_RATE / 1024
 }
 
 fn default_keep_log_entries() -> u64 {
@@ -630,6 +643,9 @@ impl ClusterConfig {
         }
         if self.proposal_timeout_secs == 0 {
             p.push("cluster.proposal_timeout_secs must be at least 1".to_string());
+        }
+        if !(1..=10 << 20).contains(&self.min_link_kib_per_sec) {
+            p.push("cluster.min_link_kib_per_sec must be between 1 and 10485760".to_string());
         }
         if self.keep_log_entries == 0 {
             p.push("cluster.keep_log_entries must be at least 1".to_string());

@@ -44,8 +44,19 @@ fn hex(h: &Hash) -> String {
 pub struct Blobs {
     dir: PathBuf,
     peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
-    /// How long one push or fetch RPC may take.
+    /// How long one push or fetch RPC may take, on top of its transfer
+    /// time at `min_rate`.
     rpc_timeout: Duration,
+    /// The slowest transfer a push or fetch waits for, in bytes per second.
+    min_rate: u64,
+}
+
+/// How long `len` bytes may take at `min_rate` bytes per second, on top of
+/// a fixed `base`: a large payload gets time by its size, so a slow link
+/// delays it instead of failing it. (A peer that is gone is noticed sooner,
+/// by the QUIC idle timeout, which ends the call.)
+pub fn transfer_time(base: Duration, len: u64, min_rate: u64) -> Duration {
+    base + Duration::from_secs_f64(len as f64 / min_rate.max(1) as f64)
 }
 
 impl Blobs {
@@ -54,13 +65,20 @@ impl Blobs {
         dir: PathBuf,
         peers: Arc<BTreeMap<NodeId, Arc<PeerClient>>>,
         rpc_timeout: Duration,
+        min_rate: u64,
     ) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(&dir)?;
         Ok(Blobs {
             dir,
             peers,
             rpc_timeout,
+            min_rate,
         })
+    }
+
+    /// How long one push or fetch of `len` bytes may take.
+    fn rpc_time(&self, len: u64) -> Duration {
+        transfer_time(self.rpc_timeout, len, self.min_rate)
     }
 
     fn path(&self, h: &Hash) -> PathBuf {
@@ -109,10 +127,12 @@ impl Blobs {
         quorum: usize,
     ) -> Result<Hash, String> {
         let local = data.clone();
+        let timeout = self.rpc_time(data.len() as u64);
         let dir_blobs = Blobs {
             dir: self.dir.clone(),
             peers: self.peers.clone(),
             rpc_timeout: self.rpc_timeout,
+            min_rate: self.min_rate,
         };
         let h = tokio::task::spawn_blocking(move || dir_blobs.put(&local))
             .await
@@ -134,7 +154,6 @@ impl Blobs {
         for client in self.peers.values() {
             let client = client.clone();
             let request = request.clone();
-            let timeout = self.rpc_timeout;
             pushes.spawn(async move {
                 matches!(
                     client.call_encoded(&request, timeout).await,
@@ -157,9 +176,9 @@ impl Blobs {
         ))
     }
 
-    /// The blob's bytes: from this node, else from the first peer that has
-    /// it (stored here on the way). Retries until found.
-    pub(crate) async fn fetch(&self, h: &Hash) -> Vec<u8> {
+    /// The blob's bytes (`len` of them): from this node, else from the
+    /// first peer that has it (stored here on the way). Retries until found.
+    pub(crate) async fn fetch(&self, h: &Hash, len: u64) -> Vec<u8> {
         let mut backoff = Duration::from_millis(50);
         loop {
             if let Some(data) = self.get(h) {
@@ -167,7 +186,8 @@ impl Blobs {
             }
             for client in self.peers.values() {
                 let req = Request::GetBlob { hash: *h };
-                if let Ok(Response::Blob(Some(data))) = client.call(&req, self.rpc_timeout).await {
+                if let Ok(Response::Blob(Some(data))) = client.call(&req, self.rpc_time(len)).await
+                {
                     if hash(&data) == *h {
                         if let Err(e) = self.put(&data) {
                             tracing::warn!(error = %e, "cannot store a fetched blob");
@@ -243,6 +263,7 @@ mod tests {
             dir.path().join("b"),
             Arc::new(BTreeMap::new()),
             Duration::from_secs(1),
+            crate::MIN_LINK_RATE,
         )
         .unwrap();
         let h = blobs.put(b"hello").unwrap();
@@ -262,6 +283,7 @@ mod tests {
             dir.path().join("b"),
             Arc::new(BTreeMap::new()),
             Duration::from_secs(1),
+            crate::MIN_LINK_RATE,
         )
         .unwrap();
         let live = blobs.put(b"live").unwrap();
@@ -291,6 +313,7 @@ mod tests {
                 dir.path().join("b"),
                 Arc::new(BTreeMap::new()),
                 Duration::from_secs(1),
+                crate::MIN_LINK_RATE,
             )
             .unwrap(),
         );

@@ -37,6 +37,6 @@ pub mod tls;
 pub mod transport;
 pub mod types;
 
-pub use node::{Node, NodeConfig, NodeError, ProposeError};
+pub use node::{Node, NodeConfig, NodeError, ProposeError, MIN_LINK_RATE};
 pub use sm::{SmError, StateMachine};
 pub use types::NodeId;

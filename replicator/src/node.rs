@@ -54,8 +54,13 @@ pub struct NodeConfig {
     /// Election timeout range: a follower that hears no leader for a random
     /// time in this range starts an election.
     pub election_timeout: (Duration, Duration),
-    /// How long a proposal may wait for commit and local apply.
+    /// How long a proposal may wait for commit and local apply. A payload
+    /// that travels as a blob gets its transfer time at `min_link_rate` on
+    /// top, and so do the push and fetch of one.
     pub proposal_timeout: Duration,
+    /// The slowest transfer to a peer, in bytes per second, a large
+    /// payload is given time for.
+    pub min_link_rate: u64,
     /// Applied entries kept in the log for lagging nodes. A node further
     /// behind than this receives a snapshot and must resync its backend.
     pub keep_log_entries: u64,
@@ -99,6 +104,7 @@ impl NodeConfig {
             heartbeat: Duration::from_millis(250),
             election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
             proposal_timeout: Duration::from_secs(5),
+            min_link_rate: MIN_LINK_RATE,
             keep_log_entries: 100_000,
             compaction_interval: Duration::from_secs(10),
             log_segment_bytes: crate::store::LOG_SEGMENT_BYTES,
@@ -179,6 +185,7 @@ pub struct Node<S: StateMachine> {
     sm: Arc<std::sync::Mutex<S>>,
     endpoint: quinn::Endpoint,
     proposal_timeout: Duration,
+    min_link_rate: u64,
     inline_limit: usize,
     quorum: usize,
     blobs: Arc<Blob>,
@@ -262,6 +269,7 @@ impl<S: StateMachine> Node<S> {
                 config.data_dir.join("blobs"),
                 peers.clone(),
                 config.proposal_timeout,
+                config.min_link_rate,
             )
             .map_err(|source| NodeError::DataDir {
                 path: config.data_dir.join("blobs"),
@@ -349,6 +357,7 @@ impl<S: StateMachine> Node<S> {
             sm,
             endpoint,
             proposal_timeout: config.proposal_timeout,
+            min_link_rate: config.min_link_rate,
             inline_limit: config.inline_limit,
             quorum: config.members.len() / 2 + 1,
             blobs,
@@ -426,7 +435,16 @@ impl<S: StateMachine> Node<S> {
     {
         let bytes = postcard::to_stdvec(entry).map_err(|e| ProposeError::Codec(e.to_string()))?;
         let started = Instant::now();
-        let deadline = started + self.proposal_timeout;
+        let limit = if bytes.len() > self.inline_limit {
+            crate::blob::transfer_time(
+                self.proposal_timeout,
+                bytes.len() as u64,
+                self.min_link_rate,
+            )
+        } else {
+            self.proposal_timeout
+        };
+        let deadline = started + limit;
         let submit = async {
             let payload = if bytes.len() > self.inline_limit {
                 let len = bytes.len() as u64;
@@ -446,18 +464,16 @@ impl<S: StateMachine> Node<S> {
                 .map_err(|_| ProposeError::Shutdown)?;
             rx.await.map_err(|_| ProposeError::Shutdown)?
         };
-        let (index, output) = tokio::time::timeout(self.proposal_timeout, submit)
+        let (index, output) = tokio::time::timeout(limit, submit)
             .await
-            .map_err(|_| ProposeError::Timeout(self.proposal_timeout))??;
+            .map_err(|_| ProposeError::Timeout(limit))??;
         let remaining = deadline.saturating_duration_since(Instant::now());
         self.raft
             .wait(Some(remaining))
             .applied_index_at_least(Some(index), "proposal applied locally")
             .await
             .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => {
-                    ProposeError::Timeout(self.proposal_timeout)
-                }
+                openraft::metrics::WaitError::Timeout(..) => ProposeError::Timeout(limit),
                 openraft::metrics::WaitError::ShuttingDown => ProposeError::Shutdown,
             })?;
         postcard::from_bytes(&output).map_err(|e| ProposeError::Codec(e.to_string()))
@@ -563,6 +579,10 @@ type Job = (
 /// round of replication): openraft 0.9 flushes each client write before it
 /// takes the next, so unbatched writes cost an fsync each.
 const MAX_BATCH: usize = 512;
+
+/// The default of [`NodeConfig::min_link_rate`]: 256 KiB/s, so a 64 MiB
+/// message gets 256 s on top of the proposal timeout.
+pub const MIN_LINK_RATE: u64 = 256 * 1024;
 /// Inline bytes in one batch at most (large payloads travel as blobs).
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 //! A UDP relay between nodes for fault injection: tests and the chaos
 //! campaign route every replication link through one, and change at run
 //! time what it does to the datagrams: drop a percentage, delay them (with
-//! jitter), cut one direction or both, heal.
+//! jitter), limit a direction's bandwidth, cut one direction or both, heal.
 //!
 //! Each relay carries one ordered pair (from, to): node `from` dials the
 //! relay's address instead of node `to`'s, and the relay forwards each
@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
@@ -32,11 +32,21 @@ pub struct LinkFault {
     pub delay: Duration,
     /// ...plus a uniformly random extra up to this.
     pub jitter: Duration,
+    /// Bandwidth in bytes per second (0: unlimited). Datagrams queue behind
+    /// each other like on a slow link; one that would wait more than
+    /// [`BACKLOG`] is dropped, like by a router's full buffer.
+    pub rate: u64,
 }
+
+/// The longest a datagram waits behind others on a rate-limited link.
+pub const BACKLOG: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 struct Shared {
     faults: Mutex<BTreeMap<(NodeId, NodeId), LinkFault>>,
+    /// Per direction of a rate-limited link: when its last queued datagram
+    /// is through.
+    busy_until: Mutex<BTreeMap<(NodeId, NodeId), Instant>>,
     rng: Mutex<u64>,
 }
 
@@ -62,8 +72,9 @@ impl Shared {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Decides the fate of one datagram: `None` to drop it, else its delay.
-    fn judge(&self, from: NodeId, to: NodeId) -> Option<Duration> {
+    /// Decides the fate of one datagram of `len` bytes: `None` to drop it,
+    /// else its delay.
+    fn judge(&self, from: NodeId, to: NodeId, len: usize) -> Option<Duration> {
         let f = self.fault(from, to);
         if f.cut || (f.loss > 0.0 && self.random() < f.loss) {
             return None;
@@ -73,7 +84,20 @@ impl Shared {
         } else {
             f.jitter.mul_f64(self.random())
         };
-        Some(f.delay + jitter)
+        let queued = if f.rate == 0 {
+            Duration::ZERO
+        } else {
+            let now = Instant::now();
+            let mut busy = self.busy_until.lock().unwrap_or_else(|p| p.into_inner());
+            let free = busy.entry((from, to)).or_insert(now);
+            let start = (*free).max(now);
+            if start - now > BACKLOG {
+                return None;
+            }
+            *free = start + Duration::from_secs_f64(len as f64 / f.rate as f64);
+            *free - now
+        };
+        Some(f.delay + jitter + queued)
     }
 }
 
@@ -94,6 +118,7 @@ impl FaultNet {
     ) -> std::io::Result<FaultNet> {
         let shared = Arc::new(Shared {
             faults: Mutex::new(BTreeMap::new()),
+            busy_until: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(seed | 1),
         });
         let mut addrs = BTreeMap::new();
@@ -177,6 +202,14 @@ impl FaultNet {
         }
     }
 
+    /// Limits every link to `bytes_per_sec` in each direction (0: no limit;
+    /// other faults are kept).
+    pub fn limit_rate_all(&self, bytes_per_sec: u64) {
+        for (a, b) in self.pairs() {
+            self.update(a, b, |f| f.rate = bytes_per_sec);
+        }
+    }
+
     /// Removes every fault.
     pub fn heal(&self) {
         self.shared
@@ -213,7 +246,7 @@ async fn relay(
             let Some(dest) = *client.lock().unwrap_or_else(|p| p.into_inner()) else {
                 continue;
             };
-            if let Some(delay) = shared.judge(to, from) {
+            if let Some(delay) = shared.judge(to, from, n) {
                 send_later(listen.clone(), buf[..n].to_vec(), Some(dest), delay);
             }
         }
@@ -225,7 +258,7 @@ async fn relay(
                 continue;
             };
             *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(src);
-            if let Some(delay) = shared.judge(from, to) {
+            if let Some(delay) = shared.judge(from, to, n) {
                 send_later(upstream.clone(), buf[..n].to_vec(), None, delay);
             }
         }
@@ -320,5 +353,40 @@ mod tests {
             started.elapsed() >= Duration::from_millis(60),
             "delay applies both ways"
         );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_link_spaces_datagrams_and_drops_past_its_backlog() {
+        let (echo, _task) = echo_server().await;
+        let (other, _task2) = echo_server().await;
+        let nodes = BTreeMap::from([(1, other), (2, echo)]);
+        let net = FaultNet::start(&nodes, 7).await.unwrap();
+        let via = net.addr(1, 2);
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // 1,000-byte datagrams at 20,000 bytes/s: one every 50 ms, and a
+        // backlog of 200 ms holds four behind the one being sent.
+        net.limit_rate_all(20_000);
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
+            client.send_to(&[7u8; 1000], via).await.unwrap();
+        }
+        let mut buf = [0u8; 2000];
+        let mut got = 0;
+        let mut last = started;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), client.recv_from(&mut buf)).await
+        {
+            got += 1;
+            last = std::time::Instant::now();
+        }
+        assert!((4..=6).contains(&got), "{got} of 20 through");
+        assert!(
+            last - started >= Duration::from_millis(200),
+            "the last one came after {:?}",
+            last - started
+        );
+        // Unlimited again: all through at once.
+        net.limit_rate_all(0);
+        assert_eq!(roundtrips(&client, via, 10).await, 10);
     }
 }

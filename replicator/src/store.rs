@@ -913,9 +913,9 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                     single => std::slice::from_ref(single),
                 };
                 for item in items {
-                    if let Payload::Blob { hash, .. } = item {
+                    if let Payload::Blob { hash, len } = item {
                         if !fetched.contains_key(hash) {
-                            fetched.insert(*hash, self.blobs.fetch(hash).await);
+                            fetched.insert(*hash, self.blobs.fetch(hash, *len).await);
                         }
                     }
                 }
@@ -1100,6 +1100,7 @@ mod tests {
             dir.path().join("blobs"),
             Arc::new(BTreeMap::new()),
             std::time::Duration::from_secs(1),
+            crate::MIN_LINK_RATE,
         )
         .unwrap();
         let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs)).unwrap();
@@ -1188,6 +1189,7 @@ mod tests {
             dir.path().join("blobs"),
             Arc::new(BTreeMap::new()),
             std::time::Duration::from_secs(1),
+            crate::MIN_LINK_RATE,
         )
         .unwrap();
         let (started_tx, started) = std::sync::mpsc::channel();
@@ -1371,6 +1373,7 @@ mod openraft_suite {
                 dir.path().join("blobs"),
                 Arc::new(BTreeMap::new()),
                 std::time::Duration::from_secs(1),
+                crate::MIN_LINK_RATE,
             )
             .map_err(io_write)?;
             let sm = SmStore::new(db.clone(), Arc::new(Mutex::new(Seq)), Arc::new(blobs))?;

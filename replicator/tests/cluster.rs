@@ -353,6 +353,40 @@ async fn node_that_missed_a_blob_fetches_it_before_applying() {
     cluster.shutdown().await;
 }
 
+/// A payload gets time by its size: on links of 4 MiB/s an 8 MiB entry
+/// takes about 2 s to reach a peer, twice the proposal timeout, and still
+/// commits; the node that was down meanwhile fetches it through the same
+/// slow link. (With a fixed timeout the proposal failed and the fetch was
+/// retried forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_entry_over_slow_links_gets_time_by_its_size() {
+    let mut cluster = Cluster::start(Options {
+        relay: true,
+        proposal_timeout: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let leader = cluster.leader(10 * SECS).await;
+    let down = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop_node(down).await;
+    cluster.net.as_ref().unwrap().limit_rate_all(4 << 20);
+    let value = "s".repeat(8 << 20);
+    let started = std::time::Instant::now();
+    cluster.propose(leader, &value).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "committed in {:?}: the link is not slow",
+        started.elapsed()
+    );
+    cluster.propose(leader, "small").await.unwrap();
+
+    cluster.start_node(down).await;
+    let index = cluster.node(leader).applied_index().unwrap();
+    cluster.applied_everywhere(index, 30 * SECS).await;
+    assert_eq!(items(cluster.node(down)), items(cluster.node(leader)));
+    cluster.shutdown().await;
+}
+
 /// Two voters without a witness: writes need both, so they stop while one
 /// is down (they fail with the timeout error) and resume when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,7 +136,8 @@ pub struct ClusterConfig {
     pub proposal_timeout_secs: u64,
     /// The slowest link to a peer, in KiB per second, a large message is
     /// given time for: at the default 256, a 1 MiB APPEND may take 4 s
-    /// more than `proposal_timeout_secs`, a 64 MiB one 256 s. A slow or
+    /// more than `proposal_timeout_secs`, a 64 MiB one 256 s, plus the
+    /// transfer time of the large messages already on their way. A slow or
     /// lossy link then delays large messages instead of failing them; a
     /// peer that is gone is noticed within seconds anyway (QUIC's idle
     /// timeout).

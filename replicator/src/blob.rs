@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,25 @@ pub struct Blobs {
     rpc_timeout: Duration,
     /// The slowest transfer a push or fetch waits for, in bytes per second.
     min_rate: u64,
+    /// Bytes of the pushes under way from this node: they share its links,
+    /// so each push waits for the transfer of those ahead of it too.
+    in_flight: Arc<AtomicU64>,
+}
+
+/// A push under way ([`Blobs::outgoing`]); its bytes count against this
+/// node's links until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    in_flight: Arc<AtomicU64>,
+    len: u64,
+    /// The transfer time of this push and of those already under way.
+    pub(crate) time: Duration,
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(self.len, Ordering::Relaxed);
+    }
 }
 
 /// How long `len` bytes may take at `min_rate` bytes per second, on top of
@@ -73,7 +93,19 @@ impl Blobs {
             peers,
             rpc_timeout,
             min_rate,
+            in_flight: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Counts a push of `len` bytes as under way, and tells how long it
+    /// may take at the slowest rate, with those already under way.
+    pub(crate) fn outgoing(&self, len: u64) -> Outgoing {
+        let ahead = self.in_flight.fetch_add(len, Ordering::Relaxed) + len;
+        Outgoing {
+            in_flight: self.in_flight.clone(),
+            len,
+            time: transfer_time(Duration::ZERO, ahead, self.min_rate),
+        }
     }
 
     /// How long one push or fetch of `len` bytes may take.
@@ -120,19 +152,22 @@ impl Blobs {
 
     /// Stores `data` here and pushes it to the peers; returns its hash once
     /// `quorum` nodes (this one included) hold it durably, or an error when
-    /// that cannot happen.
+    /// that cannot happen. Each push may take `transfer` (from
+    /// [`Blobs::outgoing`]) on top of the RPC timeout.
     pub(crate) async fn replicate(
         &self,
         data: Arc<Vec<u8>>,
         quorum: usize,
+        transfer: Duration,
     ) -> Result<Hash, String> {
         let local = data.clone();
-        let timeout = self.rpc_time(data.len() as u64);
+        let timeout = self.rpc_timeout + transfer;
         let dir_blobs = Blobs {
             dir: self.dir.clone(),
             peers: self.peers.clone(),
             rpc_timeout: self.rpc_timeout,
             min_rate: self.min_rate,
+            in_flight: self.in_flight.clone(),
         };
         let h = tokio::task::spawn_blocking(move || dir_blobs.put(&local))
             .await
@@ -274,6 +309,32 @@ mod tests {
         std::fs::write(blobs.path(&h), b"evil").unwrap();
         assert!(blobs.get(&h).is_none());
         assert!(blobs.get(&hash(b"absent")).is_none());
+    }
+
+    /// Pushes share the node's links: each one may take the transfer time
+    /// of those under way before it too, and a finished one stops counting.
+    #[test]
+    fn a_push_gets_the_transfer_time_of_those_ahead_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(
+            dir.path().join("b"),
+            Arc::new(BTreeMap::new()),
+            Duration::from_secs(1),
+            256 * 1024,
+        )
+        .unwrap();
+        let first = blobs.outgoing(1 << 20);
+        assert_eq!(first.time, Duration::from_secs(4));
+        let second = blobs.outgoing(512 << 10);
+        assert_eq!(second.time, Duration::from_secs(6));
+        drop(first);
+        assert_eq!(blobs.outgoing(1 << 20).time, Duration::from_secs(6));
+        drop(second);
+        assert_eq!(blobs.outgoing(256 << 10).time, Duration::from_secs(1));
+        assert_eq!(
+            transfer_time(Duration::from_secs(5), 64 << 20, 256 * 1024),
+            Duration::from_secs(261)
+        );
     }
 
     #[test]

@@ -185,7 +185,6 @@ pub struct Node<S: StateMachine> {
     sm: Arc<std::sync::Mutex<S>>,
     endpoint: quinn::Endpoint,
     proposal_timeout: Duration,
-    min_link_rate: u64,
     inline_limit: usize,
     quorum: usize,
     blobs: Arc<Blob>,
@@ -357,7 +356,6 @@ impl<S: StateMachine> Node<S> {
             sm,
             endpoint,
             proposal_timeout: config.proposal_timeout,
-            min_link_rate: config.min_link_rate,
             inline_limit: config.inline_limit,
             quorum: config.members.len() / 2 + 1,
             blobs,
@@ -435,24 +433,21 @@ impl<S: StateMachine> Node<S> {
     {
         let bytes = postcard::to_stdvec(entry).map_err(|e| ProposeError::Codec(e.to_string()))?;
         let started = Instant::now();
-        let limit = if bytes.len() > self.inline_limit {
-            crate::blob::transfer_time(
-                self.proposal_timeout,
-                bytes.len() as u64,
-                self.min_link_rate,
-            )
-        } else {
-            self.proposal_timeout
-        };
+        // A large payload gets its transfer time, and that of the pushes
+        // ahead of it on the same links, on top.
+        let outgoing =
+            (bytes.len() > self.inline_limit).then(|| self.blobs.outgoing(bytes.len() as u64));
+        let limit = self.proposal_timeout + outgoing.as_ref().map_or(Duration::ZERO, |o| o.time);
         let deadline = started + limit;
         let submit = async {
-            let payload = if bytes.len() > self.inline_limit {
+            let payload = if let Some(outgoing) = outgoing {
                 let len = bytes.len() as u64;
                 let hash = self
                     .blobs
-                    .replicate(Arc::new(bytes), self.quorum)
+                    .replicate(Arc::new(bytes), self.quorum, outgoing.time)
                     .await
                     .map_err(ProposeError::Unreplicated)?;
+                drop(outgoing);
                 Payload::Blob { hash, len }
             } else {
                 Payload::Inline(bytes)

@@ -60,6 +60,7 @@ fn assert_clean(summary: &Summary) {
     println!("{}", summary.line());
     assert!(summary.faults.values().sum::<u64>() >= 5, "{summary:?}");
     assert!(summary.acknowledged > 100, "{summary:?}");
+    assert!(summary.large_acknowledged > 0, "no blob: {summary:?}");
     assert!(
         summary.violations.is_empty(),
         "{}\n{}\nnode logs kept in {:?}",

@@ -2,7 +2,10 @@
 //! cluster of `tandem run` processes in front of real Dovecots, while faults
 //! are injected at random from a printed seed (SIGKILL and restart, the
 //! leader isolated, one-way cuts, 2% loss with 50 ms delay on every link,
-//! a backend stopped and restarted). Every request is recorded with its
+//! a backend stopped and restarted). One APPEND in [`LARGE_ONE_IN`] carries
+//! a message of 100-300 KiB, which travels as a blob beside the log (pushed
+//! to a majority before it is proposed, fetched by a node that missed it).
+//! Every request is recorded with its
 //! start, end and answer; after healing and a quiet period a checker reads
 //! every node (through tandem, and its backend directly) and reports every
 //! violation of the invariants:
@@ -83,6 +86,8 @@ pub struct Summary {
     pub ops: u64,
     /// Requests answered OK.
     pub acknowledged: u64,
+    /// APPENDs of a large message (a blob) answered OK.
+    pub large_acknowledged: u64,
     /// Every violation, with context.
     pub violations: Vec<String>,
     /// Requests refused (NO, BAD) and left without an answer.
@@ -99,11 +104,12 @@ impl Summary {
     /// The campaign's one-line result.
     pub fn line(&self) -> String {
         format!(
-            "chaos: seed {}, {} faults, {} ops ({} acknowledged), {} violations",
+            "chaos: seed {}, {} faults, {} ops ({} acknowledged, {} of them large APPENDs), {} violations",
             self.seed,
             self.faults.values().sum::<u64>(),
             self.ops,
             self.acknowledged,
+            self.large_acknowledged,
             self.violations.len()
         )
     }
@@ -132,15 +138,51 @@ impl Rng {
 
 const MAILBOXES: [&str; 3] = ["INBOX", "Box1", "Box2"];
 
+/// One APPEND in this many carries a large message (a blob).
+pub const LARGE_ONE_IN: u64 = 25;
+
+/// A message with `marker` as its subject: a few bytes, or when `large`,
+/// 100-300 KiB of 78-byte lines.
+fn chaos_message(marker: &str, large: bool, rng: &mut Rng) -> Vec<u8> {
+    let mut body = format!("From: chaos@example.org\r\nSubject: {marker}\r\n\r\nbody\r\n");
+    if large {
+        let lines = (100 * 1024 + rng.below(200 * 1024)) / 78;
+        let line = format!("{}\r\n", "x".repeat(76));
+        body.push_str(&line.repeat(lines as usize));
+    }
+    body.into_bytes()
+}
+
 /// One request of the history.
 #[derive(Debug, Clone)]
 enum Kind {
-    Append { mailbox: String, marker: String },
-    Store { mailbox: String, uid: u32 },
-    Copy { from: String, uid: u32, to: String },
-    Move { from: String, uid: u32, to: String },
-    Expunge { mailbox: String, uid: u32 },
-    Create { name: String },
+    Append {
+        mailbox: String,
+        marker: String,
+        /// 100-300 KiB (see [`LARGE_ONE_IN`]).
+        large: bool,
+    },
+    Store {
+        mailbox: String,
+        uid: u32,
+    },
+    Copy {
+        from: String,
+        uid: u32,
+        to: String,
+    },
+    Move {
+        from: String,
+        uid: u32,
+        to: String,
+    },
+    Expunge {
+        mailbox: String,
+        uid: u32,
+    },
+    Create {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +271,7 @@ fn client(
                 (0..=54, _) | (_, None) => Kind::Append {
                     mailbox: pick(&mut rng),
                     marker: format!("c{id}-{n}-{seed}"),
+                    large: rng.below(LARGE_ONE_IN) == 0,
                 },
                 (55..=69, Some((mailbox, uid))) => Kind::Store { mailbox, uid },
                 (70..=79, Some((from, uid))) => {
@@ -320,9 +363,13 @@ fn perform(
         }
     };
     match kind {
-        Kind::Append { mailbox, marker } => {
-            let body = format!("From: chaos@example.org\r\nSubject: {marker}\r\n\r\nbody\r\n");
-            answer(c.append(mailbox, body.as_bytes()), "APPENDUID")
+        Kind::Append {
+            mailbox,
+            marker,
+            large,
+        } => {
+            let body = chaos_message(marker, *large, rng);
+            answer(c.append(mailbox, &body), "APPENDUID")
         }
         Kind::Store { mailbox, uid } => {
             if let Err(a) = select(c, mailbox) {
@@ -361,7 +408,8 @@ fn perform(
 }
 
 /// What one node shows of a user's mailbox: UIDVALIDITY and, by UID, the
-/// subject and the sorted flags.
+/// subject and the sorted flags with the size (`"\\Flagged size=123"`: a
+/// large message cut short or mixed up with another shows).
 type MailboxView = (u32, BTreeMap<u32, (String, String)>);
 /// Every mailbox of every user, as one node shows it.
 type View = BTreeMap<(String, String), MailboxView>;
@@ -406,7 +454,7 @@ fn read_view(addr: SocketAddr) -> Result<View, String> {
                 })
                 .unwrap_or(0);
             let f = c
-                .command("UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                .command("UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
                 .map_err(|e| e.to_string())?;
             let mut msgs = BTreeMap::new();
             for l in f.lines() {
@@ -435,7 +483,12 @@ fn read_view(addr: SocketAddr) -> Result<View, String> {
                     .and_then(|s| s.split(['\r', '\n']).next())
                     .unwrap_or("")
                     .to_string();
-                msgs.insert(uid, (subject, flags.join(" ")));
+                let size = l
+                    .split("RFC822.SIZE ")
+                    .nth(1)
+                    .and_then(|s| s.split([' ', ')']).next())
+                    .unwrap_or("?");
+                msgs.insert(uid, (subject, format!("{} size={size}", flags.join(" "))));
             }
             view.insert((user.to_string(), name), (uv, msgs));
         }
@@ -568,7 +621,12 @@ pub fn run(opts: &Options) -> Summary {
     }
     for r in &history {
         match &r.answer {
-            Answer::Ok { .. } => summary.acknowledged += 1,
+            Answer::Ok { .. } => {
+                summary.acknowledged += 1;
+                if let Kind::Append { large: true, .. } = r.kind {
+                    summary.large_acknowledged += 1;
+                }
+            }
             Answer::Refused(t) => {
                 summary.refused += 1;
                 if summary.samples.len() < 8 {
@@ -700,7 +758,9 @@ fn check(
     };
     for r in history {
         if let (
-            Kind::Append { mailbox, marker },
+            Kind::Append {
+                mailbox, marker, ..
+            },
             Answer::Ok {
                 uidvalidity: Some(uv),
                 uids,
@@ -754,7 +814,9 @@ fn check(
         .collect();
     for r in history {
         let (
-            Kind::Append { mailbox, marker },
+            Kind::Append {
+                mailbox, marker, ..
+            },
             Answer::Ok {
                 uidvalidity: Some(uv),
                 uids,

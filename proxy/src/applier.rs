@@ -364,6 +364,22 @@ const DISPATCHED: &str = "dispatched";
 const BARRIER: &str = "barrier";
 /// The applier's own durable values.
 const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_state");
+/// Per user, what the sources of the user's last MOVE looked like before it
+/// ran ([`Evidence`]), written by the barrier before it.
+const MOVE_EVIDENCE: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("applier_move_evidence");
+
+/// The sources of a MOVE as they were before it ran, in the order of their
+/// copies: a MOVE in doubt after a crash has no sources left to compare
+/// with, and mail delivered behind tandem into its destination must not be
+/// taken for its copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Evidence {
+    /// The MOVE's outbox item.
+    seq: u64,
+    /// (RFC822.SIZE, INTERNALDATE) of each source.
+    sources: Vec<(u32, String)>,
+}
 
 impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -473,6 +489,7 @@ impl Applier {
                 conns: HashMap::new(),
                 horizon,
                 found: false,
+                evidence: None,
                 node,
                 locks,
                 additions: Arc::default(),
@@ -620,6 +637,8 @@ struct Worker {
     horizon: u64,
     /// Set by `apply` when the item was found already applied.
     found: bool,
+    /// For a MOVE in doubt: its sources as recorded before it ran.
+    evidence: Option<Evidence>,
     /// This node's id (adoption expunges originals on their node only).
     node: u64,
     locks: Arc<UserLocks>,
@@ -638,6 +657,7 @@ impl Worker {
             conns: HashMap::new(),
             horizon: self.horizon,
             found: false,
+            evidence: None,
             node: self.node,
             locks: self.locks.clone(),
             additions: self.additions.clone(),
@@ -716,23 +736,86 @@ impl Worker {
 
     /// Makes every commit so far durable (see the module's doc): an item
     /// about to remove messages or mailboxes must not leave the items
-    /// before it to be found on the backend after a crash.
-    fn barrier(&self, seq: u64) -> Result<(), String> {
+    /// before it to be found on the backend after a crash. A MOVE's
+    /// `evidence` is recorded with it.
+    fn barrier(&self, seq: u64, user: &str, evidence: Option<&Evidence>) -> Result<(), String> {
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| e.to_string())?;
         {
             let mut t = txn.open_table(STATE).map_err(|e| e.to_string())?;
             t.insert(BARRIER, seq).map_err(|e| e.to_string())?;
+            if let Some(ev) = evidence {
+                let bytes = postcard::to_stdvec(ev).map_err(|e| e.to_string())?;
+                let mut t = txn.open_table(MOVE_EVIDENCE).map_err(|e| e.to_string())?;
+                t.insert(user, bytes.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
         }
         txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// The evidence the barrier before MOVE `seq` recorded, if any.
+    fn recorded_evidence(&self, seq: u64, user: &str) -> Option<Evidence> {
+        let txn = self.db.begin_read().ok()?;
+        let t = txn.open_table(MOVE_EVIDENCE).ok()?;
+        let bytes = t.get(user).ok()??;
+        let ev: Evidence = postcard::from_bytes(bytes.value()).ok()?;
+        (ev.seq == seq).then_some(ev)
+    }
+
+    /// What the sources of MOVE `seq` look like on the backend now (size
+    /// and date, in the order of their copies); `None` for anything else,
+    /// or when they cannot be read (then a MOVE in doubt after a crash
+    /// takes the first unmapped messages of its destination).
+    async fn evidence_of(&mut self, seq: u64, work: &Work) -> Option<Evidence> {
+        let Work::Copy {
+            user,
+            from,
+            from_uidvalidity,
+            pairs,
+            remove: true,
+            ..
+        } = work
+        else {
+            return None;
+        };
+        let src = self.map_of(user, *from_uidvalidity).ok()?;
+        let local: Vec<u32> = pairs
+            .iter()
+            .filter_map(|&(cs, _)| src.to_local.map_one(cs))
+            .collect();
+        let set = Ranges::from_ranges(local.iter().map(|&l| (l, l))).to_sequence_set()?;
+        self.select(user, from).await.ok()?;
+        let mut q = b"UID FETCH ".to_vec();
+        set.encode(&mut q);
+        q.extend_from_slice(b" (UID RFC822.SIZE INTERNALDATE)");
+        let r = self.conn(user).await.ok()?.conn.command(&q).await.ok()?;
+        let by_uid: HashMap<u32, (u32, String)> = r
+            .untagged
+            .iter()
+            .filter_map(|l| size_and_date(l))
+            .map(|(uid, size, date)| (uid, (size, date)))
+            .collect();
+        let sources = local
+            .iter()
+            .map(|l| by_uid.get(l).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Evidence { seq, sources })
     }
 
     /// Applies one item, retrying while the backend is unreachable.
     async fn apply_one(&mut self, seq: u64, work: &Work) {
         if destroys_evidence(work, self.node) {
             metrics::counter!("tandem_apply_barriers_total").increment(1);
-            while let Err(e) = self.barrier(seq) {
+            // After a crash (in doubt) the sources may be gone already: the
+            // evidence recorded the first time stays.
+            let evidence = if seq <= self.horizon {
+                None
+            } else {
+                self.evidence_of(seq, work).await
+            };
+            while let Err(e) = self.barrier(seq, work.user(), evidence.as_ref()) {
                 tracing::error!(error = %e, "applier cannot make its progress durable");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -748,6 +831,9 @@ impl Worker {
             // mailboxes may have finished out of order before a crash).
             let doubt = seq <= self.horizon || interrupted;
             self.found = false;
+            self.evidence = doubt
+                .then(|| self.recorded_evidence(seq, work.user()))
+                .flatten();
             let started = std::time::Instant::now();
             tracing::debug!(seq, doubt, item = %Brief(work), "applying");
             let result = self.apply(work, doubt).await;
@@ -1448,7 +1534,43 @@ impl Worker {
             set.encode(&mut q);
             let r = self.conn(user).await?.conn.command(&q).await?;
             let left: HashSet<u32> = search_numbers(&r).into_iter().collect();
-            return Ok((!local.iter().any(|l| left.contains(l))).then_some(0));
+            if local.iter().any(|l| left.contains(l)) {
+                return Ok(None);
+            }
+            // Moved: its copies are the run of unmapped messages that
+            // looks like the sources did (mail delivered behind tandem
+            // may come first), else the first ones.
+            let Some(ev) = self.evidence.take() else {
+                return Ok(Some(0));
+            };
+            self.select(user, to).await?;
+            let mut looks = Vec::new();
+            for chunk in found.chunks(500) {
+                let set = Ranges::from_ranges(chunk.iter().map(|&l| (l, l)));
+                let Some(set) = set.to_sequence_set() else {
+                    continue;
+                };
+                let mut q = b"UID FETCH ".to_vec();
+                set.encode(&mut q);
+                q.extend_from_slice(b" (UID RFC822.SIZE INTERNALDATE)");
+                let r = self.conn(user).await?.conn.command(&q).await?;
+                looks.extend(r.untagged.iter().filter_map(|l| size_and_date(l)));
+            }
+            let by_uid: HashMap<u32, (u32, String)> =
+                looks.into_iter().map(|(u, s, d)| (u, (s, d))).collect();
+            let at = (0..=found
+                .len()
+                .saturating_sub(ev.sources.len())
+                .min(MAX_DOUBT_SCAN))
+                .find(|&start| {
+                    ev.sources.iter().enumerate().all(|(i, want)| {
+                        found.get(start + i).and_then(|u| by_uid.get(u)) == Some(want)
+                    })
+                });
+            if at.is_none() {
+                tracing::warn!(mailbox = %to, "no unmapped messages look like a MOVE's sources; taking the first ones");
+            }
+            return Ok(Some(at.unwrap_or(0)));
         }
         let sources = self.bodies(user, &local).await?;
         if sources.iter().any(Vec::is_empty) {
@@ -1508,6 +1630,15 @@ impl Worker {
         }
         Ok(out)
     }
+}
+
+/// (UID, RFC822.SIZE, INTERNALDATE) of a FETCH response that has them.
+fn size_and_date(line: &[u8]) -> Option<(u32, u32, String)> {
+    let s = std::str::from_utf8(line).ok()?;
+    let number =
+        |key: &str| -> Option<u32> { s.split(key).nth(1)?.split([' ', ')']).next()?.parse().ok() };
+    let date = s.split("INTERNALDATE \"").nth(1)?.split('"').next()?;
+    Some((number("UID ")?, number("RFC822.SIZE ")?, date.to_string()))
 }
 
 /// The data of the first literal in a response.
@@ -1615,7 +1746,25 @@ fn set_in_order(set: &SequenceSet) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_soft;
+    use super::{is_soft, size_and_date};
+
+    #[test]
+    fn size_and_date_are_read_from_fetch_responses_of_either_backend() {
+        assert_eq!(
+            size_and_date(
+                b"* 3 FETCH (UID 7 RFC822.SIZE 1234 INTERNALDATE \"29-Nov-2026 11:00:00 +0000\")"
+            ),
+            Some((7, 1234, "29-Nov-2026 11:00:00 +0000".to_string()))
+        );
+        // Another order (Cyrus may answer UID last).
+        assert_eq!(
+            size_and_date(
+                b"* 1 FETCH (RFC822.SIZE 9 INTERNALDATE \" 1-Dec-2026 01:02:03 -0500\" UID 12)"
+            ),
+            Some((12, 9, " 1-Dec-2026 01:02:03 -0500".to_string()))
+        );
+        assert_eq!(size_and_date(b"* 1 FETCH (UID 12 FLAGS (\\Seen))"), None);
+    }
 
     #[test]
     fn a_no_without_code_is_soft_unless_cyrus_never_takes_the_message() {

@@ -93,8 +93,13 @@ fn an_append_through_one_node_reaches_every_backend(kind: BackendKind) {
 
 /// Every message of alice's INBOX through node `id`: (UID, subject).
 fn inbox(c: &TandemCluster, id: u64) -> Vec<(u32, String)> {
+    mailbox(c, id, "INBOX")
+}
+
+/// (UID, subject) of alice's `name` through node `id`.
+fn mailbox(c: &TandemCluster, id: u64, name: &str) -> Vec<(u32, String)> {
     let mut alice = c.login(id, "alice");
-    alice.command("EXAMINE INBOX").unwrap().ok();
+    alice.command(&format!("EXAMINE {name}")).unwrap().ok();
     let r = alice
         .command("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         .unwrap()
@@ -314,6 +319,53 @@ fn wait_backend(c: &TandemCluster, mailbox: &str, want: &[&str]) {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+both_backends!(a_move_in_doubt_is_found_past_mail_delivered_behind_tandem);
+/// A message delivered straight into a MOVE's destination on one backend,
+/// then the MOVE, then a SIGKILL that left the MOVE in doubt: its sources
+/// are gone, so its copies are told from the delivered message by the
+/// sources' size and date, recorded before the MOVE (it used to take the
+/// first unmapped message: the delivered one got the moved message's UID
+/// on that node, and the moved one was adopted as a second copy).
+fn a_move_in_doubt_is_found_past_mail_delivered_behind_tandem(kind: BackendKind) {
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let mut c = slow_sync_cluster(kind);
+    let mut alice = c.login(1, "alice");
+    alice.command("CREATE Work").unwrap().ok();
+    alice.append("INBOX", &mail("moved")).unwrap().ok();
+    wait_backend(&c, "INBOX", &["moved"]);
+    c.backend(3)
+        .deliver("alice", "Work", &mail("delivered behind tandem"));
+    alice.command("SELECT INBOX").unwrap().ok();
+    alice.command("UID MOVE 1:* Work").unwrap().ok();
+    wait_backend(&c, "Work", &["delivered behind tandem", "moved"]);
+    c.kill(3);
+    c.restart(3);
+    c.wait_ready();
+    let want: Vec<String> = ["moved", "delivered behind tandem"]
+        .map(String::from)
+        .to_vec();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // Looking through node 3 gets the delivered message adopted.
+        let views: Vec<Vec<String>> = [1, 2, 3]
+            .iter()
+            .map(|&id| {
+                mailbox(&c, id, "Work")
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .collect()
+            })
+            .collect();
+        if views.iter().all(|v| *v == want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{views:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(c.backend(3).subjects("alice", "Work"), want);
+    assert!(c.backend(3).subjects("alice", "INBOX").is_empty());
 }
 
 both_backends!(a_node_killed_before_its_progress_was_durable_holds_each_message_once);

@@ -291,16 +291,21 @@ fn unhex(s: &str) -> Option<Hash> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn put_is_content_addressed_durable_and_verified_on_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(
+    /// Blobs in `dir` with no peers, a 1 s RPC timeout and 256 KiB/s.
+    fn open_in(dir: &tempfile::TempDir) -> Blobs {
+        Blobs::open(
             dir.path().join("b"),
             Arc::new(BTreeMap::new()),
             Duration::from_secs(1),
             crate::MIN_LINK_RATE,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn put_is_content_addressed_durable_and_verified_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = open_in(&dir);
         let h = blobs.put(b"hello").unwrap();
         assert_eq!(h, hash(b"hello"));
         assert_eq!(blobs.put(b"hello").unwrap(), h, "idempotent");
@@ -316,13 +321,7 @@ mod tests {
     #[test]
     fn a_push_gets_the_transfer_time_of_those_ahead_of_it() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(
-            dir.path().join("b"),
-            Arc::new(BTreeMap::new()),
-            Duration::from_secs(1),
-            256 * 1024,
-        )
-        .unwrap();
+        let blobs = open_in(&dir);
         let first = blobs.outgoing(1 << 20);
         assert_eq!(first.time, Duration::from_secs(4));
         let second = blobs.outgoing(512 << 10);
@@ -340,13 +339,7 @@ mod tests {
     #[test]
     fn collect_keeps_live_and_young_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(
-            dir.path().join("b"),
-            Arc::new(BTreeMap::new()),
-            Duration::from_secs(1),
-            crate::MIN_LINK_RATE,
-        )
-        .unwrap();
+        let blobs = open_in(&dir);
         let live = blobs.put(b"live").unwrap();
         let dead = blobs.put(b"dead").unwrap();
         std::fs::write(blobs.dir().join("x.tmp1-2"), b"partial").unwrap();
@@ -369,15 +362,7 @@ mod tests {
     #[test]
     fn concurrent_puts_of_the_same_blob_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Arc::new(
-            Blobs::open(
-                dir.path().join("b"),
-                Arc::new(BTreeMap::new()),
-                Duration::from_secs(1),
-                crate::MIN_LINK_RATE,
-            )
-            .unwrap(),
-        );
+        let blobs = Arc::new(open_in(&dir));
         for round in 0..20u8 {
             let data = Arc::new(vec![round; 256 * 1024]);
             let threads: Vec<_> = (0..4)

@@ -321,6 +321,24 @@ fn wait_backend(c: &TandemCluster, mailbox: &str, want: &[&str]) {
     }
 }
 
+/// Waits until nodes 1 to 3 all show alice's `name` with exactly `want`
+/// (subjects, in order). Looking through node 3 gets mail delivered behind
+/// tandem there adopted.
+fn wait_everywhere(c: &TandemCluster, name: &str, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let views: Vec<Vec<String>> = [1, 2, 3]
+            .iter()
+            .map(|&id| mailbox(c, id, name).into_iter().map(|(_, s)| s).collect())
+            .collect();
+        if views.iter().all(|v| v == want) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{views:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 both_backends!(a_move_in_doubt_is_found_past_mail_delivered_behind_tandem);
 /// A message delivered straight into a MOVE's destination on one backend,
 /// then the MOVE, then a SIGKILL that left the MOVE in doubt: its sources
@@ -343,27 +361,8 @@ fn a_move_in_doubt_is_found_past_mail_delivered_behind_tandem(kind: BackendKind)
     c.kill(3);
     c.restart(3);
     c.wait_ready();
-    let want: Vec<String> = ["moved", "delivered behind tandem"]
-        .map(String::from)
-        .to_vec();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        // Looking through node 3 gets the delivered message adopted.
-        let views: Vec<Vec<String>> = [1, 2, 3]
-            .iter()
-            .map(|&id| {
-                mailbox(&c, id, "Work")
-                    .into_iter()
-                    .map(|(_, s)| s)
-                    .collect()
-            })
-            .collect();
-        if views.iter().all(|v| *v == want) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{views:?}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let want = ["moved", "delivered behind tandem"];
+    wait_everywhere(&c, "Work", &want);
     assert_eq!(c.backend(3).subjects("alice", "Work"), want);
     assert!(c.backend(3).subjects("alice", "INBOX").is_empty());
 }
@@ -428,19 +427,7 @@ fn an_append_in_doubt_is_found_past_mail_delivered_behind_tandem(kind: BackendKi
     c.kill(3);
     c.restart(3);
     c.wait_ready();
-    let want: Vec<String> = ["a", "b", "behind"].map(String::from).to_vec();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        // Looking through node 3 gets the delivered message adopted.
-        let views: Vec<Vec<String>> = [1, 2, 3]
-            .iter()
-            .map(|&id| inbox(&c, id).into_iter().map(|(_, s)| s).collect())
-            .collect();
-        if views.iter().all(|v| *v == want) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{views:?}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let want = ["a", "b", "behind"];
+    wait_everywhere(&c, "INBOX", &want);
     assert_eq!(c.backend(3).subjects("alice", "INBOX"), want);
 }

@@ -785,18 +785,8 @@ impl Worker {
             .iter()
             .filter_map(|&(cs, _)| src.to_local.map_one(cs))
             .collect();
-        let set = Ranges::from_ranges(local.iter().map(|&l| (l, l))).to_sequence_set()?;
         self.select(user, from).await.ok()?;
-        let mut q = b"UID FETCH ".to_vec();
-        set.encode(&mut q);
-        q.extend_from_slice(b" (UID RFC822.SIZE INTERNALDATE)");
-        let r = self.conn(user).await.ok()?.conn.command(&q).await.ok()?;
-        let by_uid: HashMap<u32, (u32, String)> = r
-            .untagged
-            .iter()
-            .filter_map(|l| size_and_date(l))
-            .map(|(uid, size, date)| (uid, (size, date)))
-            .collect();
+        let by_uid = self.sizes_and_dates(user, &local).await.ok()?;
         let sources = local
             .iter()
             .map(|l| by_uid.get(l).cloned())
@@ -1544,20 +1534,7 @@ impl Worker {
                 return Ok(Some(0));
             };
             self.select(user, to).await?;
-            let mut looks = Vec::new();
-            for chunk in found.chunks(500) {
-                let set = Ranges::from_ranges(chunk.iter().map(|&l| (l, l)));
-                let Some(set) = set.to_sequence_set() else {
-                    continue;
-                };
-                let mut q = b"UID FETCH ".to_vec();
-                set.encode(&mut q);
-                q.extend_from_slice(b" (UID RFC822.SIZE INTERNALDATE)");
-                let r = self.conn(user).await?.conn.command(&q).await?;
-                looks.extend(r.untagged.iter().filter_map(|l| size_and_date(l)));
-            }
-            let by_uid: HashMap<u32, (u32, String)> =
-                looks.into_iter().map(|(u, s, d)| (u, (s, d))).collect();
+            let by_uid = self.sizes_and_dates(user, found).await?;
             let at = (0..=found
                 .len()
                 .saturating_sub(ev.sources.len())
@@ -1626,6 +1603,35 @@ impl Worker {
                     .iter()
                     .find_map(|l| first_literal(l))
                     .unwrap_or_default(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Worker {
+    /// RFC822.SIZE and INTERNALDATE of the given local UIDs of the selected
+    /// mailbox, by UID (500 UIDs per command).
+    async fn sizes_and_dates(
+        &mut self,
+        user: &str,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, (u32, String)>, ApplyError> {
+        let mut out = HashMap::new();
+        for chunk in uids.chunks(500) {
+            let Some(set) = Ranges::from_ranges(chunk.iter().map(|&l| (l, l))).to_sequence_set()
+            else {
+                continue;
+            };
+            let mut q = b"UID FETCH ".to_vec();
+            set.encode(&mut q);
+            q.extend_from_slice(b" (UID RFC822.SIZE INTERNALDATE)");
+            let r = self.conn(user).await?.conn.command(&q).await?;
+            out.extend(
+                r.untagged
+                    .iter()
+                    .filter_map(|l| size_and_date(l))
+                    .map(|(uid, size, date)| (uid, (size, date))),
             );
         }
         Ok(out)

@@ -37,9 +37,9 @@ use tandem_parser::uidmap::{map_ranges, RunMap, UidMap};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backend::{BackendConn, BackendError, Reply, Status};
-use crate::canon::{FlagMode, Work, COUNTERS, OUTBOX};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
+use tandem_state::{FlagMode, Work, COUNTERS, OUTBOX};
 
 /// `user \0 canonical UIDVALIDITY` -> postcard [`StoredMap`].
 const MAPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("applier_maps");
@@ -520,7 +520,7 @@ impl Applier {
         loop {
             // Read first: an empty outbox from `next` on means every item up
             // to it was handed on (a snapshot may have skipped some).
-            let queued = crate::canon::last_seq(&self.template.db);
+            let queued = tandem_state::last_seq(&self.template.db);
             let items = match self.template.items_from(next) {
                 Ok(items) => items,
                 Err(e) => {
@@ -882,7 +882,7 @@ impl Worker {
         let mut out = Vec::new();
         for r in t.range(first..).map_err(|e| e.to_string())? {
             let (k, v) = r.map_err(|e| e.to_string())?;
-            let (_, work): crate::canon::Queued =
+            let (_, work): tandem_state::Queued =
                 postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
             out.push((k.value(), work));
             if out.len() >= 256 {
@@ -1380,7 +1380,7 @@ impl Worker {
         &mut self,
         user: &str,
         to: &str,
-        mv: &crate::canon::InboxMove,
+        mv: &tandem_state::InboxMove,
         doubt: bool,
     ) -> Result<Vec<Change>, ApplyError> {
         let local_uv = self.create_local(user, to).await?;

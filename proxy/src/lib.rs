@@ -8,6 +8,7 @@
 //! (framing, parsing and UID rewriting belong to `tandem-parser`), never
 //! orders mutations on its own (that is `tandem-replicator`'s log), and never
 //! sends a client a UID that its log entry has not made durable on a majority.
+//! The canonical state machine it replicates is `tandem-state`'s.
 //!
 //! # Layout
 //! - [`config`]: the TOML config, validated before any socket is bound.
@@ -22,7 +23,6 @@
 //! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
 //! - [`applier`]: carries committed entries to the local backend; the
 //!   canonical <-> local UID maps.
-//! - [`canon`]: the canonical state machine (mailboxes, UIDVALIDITY, UIDs).
 //! - [`cluster`]: a node's config turned into its Raft node's settings
 //!   (members, cluster TLS, timing, log directory).
 //! - [`metrics`]: Prometheus metrics, `/healthz`, `/readyz`, `/status`.
@@ -32,7 +32,6 @@
 
 pub mod applier;
 pub mod backend;
-pub mod canon;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -21,9 +21,9 @@ use tokio::sync::{watch, Notify};
 
 use crate::applier::{self, Applier, MailboxMap, Maps, Progress};
 use crate::backend::{BackendConn, Status};
-use crate::canon::{self, Canon, Entry, Mailbox, NewMessage, Op, Outcome, Replaces};
 use crate::config::{BackendConfig, Config};
 use crate::secret::Secret;
+use tandem_state::{Canon, Entry, Mailbox, NewMessage, Op, Outcome, Replaces};
 
 /// Most messages adopted by one entry.
 const ADOPT_BATCH: usize = 50;
@@ -214,13 +214,13 @@ impl Replication {
 
     /// The mail nodes' backend kinds registered so far, as (node, kind).
     pub fn registered_backends(&self) -> Vec<(u64, String)> {
-        canon::registered_backends(self.node.database())
+        tandem_state::registered_backends(self.node.database())
     }
 
     /// Whether APPENDs of messages Cyrus refuses are refused (a node in
     /// front of Cyrus has registered), in the committed state.
     pub fn strict_messages(&self) -> bool {
-        canon::strict_messages(self.node.database())
+        tandem_state::strict_messages(self.node.database())
     }
 
     /// Asks for the messages of `user`'s `mailbox` that this node's backend
@@ -233,7 +233,7 @@ impl Replication {
     /// there is nothing to adopt (the usual case: a message the applier was
     /// still recording).
     pub fn request_adoption(self: &Arc<Self>, user: &str, mailbox: &str, seen: u64) {
-        let key = (user.to_string(), canon::normalize(mailbox));
+        let key = (user.to_string(), tandem_state::normalize(mailbox));
         let fresh = self
             .adopting
             .lock()
@@ -291,7 +291,7 @@ impl Replication {
                 let last = m.last_log_index.unwrap_or(0);
                 m.current_leader.is_some()
                     && applied >= last.min(self.start_log_index)
-                    && progress.read_to() >= canon::last_seq(self.node.database())
+                    && progress.read_to() >= tandem_state::last_seq(self.node.database())
                     && progress.idle(user)
             };
             if settled {
@@ -526,7 +526,7 @@ impl Replication {
 
     /// The committed canonical state of `user`'s mailbox `name`.
     pub fn mailbox(&self, user: &str, name: &str) -> Option<Mailbox> {
-        canon::read_mailbox(self.node.database(), user, name)
+        tandem_state::read_mailbox(self.node.database(), user, name)
     }
 
     /// This node's UID map of a canonical mailbox.
@@ -576,10 +576,10 @@ impl Replication {
         use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
         let read = || -> Option<(u64, f64)> {
             let txn = self.node.database().begin_read().ok()?;
-            let t = txn.open_table(canon::OUTBOX).ok()?;
+            let t = txn.open_table(tandem_state::OUTBOX).ok()?;
             let n = t.len().ok()?;
             let (_, first) = t.first().ok()??;
-            let (at, _): canon::Queued = postcard::from_bytes(first.value()).ok()?;
+            let (at, _): tandem_state::Queued = postcard::from_bytes(first.value()).ok()?;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .ok()?
@@ -626,7 +626,7 @@ async fn register_backend(rep: std::sync::Weak<Replication>, kind: String) {
     loop {
         let Some(me) = rep.upgrade() else { return };
         let id = me.node.id();
-        if canon::backend_registered(me.node.database(), id, &kind) {
+        if tandem_state::backend_registered(me.node.database(), id, &kind) {
             return;
         }
         let op = Op::RegisterBackend {

@@ -29,9 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{End, Pending, Selected, Session};
 use crate::applier::MailboxMap;
-use crate::canon::{FlagMode, Mailbox, NewMessage, Op, Outcome};
 use crate::replication::{MutateError, Replication};
 use crate::tls::Stream;
+use tandem_state::{FlagMode, Mailbox, NewMessage, Op, Outcome};
 
 /// The maps a response is rewritten with.
 struct SessionMaps {
@@ -174,7 +174,7 @@ fn new_name_allowed(
     name: &str,
     separator: Option<char>,
 ) -> Result<(), tandem_parser::names::NameDefect> {
-    if crate::canon::normalize(name) == "INBOX" {
+    if tandem_state::normalize(name) == "INBOX" {
         return Ok(());
     }
     let sep = separator.and_then(|c| u8::try_from(c).ok());
@@ -662,7 +662,7 @@ impl Session {
                     })
                     .collect();
                 let into_selected = selected.as_ref().is_some_and(|s| {
-                    crate::canon::normalize(&s.name) == crate::canon::normalize(&name)
+                    tandem_state::normalize(&s.name) == tandem_state::normalize(&name)
                 });
                 (
                     Op::Append {
@@ -688,7 +688,7 @@ impl Session {
                     Err(why) => return self.reply(client, format!("{tag} BAD {why}\r\n")).await,
                 };
                 let into_selected =
-                    crate::canon::normalize(&s.name) == crate::canon::normalize(&to);
+                    tandem_state::normalize(&s.name) == tandem_state::normalize(&to);
                 (
                     Op::Copy {
                         from: s.name.clone(),
@@ -966,7 +966,7 @@ impl Session {
                 from,
                 to,
                 separator,
-            } if crate::canon::normalize(from) != "INBOX" => Op::Rename {
+            } if tandem_state::normalize(from) != "INBOX" => Op::Rename {
                 from: to.clone(),
                 to: from.clone(),
                 separator: *separator,
@@ -1022,13 +1022,13 @@ impl Session {
                         .await?;
                     return Ok(None);
                 };
-                if crate::canon::normalize(&name) == "INBOX" {
+                if tandem_state::normalize(&name) == "INBOX" {
                     // A user's first visit through tandem registers INBOX.
                     self.ensure_inbox().await;
                 }
                 let Some(m) = rep.mailbox(&user, &name) else {
                     self.selected = None;
-                    let line = if crate::canon::normalize(&name) == "INBOX" {
+                    let line = if tandem_state::normalize(&name) == "INBOX" {
                         format!("{tag} NO [UNAVAILABLE] INBOX is not registered yet, try again\r\n")
                     } else {
                         format!("{tag} NO [NONEXISTENT] No such mailbox\r\n")

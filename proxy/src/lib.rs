@@ -21,7 +21,7 @@
 //! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
 //!   its Dovecot configuration is also the test harness's.
 //! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
-//! - [`applier`]: carries committed entries to the local backend; the
+//! - [`apply`]: carries committed entries to the local backend; the
 //!   canonical <-> local UID maps.
 //! - [`cluster`]: a node's config turned into its Raft node's settings
 //!   (members, cluster TLS, timing, log directory).
@@ -30,7 +30,7 @@
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
-pub mod applier;
+pub mod apply;
 pub mod backend;
 pub mod check;
 pub mod cli;

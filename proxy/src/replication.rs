@@ -19,7 +19,7 @@ use tandem_parser::seqset::Ranges;
 use tandem_replicator::{Node, NodeConfig, ProposeError};
 use tokio::sync::{watch, Notify};
 
-use crate::applier::{self, Applier, MailboxMap, Maps, Progress};
+use crate::apply::{self, Applier, MailboxMap, Maps, Progress};
 use crate::backend::{BackendConn, Status};
 use crate::config::{BackendConfig, Config};
 use crate::secret::Secret;
@@ -43,7 +43,7 @@ pub struct Replication {
     backend: Option<(BackendConfig, Secret<String>)>,
     /// Shared with the applier: a user's lock is held while one of the
     /// user's items is applied.
-    locks: Arc<applier::UserLocks>,
+    locks: Arc<apply::UserLocks>,
     /// Mailboxes being scanned for adoption.
     adopting: Mutex<HashSet<(String, String)>>,
     /// Messages delivered behind tandem that a Cyrus node could not store,
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Replication {
 fn fetched_message(r: &crate::backend::Reply) -> Option<NewMessage> {
     use tandem_parser::response::{FetchItem, Response, ResponseBody};
     for line in &r.untagged {
-        let Some(body) = crate::applier::first_literal(line) else {
+        let Some(body) = crate::apply::first_literal(line) else {
             continue;
         };
         // Parse the part before the literal for FLAGS and INTERNALDATE.
@@ -164,13 +164,13 @@ impl Replication {
                 wake.notify_one();
             }
         });
-        let locks = Arc::new(applier::UserLocks::default());
+        let locks = Arc::new(apply::UserLocks::default());
         let mut backend_access = None;
         let (maps, progress, applier, apply_timeout) = match backend {
             Some(b) => {
                 let password = b.admin_password().map_err(|e| e.to_string())?;
                 backend_access = Some((b.clone(), password.clone()));
-                let (maps, progress) = applier::open(node.database().clone())?;
+                let (maps, progress) = apply::open(node.database().clone())?;
                 let timeout = b.command_timeout();
                 let task = Applier::new(
                     node.database().clone(),
@@ -367,7 +367,7 @@ impl Replication {
             let mut q = b"UID SEARCH UID ".to_vec();
             q.extend_from_slice(&unmapped_from(&map.to_canon, from).to_bytes());
             let r = conn.command(&q).await.map_err(|e| e.to_string())?;
-            let mut found: Vec<u32> = crate::applier::search_numbers(&r)
+            let mut found: Vec<u32> = crate::apply::search_numbers(&r)
                 .into_iter()
                 .filter(|&u| u >= from)
                 .collect();

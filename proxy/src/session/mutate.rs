@@ -28,7 +28,7 @@ use tandem_parser::uidmap::{map_ranges, UidMap};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{End, Pending, Selected, Session};
-use crate::applier::MailboxMap;
+use crate::apply::MailboxMap;
 use crate::replication::{MutateError, Replication};
 use crate::tls::Stream;
 use tandem_state::{FlagMode, Mailbox, NewMessage, Op, Outcome};

@@ -1,0 +1,609 @@
+//! A user's worker: applies that user's outbox items in order over the
+//! user's backend sessions (a run of single-mailbox items over parallel
+//! lanes), retries while the backend is unreachable or says a passing NO,
+//! and records each item with its map changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase};
+use tandem_parser::encode::{self, MailboxVerb};
+use tandem_parser::response::Response;
+use tandem_state::{Work, OUTBOX};
+use tokio::sync::mpsc;
+
+use super::doubt::Evidence;
+use super::maps::{MailboxMap, Maps};
+use super::progress::{Additions, Progress, UserLocks};
+use super::{ApplyError, Change};
+use crate::backend::{BackendConn, Reply, Status};
+use crate::config::BackendConfig;
+use crate::secret::Secret;
+
+/// Most parallel backend sessions (one per mailbox) a user's worker keeps.
+const MAX_LANES: usize = 8;
+
+/// Whether applying `work` removes messages or mailboxes that the in-doubt
+/// check of an earlier item would look for (see the module's doc).
+fn destroys_evidence(work: &Work, node: u64) -> bool {
+    match work {
+        Work::Expunge { .. } | Work::Delete { .. } | Work::Rename { .. } => true,
+        Work::Copy { remove, .. } => *remove,
+        Work::Append { replaces, .. } => replaces.as_ref().is_some_and(|r| r.node == node),
+        Work::Create { .. } | Work::Subscribe { .. } | Work::Store { .. } => false,
+    }
+}
+
+/// The mailbox an item touches, if it touches exactly one.
+fn single_mailbox(work: &Work) -> Option<&str> {
+    match work {
+        Work::Append { mailbox, .. }
+        | Work::Store { mailbox, .. }
+        | Work::Expunge { mailbox, .. } => Some(mailbox),
+        _ => None,
+    }
+}
+
+/// How often a NO that may be passing (see [`is_soft`]) is retried before
+/// it counts as the backend's refusal (about half a minute of backoff).
+const MAX_SOFT_REFUSALS: u32 = 10;
+
+/// Whether a backend's NO may be passing: no response code, or one that
+/// says so (RFC 5530 UNAVAILABLE, SERVERBUG, INUSE). TRYCREATE, NONEXISTENT,
+/// OVERQUOTA, TOOBIG, LIMIT and the like are final, and so are Cyrus's
+/// refusals of a message it never takes, which carry no code
+/// ([`NEVER_TAKEN`]).
+fn is_soft(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    if NEVER_TAKEN.iter().any(|t| upper.contains(t)) {
+        return false;
+    }
+    match upper.split_once('[') {
+        None => true,
+        Some((_, rest)) => ["UNAVAILABLE", "SERVERBUG", "INUSE"]
+            .iter()
+            .any(|c| rest.starts_with(c)),
+    }
+}
+
+/// Cyrus's answers, without a response code, to an APPEND of a message it
+/// never takes (bare LF line ends, NUL, a bad or missing header: "Message
+/// contains bare newlines", "Message has no header/body separator", ...;
+/// `deploy/CYRUS.md`). Retrying them only holds up the user's next changes.
+const NEVER_TAKEN: [&str; 2] = ["MESSAGE CONTAINS ", "MESSAGE HAS NO HEADER"];
+
+/// A worker with nothing to do for this long exits.
+const WORKER_IDLE: Duration = Duration::from_secs(60);
+
+/// A backend session of the admin acting as one user.
+pub(super) struct UserConn {
+    pub(super) conn: BackendConn,
+    pub(super) selected: Option<String>,
+    /// The [`Additions`] count of the selected mailbox when this session
+    /// last synchronized its view of it.
+    pub(super) synced: u64,
+}
+
+/// Most backend connections the applier keeps open (one per user).
+const MAX_CONNS: usize = 32;
+
+/// An item in a few words, for traces (never message bodies).
+struct Brief<'a>(&'a Work);
+
+impl std::fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Work::Create { user, name, .. } => write!(f, "{user}: CREATE {name}"),
+            Work::Delete { user, name, .. } => write!(f, "{user}: DELETE {name}"),
+            Work::Rename { user, from, to, .. } => write!(f, "{user}: RENAME {from} {to}"),
+            Work::Subscribe { user, name, on } => write!(f, "{user}: SUBSCRIBE({on}) {name}"),
+            Work::Append {
+                user,
+                mailbox,
+                uids,
+                replaces,
+                ..
+            } => write!(
+                f,
+                "{user}: APPEND {mailbox} {uids:?}{}",
+                if replaces.is_some() {
+                    " (adoption)"
+                } else {
+                    ""
+                }
+            ),
+            Work::Copy {
+                user,
+                from,
+                to,
+                pairs,
+                remove,
+                ..
+            } => {
+                let verb = if *remove { "MOVE" } else { "COPY" };
+                write!(f, "{user}: {verb} {from} -> {to} {pairs:?}")
+            }
+            Work::Store {
+                user,
+                mailbox,
+                uids,
+                mode,
+                flags,
+                ..
+            } => write!(f, "{user}: STORE {mailbox} {uids:?} {mode:?} {flags:?}"),
+            Work::Expunge {
+                user,
+                mailbox,
+                uids,
+                ..
+            } => {
+                write!(f, "{user}: EXPUNGE {mailbox} {uids:?}")
+            }
+        }
+    }
+}
+
+/// Applies one user's items, in order, over that user's backend session.
+pub(super) struct Worker {
+    pub(super) db: Arc<Database>,
+    pub(super) backend: BackendConfig,
+    pub(super) password: Secret<String>,
+    pub(super) maps: Arc<Maps>,
+    pub(super) progress: Arc<Progress>,
+    pub(super) conns: HashMap<String, UserConn>,
+    /// Items at or below `horizon` (the durable high-water mark at start)
+    /// may have reached the backend before a crash without their UIDs being
+    /// recorded: look before applying them.
+    pub(super) horizon: u64,
+    /// Set by `apply` when the item was found already applied.
+    pub(super) found: bool,
+    /// For a MOVE in doubt: its sources as recorded before it ran.
+    pub(super) evidence: Option<Evidence>,
+    /// This node's id (adoption expunges originals on their node only).
+    pub(super) node: u64,
+    pub(super) locks: Arc<UserLocks>,
+    /// Shared by the user's worker and its lanes.
+    pub(super) additions: Arc<Additions>,
+}
+
+impl Worker {
+    pub(super) fn fork(&self) -> Worker {
+        Worker {
+            db: self.db.clone(),
+            backend: self.backend.clone(),
+            password: self.password.clone(),
+            maps: self.maps.clone(),
+            progress: self.progress.clone(),
+            conns: HashMap::new(),
+            horizon: self.horizon,
+            found: false,
+            evidence: None,
+            node: self.node,
+            locks: self.locks.clone(),
+            additions: self.additions.clone(),
+        }
+    }
+
+    /// Applies the user's items as they come. A run of items that each
+    /// touch one mailbox (APPEND, STORE, EXPUNGE) is spread over one backend
+    /// session per mailbox, in parallel, each mailbox's items in order;
+    /// anything else (COPY, MOVE, mailbox operations) waits for the run
+    /// before it and runs alone.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(u64, Work)>) {
+        let mut lanes: HashMap<String, Worker> = HashMap::new();
+        loop {
+            let Ok(Some(first)) = tokio::time::timeout(WORKER_IDLE, rx.recv()).await else {
+                return;
+            };
+            let mut batch = std::collections::VecDeque::from([first]);
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(item) => batch.push_back(item),
+                    Err(_) => break,
+                }
+            }
+            let lock = self.locks.of(batch[0].1.user());
+            let _guard = lock.lock().await;
+            while !batch.is_empty() {
+                let run = batch
+                    .iter()
+                    .take_while(|(seq, w)| *seq > self.horizon && single_mailbox(w).is_some())
+                    .count();
+                if run < 2 {
+                    if let Some((seq, work)) = batch.pop_front() {
+                        if single_mailbox(&work).is_none() {
+                            // Mailboxes may be renamed or replaced: the lanes
+                            // select again before their next STORE or EXPUNGE.
+                            for lane in lanes.values_mut() {
+                                for c in lane.conns.values_mut() {
+                                    c.selected = None;
+                                }
+                            }
+                        }
+                        self.apply_one(seq, &work).await;
+                    }
+                    continue;
+                }
+                let mut groups: Vec<(String, Vec<(u64, Work)>)> = Vec::new();
+                for (seq, work) in batch.drain(..run) {
+                    let mailbox = single_mailbox(&work).unwrap_or_default().to_string();
+                    match groups.iter_mut().find(|g| g.0 == mailbox) {
+                        Some(g) => g.1.push((seq, work)),
+                        None => groups.push((mailbox, vec![(seq, work)])),
+                    }
+                }
+                let mut running = tokio::task::JoinSet::new();
+                for (mailbox, items) in groups {
+                    let mut lane = lanes.remove(&mailbox).unwrap_or_else(|| self.fork());
+                    running.spawn(async move {
+                        for (seq, work) in items {
+                            lane.apply_one(seq, &work).await;
+                        }
+                        (mailbox, lane)
+                    });
+                }
+                while let Some(done) = running.join_next().await {
+                    if let Ok((mailbox, lane)) = done {
+                        lanes.insert(mailbox, lane);
+                    }
+                }
+                if lanes.len() > MAX_LANES {
+                    lanes.clear();
+                }
+            }
+        }
+    }
+
+    /// Applies one item, retrying while the backend is unreachable.
+    pub(super) async fn apply_one(&mut self, seq: u64, work: &Work) {
+        if destroys_evidence(work, self.node) {
+            metrics::counter!("tandem_apply_barriers_total").increment(1);
+            // After a crash (in doubt) the sources may be gone already: the
+            // evidence recorded the first time stays.
+            let evidence = if seq <= self.horizon {
+                None
+            } else {
+                self.evidence_of(seq, work).await
+            };
+            while let Err(e) = self.barrier(seq, work.user(), evidence.as_ref()) {
+                tracing::error!(error = %e, "applier cannot make its progress durable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut refusals = 0;
+        // A command whose answer was lost (the backend stopped or the link
+        // broke mid-command) may have been carried out: every retry after
+        // a transient error looks first, as after a crash.
+        let mut interrupted = false;
+        loop {
+            // Every item up to the horizon is looked for (lanes of different
+            // mailboxes may have finished out of order before a crash).
+            let doubt = seq <= self.horizon || interrupted;
+            self.found = false;
+            self.evidence = doubt
+                .then(|| self.recorded_evidence(seq, work.user()))
+                .flatten();
+            let started = std::time::Instant::now();
+            tracing::debug!(seq, doubt, item = %Brief(work), "applying");
+            let result = self.apply(work, doubt).await;
+            tracing::debug!(seq, found = self.found, ok = result.is_ok(), "applied");
+            metrics::histogram!("tandem_apply_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(changes) => {
+                    if self.found {
+                        tracing::info!(seq, "item found applied before a restart");
+                    }
+                    if let Err(e) = self.commit(seq, changes) {
+                        tracing::error!(error = %e, "applier cannot record progress");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    self.progress.finish(seq, work.user(), None);
+                    return;
+                }
+                Err(ApplyError::Refused(text))
+                    if refusals < MAX_SOFT_REFUSALS && is_soft(&text) =>
+                {
+                    // A backend shutting down or busy answers NO too: retry
+                    // a while before calling it a refusal.
+                    refusals += 1;
+                    tracing::warn!(seq, reason = %text, "backend said NO; will retry");
+                    self.conns.clear();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(ApplyError::Refused(text)) => {
+                    tracing::warn!(seq, reason = %text, "backend refused a replicated change");
+                    if self.commit(seq, Vec::new()).is_ok() {
+                        self.progress.finish(seq, work.user(), Some(text));
+                        return;
+                    }
+                }
+                Err(ApplyError::Transient(e)) => {
+                    tracing::warn!(seq, error = %e, "backend unavailable; will retry");
+                    interrupted = true;
+                    self.conns.clear();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    pub(super) fn items_from(&self, first: u64) -> Result<Vec<(u64, Work)>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut out = Vec::new();
+        for r in t.range(first..).map_err(|e| e.to_string())? {
+            let (k, v) = r.map_err(|e| e.to_string())?;
+            let (_, work): tandem_state::Queued =
+                postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
+            out.push((k.value(), work));
+            if out.len() >= 256 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records item `seq` as applied with its map changes, in one redb
+    /// transaction. Not fsync'd on its own: the next durable redb commit
+    /// carries it (the log store's syncer's, `cluster.state_sync_ms` apart
+    /// while the log moves, a barrier's or the next high-water mark's), and
+    /// what a crash loses is found again on the backend (in doubt).
+    pub(super) fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), String> {
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| e.to_string())?;
+        Maps::write(&txn, &changes)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| e.to_string())?;
+            outbox.remove(seq).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        self.maps.committed(changes);
+        Ok(())
+    }
+
+    pub(super) async fn conn(&mut self, user: &str) -> Result<&mut UserConn, ApplyError> {
+        if !self.conns.contains_key(user) {
+            if self.conns.len() >= MAX_CONNS {
+                self.conns.clear();
+            }
+            let mut conn = BackendConn::connect(&self.backend).await?;
+            let reply = conn.login_as(&self.backend, &self.password, user).await?;
+            if reply.status != Status::Ok {
+                return Err(ApplyError::Transient(format!(
+                    "admin login as {user} refused: {}",
+                    reply.text
+                )));
+            }
+            self.conns.insert(
+                user.to_string(),
+                UserConn {
+                    conn,
+                    selected: None,
+                    synced: 0,
+                },
+            );
+        }
+        Ok(self.conns.get_mut(user).expect("inserted above"))
+    }
+
+    /// Sends one encoded command (made for the given tag).
+    pub(super) async fn send(
+        &mut self,
+        user: &str,
+        make: impl FnOnce(&[u8]) -> Result<Vec<u8>, encode::EncodeError>,
+    ) -> Result<Reply, ApplyError> {
+        let c = self.conn(user).await?;
+        let line = make(b"x").map_err(|e| ApplyError::Refused(e.to_string()))?;
+        // BackendConn::command adds its own tag and CRLF.
+        let body = line
+            .strip_prefix(b"x ")
+            .and_then(|l| l.strip_suffix(b"\r\n"))
+            .ok_or_else(|| ApplyError::Refused("cannot encode the command".to_string()))?;
+        let started = std::time::Instant::now();
+        let reply = c.conn.command(body).await?;
+        metrics::histogram!("tandem_backend_command_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    /// Selects `mailbox` with a view that holds every message added to it
+    /// so far (see [`Additions`]).
+    pub(super) async fn select(&mut self, user: &str, mailbox: &str) -> Result<(), ApplyError> {
+        let added = self.additions.get(user, mailbox);
+        let c = self.conn(user).await?;
+        if c.selected.as_deref() == Some(mailbox) {
+            if c.synced == added {
+                return Ok(());
+            }
+            if c.conn.command(b"NOOP").await?.status == Status::Ok {
+                c.synced = added;
+                return Ok(());
+            }
+        }
+        let r = self
+            .send(user, |t| {
+                encode::mailbox_command(t, MailboxVerb::Select, mailbox.as_bytes())
+            })
+            .await?;
+        let c = self.conn(user).await?;
+        if r.status != Status::Ok {
+            c.selected = None;
+            return Err(ApplyError::Refused(format!("SELECT {mailbox}: {}", r.text)));
+        }
+        c.selected = Some(mailbox.to_string());
+        c.synced = added;
+        Ok(())
+    }
+
+    pub(super) async fn local_uidvalidity(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+    ) -> Result<u32, ApplyError> {
+        let mut cmd = b"STATUS ".to_vec();
+        encode::astring(&mut cmd, mailbox.as_bytes());
+        cmd.extend_from_slice(b" (UIDVALIDITY)");
+        let c = self.conn(user).await?;
+        let r = c.conn.command(&cmd).await?;
+        if r.status != Status::Ok {
+            return Err(ApplyError::Refused(format!("STATUS {mailbox}: {}", r.text)));
+        }
+        for line in &r.untagged {
+            if let Ok(resp) = Response::parse(line) {
+                if let tandem_parser::response::ResponseBody::MailboxStatus { items, .. } =
+                    &resp.body
+                {
+                    for item in items {
+                        if item.name.of(line).eq_ignore_ascii_case(b"UIDVALIDITY") {
+                            return u32::try_from(item.value)
+                                .map_err(|_| ApplyError::Refused("bad UIDVALIDITY".to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Err(ApplyError::Refused(format!(
+            "STATUS {mailbox} gave no UIDVALIDITY"
+        )))
+    }
+
+    pub(super) fn map_of(&self, user: &str, uv: u32) -> Result<MailboxMap, ApplyError> {
+        self.maps
+            .get(user, uv)
+            .map(|m| (*m).clone())
+            .ok_or_else(|| ApplyError::Refused(format!("no local mailbox for UIDVALIDITY {uv}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{destroys_evidence, is_soft, single_mailbox};
+    use tandem_state::{Replaces, Work};
+
+    #[test]
+    fn a_no_without_code_is_soft_unless_cyrus_never_takes_the_message() {
+        assert!(is_soft("Server shutting down"));
+        assert!(is_soft("[UNAVAILABLE] try later"));
+        assert!(!is_soft("[TRYCREATE] No such mailbox"));
+        for cyrus in [
+            "Message contains bare newlines",
+            "Message contains NUL characters",
+            "Message contains invalid header",
+            "Message contains non-ASCII characters in headers",
+            "Message has no header/body separator",
+        ] {
+            assert!(!is_soft(cyrus), "{cyrus}");
+        }
+    }
+
+    fn append(replaces_node: Option<u64>) -> Work {
+        Work::Append {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uidvalidity: 1,
+            uids: vec![1],
+            messages: Vec::new(),
+            replaces: replaces_node.map(|node| Replaces {
+                node,
+                local_uidvalidity: 7,
+                uids: vec![3],
+            }),
+        }
+    }
+
+    #[test]
+    fn items_that_remove_messages_or_mailboxes_get_a_barrier_first() {
+        let user = || "alice".to_string();
+        let copy = |remove| Work::Copy {
+            user: user(),
+            from: "A".into(),
+            from_uidvalidity: 1,
+            to: "B".into(),
+            to_uidvalidity: 2,
+            pairs: vec![(1, 1)],
+            remove,
+        };
+        let cases: Vec<(Work, bool, Option<&str>)> = vec![
+            (append(None), false, Some("INBOX")),
+            // An adoption expunges its originals on their node only.
+            (append(Some(1)), true, Some("INBOX")),
+            (append(Some(2)), false, Some("INBOX")),
+            (copy(false), false, None),
+            (copy(true), true, None),
+            (
+                Work::Expunge {
+                    user: user(),
+                    mailbox: "A".into(),
+                    uidvalidity: 1,
+                    uids: vec![(1, 1)],
+                },
+                true,
+                Some("A"),
+            ),
+            (
+                Work::Store {
+                    user: user(),
+                    mailbox: "A".into(),
+                    uidvalidity: 1,
+                    uids: vec![(1, 1)],
+                    mode: tandem_state::FlagMode::Add,
+                    flags: vec!["\\Seen".into()],
+                },
+                false,
+                Some("A"),
+            ),
+            (
+                Work::Delete {
+                    user: user(),
+                    name: "A".into(),
+                    uidvalidity: 1,
+                },
+                true,
+                None,
+            ),
+            (
+                Work::Rename {
+                    user: user(),
+                    from: "A".into(),
+                    to: "B".into(),
+                    inbox: None,
+                },
+                true,
+                None,
+            ),
+            (
+                Work::Create {
+                    user: user(),
+                    name: "A".into(),
+                    uidvalidity: 1,
+                },
+                false,
+                None,
+            ),
+            (
+                Work::Subscribe {
+                    user: user(),
+                    name: "A".into(),
+                    on: true,
+                },
+                false,
+                None,
+            ),
+        ];
+        for (work, barrier, lane) in cases {
+            assert_eq!(destroys_evidence(&work, 1), barrier, "{work:?}");
+            assert_eq!(single_mailbox(&work), lane, "{work:?}");
+        }
+    }
+}

@@ -273,7 +273,7 @@ fn run(path: PathBuf, bootstrap: bool) -> ExitCode {
             return ExitCode::from(2);
         }
         let metrics_listener = match config.listen.metrics {
-            Some(addr) => match crate::metrics::bind(addr).await {
+            Some(addr) => match crate::status::bind(addr).await {
                 Ok(l) => Some(l),
                 Err(e) => {
                     eprintln!("tandem: cannot listen on {addr} (listen.metrics): {e}");
@@ -298,12 +298,12 @@ fn run(path: PathBuf, bootstrap: bool) -> ExitCode {
             "replicated log started"
         );
         let config = std::sync::Arc::new(config);
-        let source = crate::metrics::Source::new(config.clone(), replication.clone());
+        let source = crate::status::Source::new(config.clone(), replication.clone());
         let raft_dir = crate::cluster::raft_dir(&config);
-        let mut tasks = vec![tokio::spawn(crate::metrics::sampler(source.clone(), raft_dir))];
+        let mut tasks = vec![tokio::spawn(crate::status::sampler(source.clone(), raft_dir))];
         if let Some(l) = metrics_listener {
             tracing::info!(addr = ?l.local_addr().ok(), "serving metrics, /healthz, /readyz, /status");
-            tasks.push(tokio::spawn(crate::metrics::serve(l, handle, source)));
+            tasks.push(tokio::spawn(crate::status::serve(l, handle, source)));
         }
         if witness {
             shutdown_signal().await;
@@ -482,7 +482,7 @@ fn status(config: Option<PathBuf>, mut addrs: Vec<String>) -> ExitCode {
 }
 
 /// GET /status over plain HTTP/1.0.
-fn fetch_status(addr: &str) -> Result<crate::metrics::Status, String> {
+fn fetch_status(addr: &str) -> Result<crate::status::Status, String> {
     use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
     let sock = addr

@@ -25,7 +25,9 @@
 //!   canonical <-> local UID maps.
 //! - [`cluster`]: a node's config turned into its Raft node's settings
 //!   (members, cluster TLS, timing, log directory).
-//! - [`metrics`]: Prometheus metrics, `/healthz`, `/readyz`, `/status`.
+//! - [`metrics`]: the metric names, descriptions and bounded labels.
+//! - [`status`]: `/metrics`, `/healthz`, `/readyz`, `/status` and the
+//!   sampler behind them.
 //! - [`replication`]: a node's Raft node, applier and UID maps.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
@@ -42,4 +44,5 @@ pub mod replication;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod tls;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_parser::seqset::Ranges;
 use tandem_replicator::{Node, NodeConfig, ProposeError};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::apply::{self, Applier, MailboxMap, Maps, Progress};
 use crate::backend::{BackendConn, Status};
@@ -35,8 +35,6 @@ pub struct Replication {
     maps: Option<Arc<Maps>>,
     progress: Option<Arc<Progress>>,
     applier: Option<tokio::task::JoinHandle<()>>,
-    /// Wakes the applier when Raft applied entries.
-    watcher: tokio::task::JoinHandle<()>,
     /// How long a session waits for the local backend to apply a committed
     /// entry before answering NO.
     apply_timeout: Duration,
@@ -113,7 +111,16 @@ fn fetched_message(r: &crate::backend::Reply) -> Option<NewMessage> {
 
 /// `TANDEM_TEST_ACK_BEFORE_COMMIT=1`: the chaos campaign's negative
 /// control, which breaks invariant 1 on purpose so the checker can be seen
-/// to catch it. Logged loudly at start.
+/// to catch it. Logged loudly at start. Compiled only with the
+/// `test-hooks` feature (the test harness's builds): a `tandem` built for
+/// production cannot acknowledge before commit, whatever its environment.
+#[cfg(not(feature = "test-hooks"))]
+fn unsafe_ack_for_tests() -> bool {
+    false
+}
+
+/// See above: the build with `test-hooks`.
+#[cfg(feature = "test-hooks")]
 fn unsafe_ack_for_tests() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
@@ -149,36 +156,29 @@ impl Replication {
         config: &Config,
         node_config: NodeConfig,
     ) -> Result<Arc<Replication>, String> {
-        let notify = Arc::new(Notify::new());
         let backend = config.backend().cloned();
         let sm = Canon::new(backend.is_some());
         let node = Node::start(node_config, sm)
             .await
             .map_err(|e| e.to_string())?;
-        // Raft's metrics change once applied entries are committed to the
-        // store, so the applier then sees the new outbox items.
-        let mut metrics = node.raft().metrics();
-        let wake = notify.clone();
-        let watcher = tokio::spawn(async move {
-            while metrics.changed().await.is_ok() {
-                wake.notify_one();
-            }
-        });
         let locks = Arc::new(apply::UserLocks::default());
         let mut backend_access = None;
         let (maps, progress, applier, apply_timeout) = match backend {
             Some(b) => {
                 let password = b.admin_password().map_err(|e| e.to_string())?;
                 backend_access = Some((b.clone(), password.clone()));
-                let (maps, progress) = apply::open(node.database().clone())?;
+                let (maps, progress) = apply::open(node.local_tables())?;
                 let timeout = b.command_timeout();
+                // The applied index moves once applied entries are
+                // committed to the store: the applier then sees the new
+                // outbox items.
                 let task = Applier::new(
-                    node.database().clone(),
+                    node.local_tables(),
                     b,
                     password,
                     maps.clone(),
                     progress.clone(),
-                    notify,
+                    node.applied(),
                     node.id(),
                     locks.clone(),
                 );
@@ -194,7 +194,6 @@ impl Replication {
             maps,
             progress,
             applier,
-            watcher,
             apply_timeout,
             backend: backend_access,
             locks,
@@ -214,13 +213,17 @@ impl Replication {
 
     /// The mail nodes' backend kinds registered so far, as (node, kind).
     pub fn registered_backends(&self) -> Vec<(u64, String)> {
-        tandem_state::registered_backends(self.node.database())
+        self.node
+            .read(|txn| Some(tandem_state::registered_backends(txn)))
+            .unwrap_or_default()
     }
 
     /// Whether APPENDs of messages Cyrus refuses are refused (a node in
     /// front of Cyrus has registered), in the committed state.
     pub fn strict_messages(&self) -> bool {
-        tandem_state::strict_messages(self.node.database())
+        self.node
+            .read(|txn| Some(tandem_state::strict_messages(txn)))
+            .unwrap_or(true)
     }
 
     /// Asks for the messages of `user`'s `mailbox` that this node's backend
@@ -286,12 +289,16 @@ impl Replication {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let settled = {
-                let m = self.node.raft().metrics().borrow().clone();
-                let applied = m.last_applied.map_or(0, |l| l.index);
-                let last = m.last_log_index.unwrap_or(0);
-                m.current_leader.is_some()
+                let s = self.node.status();
+                let applied = s.applied.unwrap_or(0);
+                let last = s.last_log_index.unwrap_or(0);
+                let queued = self
+                    .node
+                    .read(|txn| Some(tandem_state::last_seq(txn)))
+                    .unwrap_or(0);
+                s.leader.is_some()
                     && applied >= last.min(self.start_log_index)
-                    && progress.read_to() >= tandem_state::last_seq(self.node.database())
+                    && progress.read_to() >= queued
                     && progress.idle(user)
             };
             if settled {
@@ -445,14 +452,13 @@ impl Replication {
             task.abort();
             let _ = task.await;
         }
-        self.watcher.abort();
         if let Some(a) = &self.applier {
             a.abort();
         }
         match Arc::try_unwrap(self) {
             Ok(r) => r.node.shutdown().await,
             Err(r) => {
-                let _ = r.node.raft().shutdown().await;
+                r.node.halt().await;
             }
         }
     }
@@ -526,7 +532,8 @@ impl Replication {
 
     /// The committed canonical state of `user`'s mailbox `name`.
     pub fn mailbox(&self, user: &str, name: &str) -> Option<Mailbox> {
-        tandem_state::read_mailbox(self.node.database(), user, name)
+        self.node
+            .read(|txn| tandem_state::read_mailbox(txn, user, name))
     }
 
     /// This node's UID map of a canonical mailbox.
@@ -573,9 +580,8 @@ impl Replication {
     /// The backend's replication lag: committed items it has not applied,
     /// and the age in seconds of the oldest (by its proposer's clock).
     pub fn lag(&self) -> (u64, f64) {
-        use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
-        let read = || -> Option<(u64, f64)> {
-            let txn = self.node.database().begin_read().ok()?;
+        use redb::{ReadableTable, ReadableTableMetadata};
+        let read = |txn: &redb::ReadTransaction| -> Option<(u64, f64)> {
             let t = txn.open_table(tandem_state::OUTBOX).ok()?;
             let n = t.len().ok()?;
             let (_, first) = t.first().ok()??;
@@ -586,7 +592,7 @@ impl Replication {
                 .as_secs_f64();
             Some((n, (now - at as f64).max(0.0)))
         };
-        read().unwrap_or((0, 0.0))
+        self.node.read(read).unwrap_or((0, 0.0))
     }
 }
 
@@ -626,7 +632,11 @@ async fn register_backend(rep: std::sync::Weak<Replication>, kind: String) {
     loop {
         let Some(me) = rep.upgrade() else { return };
         let id = me.node.id();
-        if tandem_state::backend_registered(me.node.database(), id, &kind) {
+        let registered = me
+            .node
+            .read(|txn| Some(tandem_state::backend_registered(txn, id, &kind)))
+            .unwrap_or(false);
+        if registered {
             return;
         }
         let op = Op::RegisterBackend {

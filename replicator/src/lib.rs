@@ -22,21 +22,25 @@
 //! - [`blob`]: large payloads as content-addressed files pushed to a
 //!   majority beside the log; only their hash goes through Raft.
 //! - [`node`]: [`Node`], which wires it all and offers `propose`.
-//! - [`relay`]: the UDP fault relay used by tests and the chaos campaign.
-//! - [`testing`]: a tiny state machine for tests and benchmarks of the log.
+//! - `relay`: the UDP fault relay used by tests and the chaos campaign, and
+//!   `testing`: a tiny state machine for tests and benchmarks of the log;
+//!   both only with the `testing` feature (the test harness turns it on;
+//!   the `tandem` binary is built without it).
 #![forbid(unsafe_code)]
 
 pub mod blob;
 pub mod node;
+#[cfg(feature = "testing")]
 pub mod relay;
 mod segments;
 pub mod sm;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
 pub mod transport;
 pub mod types;
 
-pub use node::{Node, NodeConfig, NodeError, ProposeError, MIN_LINK_RATE};
+pub use node::{LocalTables, Node, NodeConfig, NodeError, NodeStatus, ProposeError, MIN_LINK_RATE};
 pub use sm::{SmError, StateMachine};
 pub use types::NodeId;

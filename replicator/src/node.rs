@@ -192,6 +192,55 @@ pub struct Node<S: StateMachine> {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The last index of the local log when the node started.
     log_index_at_start: u64,
+    /// The last applied index, as it changes.
+    applied: tokio::sync::watch::Receiver<u64>,
+}
+
+/// A node's view of the cluster at one moment (for `/status`, metrics and
+/// readiness), read from one snapshot of openraft's metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub state: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The last index of the local log.
+    pub last_log_index: Option<u64>,
+    /// The last index applied here.
+    pub applied: Option<u64>,
+    /// On the leader: per other member, how many entries of the leader's
+    /// log it has not acknowledged.
+    pub followers: Vec<(NodeId, u64)>,
+    /// On the leader: milliseconds since a majority last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
+    /// The number of voters in the membership.
+    pub voters: usize,
+}
+
+/// The node's own tables beside the replicated state, in the same redb
+/// database: local, not replicated (the application's UID maps, its
+/// progress, and the work its state machine queues for it). Their commits ride on the log store's durable commits
+/// (`state_sync_interval`) unless a transaction asks for
+/// `Durability::Immediate` itself.
+#[derive(Debug, Clone)]
+pub struct LocalTables(Arc<redb::Database>);
+
+impl LocalTables {
+    /// A read transaction (sees committed state, the state machine's too).
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        use redb::ReadableDatabase;
+        self.0.begin_read()
+    }
+
+    /// A write transaction, for the node's own tables only: the replicated
+    /// state is written by applying entries, never here.
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        self.0.begin_write()
+    }
 }
 
 impl<S: StateMachine> std::fmt::Debug for Node<S> {
@@ -286,6 +335,7 @@ impl<S: StateMachine> Node<S> {
         let log_index_at_start = log_store.last_index().unwrap_or(0);
         let sm_store = SmStore::new(db.clone(), sm.clone(), blobs.clone())
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let applied = sm_store.applied_watch();
         let network = Network {
             peers: peers.clone(),
         };
@@ -362,6 +412,7 @@ impl<S: StateMachine> Node<S> {
             batch,
             tasks,
             log_index_at_start,
+            applied,
         })
     }
 
@@ -370,9 +421,54 @@ impl<S: StateMachine> Node<S> {
         self.id
     }
 
-    /// The Raft handle (metrics, waits).
+    /// The Raft handle, for the replicator's own tests (membership
+    /// changes, metrics waits); the application uses [`Node::status`] and
+    /// [`Node::applied`].
+    #[cfg(feature = "testing")]
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The node's view of the cluster now.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let followers = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != m.id)
+                    .map(|(id, matched)| (*id, last.saturating_sub(matched.map_or(0, |l| l.index))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        NodeStatus {
+            id: m.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied: m.last_applied.map(|l| l.index),
+            followers,
+            quorum_ack_ms: m.millis_since_quorum_ack,
+            voters: m.membership_config.membership().voter_ids().count(),
+        }
+    }
+
+    /// The index of the last entry applied here (or installed by a
+    /// snapshot), as it changes: sent after the transaction that applied
+    /// it is committed, so what the state machine wrote is readable then.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Reads committed state: `f` gets a read transaction over the state
+    /// machine's tables (and the node's own, [`Node::local_tables`]).
+    pub fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Option<T>) -> Option<T> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read().ok()?;
+        f(&txn)
     }
 
     /// The application's state machine, for reads. Reads see applied
@@ -381,9 +477,9 @@ impl<S: StateMachine> Node<S> {
         &self.sm
     }
 
-    /// The node's database, for the state machine's read transactions.
-    pub fn database(&self) -> &Arc<redb::Database> {
-        &self.db
+    /// The node's own tables (see [`LocalTables`]).
+    pub fn local_tables(&self) -> LocalTables {
+        LocalTables(self.db.clone())
     }
 
     /// The last index of the local log when the node started: entries up
@@ -474,7 +570,13 @@ impl<S: StateMachine> Node<S> {
         postcard::from_bytes(&output).map_err(|e| ProposeError::Codec(e.to_string()))
     }
 
-    /// Stops Raft, the transport and the background tasks.
+    /// Stops Raft while other handles still hold the node (the rest stops
+    /// with [`Node::shutdown`] or when the node is dropped).
+    pub async fn halt(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// Stops Raft, closes the peer endpoint and ends the node's tasks.
     pub async fn shutdown(self) {
         let _ = self.raft.shutdown().await;
         self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");

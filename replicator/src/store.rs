@@ -781,9 +781,27 @@ pub struct SmStore<S> {
     blobs: Arc<crate::blob::Blobs>,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// The index of the last entry applied (or installed by a snapshot),
+    /// sent once its transaction is committed.
+    applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl<S: StateMachine> SmStore<S> {
+    /// The index of the last entry applied, as it changes: the application
+    /// waits on it for work its state machine queued.
+    pub fn applied_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    fn applied_changed(&self) {
+        let index = self.applied.map_or(0, |l| l.index);
+        self.applied_tx.send_if_modified(|v| {
+            let moved = *v != index;
+            *v = index;
+            moved
+        });
+    }
+
     /// Opens the state machine side over `db`, reading back what was applied.
     pub fn new(
         db: Arc<Database>,
@@ -796,12 +814,14 @@ impl<S: StateMachine> SmStore<S> {
         let membership = get_meta::<StoredMembership>(&db, SM_META, KEY_MEMBERSHIP)
             .map_err(io_read)?
             .unwrap_or_default();
+        let applied_tx = Arc::new(tokio::sync::watch::channel(applied.map_or(0, |l| l.index)).0);
         Ok(SmStore {
             db,
             sm,
             blobs,
             applied,
             membership,
+            applied_tx,
         })
     }
 
@@ -992,6 +1012,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
             .map_err(|e| io_write(format!("apply task failed: {e}")))??;
         self.applied = applied;
         self.membership = membership;
+        self.applied_changed();
         Ok(outputs)
     }
 
@@ -1003,6 +1024,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                 blobs: self.blobs.clone(),
                 applied: self.applied,
                 membership: self.membership.clone(),
+                applied_tx: self.applied_tx.clone(),
             },
         }
     }
@@ -1062,6 +1084,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.applied_changed();
         Ok(())
     }
 

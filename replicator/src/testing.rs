@@ -2,7 +2,7 @@
 //! log: an append-only list whose positions are allocated in log order, the
 //! way the mail state machine allocates UIDs. Not used by the product.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::{Node, SmError, StateMachine};
@@ -65,16 +65,17 @@ impl StateMachine for Seq {
 
 /// What a node's state machine holds, in order.
 pub fn items(node: &Node<Seq>) -> Vec<(u64, String)> {
-    let txn = node.database().begin_read().unwrap();
-    match txn.open_table(ITEMS) {
-        Ok(t) => t
+    node.read(|txn| {
+        let t = txn.open_table(ITEMS).ok()?;
+        let items = t
             .iter()
-            .unwrap()
+            .ok()?
             .map(|r| {
                 let (k, v) = r.unwrap();
                 (k.value(), v.value().to_string())
             })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+            .collect();
+        Some(items)
+    })
+    .unwrap_or_default()
 }

@@ -82,11 +82,7 @@ pub(crate) fn strict_messages_in(
 
 /// [`strict_messages_in`] from the committed state (the session's
 /// pre-check; the state machine decides).
-pub fn strict_messages(db: &redb::Database) -> bool {
-    use redb::ReadableDatabase;
-    let Ok(txn) = db.begin_read() else {
-        return true;
-    };
+pub fn strict_messages(txn: &redb::ReadTransaction) -> bool {
     match txn.open_table(COUNTERS) {
         Ok(t) => strict_messages_in(&t).unwrap_or(true),
         Err(redb::TableError::TableDoesNotExist(_)) => false,
@@ -95,11 +91,7 @@ pub fn strict_messages(db: &redb::Database) -> bool {
 }
 
 /// The registered (node, backend kind) pairs, by node.
-pub fn registered_backends(db: &redb::Database) -> Vec<(u64, String)> {
-    use redb::ReadableDatabase;
-    let Ok(txn) = db.begin_read() else {
-        return Vec::new();
-    };
+pub fn registered_backends(txn: &redb::ReadTransaction) -> Vec<(u64, String)> {
     let Ok(t) = txn.open_table(COUNTERS) else {
         return Vec::new();
     };
@@ -119,11 +111,7 @@ pub fn registered_backends(db: &redb::Database) -> Vec<(u64, String)> {
 }
 
 /// Whether node `node`'s backend `kind` is registered.
-pub fn backend_registered(db: &redb::Database, node: u64, kind: &str) -> bool {
-    use redb::ReadableDatabase;
-    let Ok(txn) = db.begin_read() else {
-        return false;
-    };
+pub fn backend_registered(txn: &redb::ReadTransaction, node: u64, kind: &str) -> bool {
     let Ok(t) = txn.open_table(COUNTERS) else {
         return false;
     };
@@ -135,10 +123,8 @@ pub fn backend_registered(db: &redb::Database, node: u64, kind: &str) -> bool {
 
 /// The sequence number of the last outbox item queued (on every node,
 /// witnesses included, though only mail nodes keep the items).
-pub fn last_seq(db: &redb::Database) -> u64 {
-    use redb::ReadableDatabase;
+pub fn last_seq(txn: &redb::ReadTransaction) -> u64 {
     let read = || -> Option<u64> {
-        let txn = db.begin_read().ok()?;
         let t = txn.open_table(COUNTERS).ok()?;
         let v = t.get("seq").ok()??;
         Some(v.value())
@@ -147,20 +133,18 @@ pub fn last_seq(db: &redb::Database) -> u64 {
 }
 
 /// Reads a user's mailbox from the committed canonical state.
-pub fn read_mailbox(db: &redb::Database, user: &str, name: &str) -> Option<Mailbox> {
-    use redb::ReadableDatabase;
-    let txn = db.begin_read().ok()?;
+///
+/// The reads here take a read transaction of the node's database
+/// (`tandem_replicator::Node::read`), so that one caller can make several
+/// of them on the same state.
+pub fn read_mailbox(txn: &redb::ReadTransaction, user: &str, name: &str) -> Option<Mailbox> {
     let t = txn.open_table(MAILBOXES).ok()?;
     let v = t.get(key(user, &normalize(name)).as_str()).ok()??;
     postcard::from_bytes(v.value()).ok()
 }
 
 /// Every mailbox of `user`, by name.
-pub fn read_mailboxes(db: &redb::Database, user: &str) -> Vec<(String, Mailbox)> {
-    use redb::ReadableDatabase;
-    let Ok(txn) = db.begin_read() else {
-        return Vec::new();
-    };
+pub fn read_mailboxes(txn: &redb::ReadTransaction, user: &str) -> Vec<(String, Mailbox)> {
     let Ok(t) = txn.open_table(MAILBOXES) else {
         return Vec::new();
     };

@@ -51,7 +51,7 @@ impl Fixture {
     }
 
     fn mailbox(&self, name: &str) -> Option<Mailbox> {
-        read_mailbox(&self.db, "alice", name)
+        read_mailbox(&self.db.begin_read().unwrap(), "alice", name)
     }
 }
 

@@ -656,6 +656,18 @@ pub fn run(opts: &Options) -> Summary {
         std::thread::sleep(Duration::from_secs(2));
     }
     check(&cluster, &ids, &history, &views, &mut summary);
+    if opts.negative_control {
+        // A `tandem` built without the test-hooks feature ignores the
+        // switch: say so instead of reporting a blind checker.
+        let armed = ids
+            .iter()
+            .any(|&id| cluster.log(id).contains("TANDEM_TEST_ACK_BEFORE_COMMIT=1"));
+        assert!(
+            armed,
+            "negative control: the tandem binary ignores TANDEM_TEST_ACK_BEFORE_COMMIT \
+             (build it with `cargo build -p tandem-proxy --features test-hooks`)"
+        );
+    }
     if !summary.violations.is_empty() && !opts.negative_control {
         summary.logs = keep_logs(&cluster, opts.seed);
     }

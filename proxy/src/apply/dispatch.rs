@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Durability, ReadableTable};
+use tandem_replicator::LocalTables;
 use tandem_state::{Work, OUTBOX};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 
 use super::maps::Maps;
 use super::progress::{Progress, UserLocks};
@@ -21,7 +22,9 @@ use crate::secret::Secret;
 /// of different users apply in parallel, each user's items in order.
 pub struct Applier {
     template: Worker,
-    notify: Arc<Notify>,
+    /// The node's applied index: it moves once applied entries (and the
+    /// outbox items they queued) are committed.
+    applied: watch::Receiver<u64>,
     workers: HashMap<String, mpsc::Sender<(u64, Work)>>,
     /// The durable high-water mark: no item above it was handed to a worker.
     dispatched: u64,
@@ -40,12 +43,12 @@ impl Applier {
     /// An applier over `db` toward `backend`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        db: Arc<Database>,
+        db: LocalTables,
         backend: BackendConfig,
         password: Secret<String>,
         maps: Arc<Maps>,
         progress: Arc<Progress>,
-        notify: Arc<Notify>,
+        applied: watch::Receiver<u64>,
         node: u64,
         locks: Arc<UserLocks>,
     ) -> Applier {
@@ -80,7 +83,7 @@ impl Applier {
                 locks,
                 additions: Arc::default(),
             },
-            notify,
+            applied,
             workers: HashMap::new(),
             dispatched: horizon,
         }
@@ -100,13 +103,19 @@ impl Applier {
         Ok(())
     }
 
-    /// Runs until the task is aborted.
+    /// Runs until the task is aborted or the node stops.
     pub async fn run(mut self) {
         let mut next = self.template.progress.cursor() + 1;
         loop {
             // Read first: an empty outbox from `next` on means every item up
             // to it was handed on (a snapshot may have skipped some).
-            let queued = tandem_state::last_seq(&self.template.db);
+            // Whatever is applied from here on wakes the wait below.
+            self.applied.borrow_and_update();
+            let queued = self
+                .template
+                .db
+                .begin_read()
+                .map_or(0, |txn| tandem_state::last_seq(&txn));
             let items = match self.template.items_from(next) {
                 Ok(items) => items,
                 Err(e) => {
@@ -117,7 +126,10 @@ impl Applier {
             };
             if items.is_empty() {
                 self.template.progress.read_up_to(queued);
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.notify.notified()).await;
+                if self.applied.changed().await.is_err() {
+                    // The node is gone: nothing will be applied any more.
+                    return;
+                }
                 continue;
             }
             for (seq, work) in items {

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{Durability, ReadableDatabase};
+use redb::Durability;
 use serde::{Deserialize, Serialize};
 use tandem_parser::seqset::Ranges;
 use tandem_parser::uidmap::UidMap;

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tandem_parser::uidmap::RunMap;
+use tandem_replicator::LocalTables;
 use tokio::sync::watch;
 
 use super::Change;
@@ -39,13 +40,13 @@ pub struct MailboxMap {
 /// Every UID map of this node, cached in memory over the durable table.
 #[derive(Debug)]
 pub struct Maps {
-    db: Arc<Database>,
+    db: LocalTables,
     cache: Mutex<HashMap<(String, u32), Arc<MailboxMap>>>,
     version: watch::Sender<u64>,
 }
 
 impl Maps {
-    pub(super) fn new(db: Arc<Database>) -> Maps {
+    pub(super) fn new(db: LocalTables) -> Maps {
         Maps {
             db,
             cache: Mutex::new(HashMap::new()),

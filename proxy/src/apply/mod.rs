@@ -51,7 +51,8 @@ pub(crate) use reading::{first_literal, search_numbers};
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
+use tandem_replicator::LocalTables;
 use tandem_state::{COUNTERS, OUTBOX};
 
 use crate::backend::BackendError;
@@ -92,7 +93,7 @@ enum Change {
 
 /// Opens the maps and the progress of this node's applier. Everything
 /// below the oldest item left in the outbox is applied.
-pub fn open(db: Arc<Database>) -> Result<(Arc<Maps>, Arc<Progress>), String> {
+pub fn open(db: LocalTables) -> Result<(Arc<Maps>, Arc<Progress>), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let txn = db.begin_write().map_err(|x| e(&x))?;
     let (cursor, done) = {

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase};
+use redb::Durability;
 use tandem_parser::encode::{self, MailboxVerb};
 use tandem_parser::response::Response;
+use tandem_replicator::LocalTables;
 use tandem_state::{Work, OUTBOX};
 use tokio::sync::mpsc;
 
@@ -146,7 +147,7 @@ impl std::fmt::Display for Brief<'_> {
 
 /// Applies one user's items, in order, over that user's backend session.
 pub(super) struct Worker {
-    pub(super) db: Arc<Database>,
+    pub(super) db: LocalTables,
     pub(super) backend: BackendConfig,
     pub(super) password: Secret<String>,
     pub(super) maps: Arc<Maps>,

@@ -72,6 +72,10 @@
 //!   commands), with strings in the lightest form that holds them.
 //! - [`response`]: server responses, with the spans of every UID, UID set,
 //!   UIDVALIDITY and UIDNEXT they carry.
+//! - [`reply`]: what tandem reads from a backend's answers to decide
+//!   (an EXISTS count, a FETCH's UID, size, date and body, a LIST
+//!   delimiter, a UIDVALIDITY) and [`reply::Reply`], a tagged completion
+//!   kept owned with its status, code and text (APPENDUID, COPYUID).
 //! - [`rewrite`]: edits that translate those spans (commands canonical ->
 //!   local, responses local -> canonical) and leave every other byte as is.
 //! - [`names`]: what a new mailbox name must look like to be replicated.
@@ -86,6 +90,7 @@ pub mod frame;
 pub mod lexer;
 pub mod message;
 pub mod names;
+pub mod reply;
 pub mod response;
 pub mod rewrite;
 pub mod seqset;

@@ -48,6 +48,10 @@
 //!    stream large literals, with [`response::Response::parse_fetch_head`]),
 //!    [`response::Response::parse`], [`rewrite::rewrite_response`] with a
 //!    [`rewrite::ResponseMaps`] for the command being answered.
+//! 4. tandem's own conversations with its backend (the applier, adoption,
+//!    `tandem check`, the session's internal commands): [`reply::Reply`]
+//!    for the tagged line, and the accessors of [`reply`] on
+//!    [`response::Response`] for the untagged ones.
 //!
 //! A UID without a mapping is never replaced by another: sets lose it,
 //! single UIDs and the position-paired sets of APPENDUID / COPYUID make the

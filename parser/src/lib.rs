@@ -48,6 +48,10 @@
 //!    stream large literals, with [`response::Response::parse_fetch_head`]),
 //!    [`response::Response::parse`], [`rewrite::rewrite_response`] with a
 //!    [`rewrite::ResponseMaps`] for the command being answered.
+//! 4. tandem's own conversations with its backend (the applier, adoption,
+//!    `tandem check`, the session's internal commands): [`reply::Reply`]
+//!    for the tagged line, and the accessors of [`reply`] on
+//!    [`response::Response`] for the untagged ones.
 //!
 //! A UID without a mapping is never replaced by another: sets lose it,
 //! single UIDs and the position-paired sets of APPENDUID / COPYUID make the
@@ -72,6 +76,10 @@
 //!   commands), with strings in the lightest form that holds them.
 //! - [`response`]: server responses, with the spans of every UID, UID set,
 //!   UIDVALIDITY and UIDNEXT they carry.
+//! - [`reply`]: what tandem reads from a backend's answers to decide
+//!   (an EXISTS count, a FETCH's UID, size, date and body, a LIST
+//!   delimiter, a UIDVALIDITY) and [`reply::Reply`], a tagged completion
+//!   kept owned with its status, code and text (APPENDUID, COPYUID).
 //! - [`rewrite`]: edits that translate those spans (commands canonical ->
 //!   local, responses local -> canonical) and leave every other byte as is.
 //! - [`names`]: what a new mailbox name must look like to be replicated.
@@ -86,6 +94,7 @@ pub mod frame;
 pub mod lexer;
 pub mod message;
 pub mod names;
+pub mod reply;
 pub mod response;
 pub mod rewrite;
 pub mod seqset;

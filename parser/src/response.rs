@@ -261,7 +261,7 @@ pub struct Response<'a> {
     pub body: ResponseBody,
 }
 
-fn status_word(l: &mut Lexer<'_>) -> Option<Status> {
+pub(crate) fn status_word(l: &mut Lexer<'_>) -> Option<Status> {
     for (w, s) in [
         (&b"OK"[..], Status::Ok),
         (b"NO", Status::No),
@@ -294,7 +294,7 @@ fn nz(l: &mut Lexer<'_>) -> Result<(u32, Span), ParseError> {
 }
 
 /// `[` code `]`, the cursor on `[`.
-fn code(l: &mut Lexer<'_>) -> Result<Code, ParseError> {
+pub(crate) fn code(l: &mut Lexer<'_>) -> Result<Code, ParseError> {
     l.expect(b'[', "[")?;
     let name = l.take_while1(
         |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.',

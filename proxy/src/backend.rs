@@ -10,6 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use tandem_parser::encode;
 use tandem_parser::frame::{FrameError, Limits, ResponseFramer, ResponseProgress};
+use tandem_parser::reply::Reply as TaggedReply;
+pub use tandem_parser::response::Status;
 use tandem_parser::response::{Code, Response, ResponseBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -65,26 +67,32 @@ pub enum BackendError {
 }
 
 /// The end of one command: the untagged responses that came with it and the
-/// tagged status line.
+/// tagged status line, parsed.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// Untagged responses (`* ...`), each with its literals inline.
     pub untagged: Vec<Vec<u8>>,
-    /// `OK`, `NO` or `BAD`.
+    /// `OK`, `NO` or `BAD` (the tagged line's, for its many readers).
     pub status: Status,
-    /// The tagged line after the status word, e.g. `[APPENDUID 1 2] done`.
+    /// The tagged line after the status word, e.g. `[APPENDUID 1 2] done`,
+    /// as text for messages and logs; decisions read [`Reply::tagged`].
     pub text: String,
+    /// The tagged line: its code (APPENDUID, COPYUID, NONEXISTENT...).
+    pub tagged: TaggedReply,
 }
 
-/// The result of a tagged command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Success.
-    Ok,
-    /// Failure.
-    No,
-    /// Protocol error.
-    Bad,
+impl Reply {
+    /// A reply made of `untagged` and the tagged line `tagged`.
+    pub fn new(untagged: Vec<Vec<u8>>, tagged: TaggedReply) -> Reply {
+        Reply {
+            untagged,
+            status: tagged.status(),
+            text: String::from_utf8_lossy(tagged.resp_text())
+                .trim_end()
+                .to_string(),
+            tagged,
+        }
+    }
 }
 
 /// Largest response tandem's own backend sessions accept.
@@ -102,6 +110,8 @@ pub struct BackendConn {
     next_tag: u32,
     /// The greeting line, as received (without CRLF).
     pub greeting: String,
+    /// Whether the greeting's `[CAPABILITY ...]` offers SASL-IR.
+    sasl_ir: bool,
 }
 
 impl BackendConn {
@@ -131,11 +141,20 @@ impl BackendConn {
             timeout: cfg.command_timeout(),
             next_tag: 1,
             greeting: String::new(),
+            sasl_ir: false,
         };
         let line = conn.read_response("greeting").await?;
         let greeting = String::from_utf8_lossy(&line).trim_end().to_string();
-        if !(greeting.starts_with("* OK") || greeting.starts_with("* PREAUTH")) {
+        let welcome = TaggedReply::parse(&line)
+            .ok()
+            .filter(|r| r.tag().is_none() && matches!(r.status(), Status::Ok | Status::PreAuth));
+        let Some(welcome) = welcome else {
             return Err(BackendError::Greeting(greeting));
+        };
+        if let Some(Code::Capability(names)) = welcome.code() {
+            conn.sasl_ir = names
+                .iter()
+                .any(|n| n.of(welcome.line()).eq_ignore_ascii_case(b"SASL-IR"));
         }
         conn.greeting = greeting;
         Ok(conn)
@@ -176,7 +195,7 @@ impl BackendConn {
         // SASL-IR (RFC 4959) when the greeting offers it, else a
         // continuation round trip.
         let tag = self.tag();
-        if self.greeting.to_ascii_uppercase().contains("SASL-IR") {
+        if self.sasl_ir {
             let line = format!("{tag} AUTHENTICATE PLAIN {}\r\n", b64.expose());
             self.write(line.as_bytes()).await?;
         } else {
@@ -244,25 +263,14 @@ impl BackendConn {
                 untagged.push(resp);
                 continue;
             }
-            let text = String::from_utf8_lossy(&resp).trim_end().to_string();
-            let Some(rest) = text
-                .strip_prefix(tag.as_str())
-                .and_then(|r| r.strip_prefix(' '))
-            else {
-                return Err(BackendError::Malformed(text));
+            return match TaggedReply::parse(&resp) {
+                Ok(tagged) if tagged.tag() == Some(tag.as_bytes()) => {
+                    Ok(Reply::new(untagged, tagged))
+                }
+                _ => Err(BackendError::Malformed(
+                    String::from_utf8_lossy(&resp).trim_end().to_string(),
+                )),
             };
-            let (word, text) = rest.split_once(' ').unwrap_or((rest, ""));
-            let status = match word.to_ascii_uppercase().as_str() {
-                "OK" => Status::Ok,
-                "NO" => Status::No,
-                "BAD" => Status::Bad,
-                _ => return Err(BackendError::Malformed(rest.to_string())),
-            };
-            return Ok(Reply {
-                untagged,
-                status,
-                text: text.to_string(),
-            });
         }
     }
 
@@ -309,22 +317,25 @@ impl BackendConn {
 /// `[CAPABILITY ...]` code, upper-cased.
 pub fn capabilities(reply: &Reply) -> Vec<String> {
     let mut caps = Vec::new();
-    let tagged = format!("t0 OK {}\r\n", reply.text);
-    let lines = reply.untagged.iter().map(Vec::as_slice);
-    for line in lines.chain(std::iter::once(tagged.as_bytes())) {
-        let Ok(resp) = Response::parse(line) else {
-            continue;
-        };
-        let names = match (&resp.body, resp.code()) {
-            (ResponseBody::Capability(names), _) => names,
-            (_, Some(Code::Capability(names))) => names,
-            _ => continue,
-        };
+    let mut add = |names: &[tandem_parser::lexer::Span], line: &[u8]| {
         caps.extend(
             names
                 .iter()
                 .map(|n| String::from_utf8_lossy(n.of(line)).to_ascii_uppercase()),
         );
+    };
+    for line in &reply.untagged {
+        let Ok(resp) = Response::parse(line) else {
+            continue;
+        };
+        match (&resp.body, resp.code()) {
+            (ResponseBody::Capability(names), _) => add(names, line),
+            (_, Some(Code::Capability(names))) => add(names, line),
+            _ => {}
+        }
+    }
+    if let Some(Code::Capability(names)) = reply.tagged.code() {
+        add(names, reply.tagged.line());
     }
     caps
 }
@@ -335,11 +346,13 @@ mod tests {
 
     #[test]
     fn capabilities_come_from_untagged_and_code() {
-        let reply = Reply {
-            untagged: vec![b"* CAPABILITY IMAP4rev1 uidplus\r\n".to_vec()],
-            status: Status::Ok,
-            text: "[CAPABILITY IMAP4rev1 MOVE] Logged in".to_string(),
-        };
+        let tagged = TaggedReply::parse(b"t1 OK [CAPABILITY IMAP4rev1 MOVE] Logged in\r\n");
+        let reply = Reply::new(
+            vec![b"* CAPABILITY IMAP4rev1 uidplus\r\n".to_vec()],
+            tagged.unwrap(),
+        );
+        assert_eq!(reply.status, Status::Ok);
+        assert_eq!(reply.text, "[CAPABILITY IMAP4rev1 MOVE] Logged in");
         let caps = capabilities(&reply);
         assert!(caps.contains(&"UIDPLUS".to_string()));
         assert!(caps.contains(&"MOVE".to_string()));

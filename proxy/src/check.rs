@@ -14,6 +14,8 @@
 use std::fmt;
 use std::time::Instant;
 
+use tandem_parser::response::Response;
+
 use crate::backend::{self, BackendConn, Status};
 use crate::config::{Config, Role};
 
@@ -228,33 +230,30 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
 
     let personal_prefix: String;
     match conn.command(b"NAMESPACE").await {
-        Ok(reply) if reply.status == Status::Ok => {
-            let line = reply
-                .untagged
-                .iter()
-                .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
-                .find(|l| l.to_ascii_uppercase().starts_with("* NAMESPACE "))
-                .unwrap_or_default();
-            match personal_namespace(&line) {
-                Some((prefix, sep)) => {
-                    personal_prefix = prefix.clone();
-                    report.pass(
-                        "namespace",
-                        format!(
-                            "personal prefix {prefix:?}, separator {sep:?} (every node of a \
+        Ok(reply) if reply.status == Status::Ok => match personal_namespace(&reply.untagged) {
+            Some((prefix, sep)) => {
+                personal_prefix = prefix.clone();
+                report.pass(
+                    "namespace",
+                    format!(
+                        "personal prefix {prefix:?}, separator {sep:?} (every node of a \
                              cluster must show the same)"
-                        ),
-                    )
-                }
-                None => {
-                    report.fail(
-                        "namespace",
-                        format!("NAMESPACE gave no personal namespace: {line:?}"),
-                    );
-                    return report;
-                }
+                    ),
+                )
             }
-        }
+            None => {
+                let lines: Vec<_> = reply
+                    .untagged
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+                    .collect();
+                report.fail(
+                    "namespace",
+                    format!("NAMESPACE gave no personal namespace: {lines:?}"),
+                );
+                return report;
+            }
+        },
         Ok(reply) => {
             report.fail(
                 "namespace",
@@ -273,16 +272,9 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
             let exists = reply
                 .untagged
                 .iter()
-                .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
-                .find(|l| l.ends_with(" EXISTS"))
-                .unwrap_or_default();
-            report.pass(
-                "mailbox",
-                format!(
-                    "INBOX of {user:?} opens ({})",
-                    exists.trim_start_matches("* ")
-                ),
-            );
+                .find_map(|l| Response::parse(l).ok()?.exists())
+                .map_or_else(String::new, |n| format!("{n} EXISTS"));
+            report.pass("mailbox", format!("INBOX of {user:?} opens ({exists})"));
         }
         Ok(reply) => report.fail(
             "mailbox",
@@ -307,20 +299,17 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
 }
 
 /// The personal namespace's prefix and separator (`NIL` when there is
-/// none) from a `* NAMESPACE (("prefix" "sep") ...) ...` line.
-fn personal_namespace(line: &str) -> Option<(String, String)> {
-    let rest = line.get("* NAMESPACE ".len()..)?.trim_start();
-    let rest = rest.strip_prefix("((\"")?;
-    let (prefix, rest) = rest.split_once('"')?;
-    let rest = rest.trim_start();
-    let sep = if let Some(r) = rest.strip_prefix('"') {
-        r.split_once('"')?.0.to_string()
-    } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("NIL") {
-        "NIL".to_string()
-    } else {
-        return None;
-    };
-    Some((prefix.to_string(), sep))
+/// none) from the `* NAMESPACE (("prefix" "sep") ...) ...` response among
+/// `untagged`.
+fn personal_namespace(untagged: &[Vec<u8>]) -> Option<(String, String)> {
+    untagged.iter().find_map(|line| {
+        let resp = Response::parse(line).ok()?;
+        let ns = resp.personal_namespace()?;
+        let sep = ns.delimiter.map_or("NIL".to_string(), |s| {
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        Some((String::from_utf8_lossy(&ns.prefix).into_owned(), sep))
+    })
 }
 
 /// Appends [`PROBE_MESSAGE`] to a new scratch mailbox under the personal
@@ -408,15 +397,9 @@ async fn probe_in(conn: &mut BackendConn, mailbox: &str) -> Result<(), String> {
     }
 }
 
-/// The first literal of a response line (`... {n}\r\n<n bytes>...`).
+/// The body of a FETCH response (`... BODY[] {n}\r\n<n bytes>)`).
 fn fetched_literal(line: &[u8]) -> Option<&[u8]> {
-    let open = line.iter().position(|&b| b == b'{')?;
-    let close = open + line[open..].iter().position(|&b| b == b'}')?;
-    let n: usize = std::str::from_utf8(&line[open + 1..close])
-        .ok()?
-        .parse()
-        .ok()?;
-    line.get(close + 3..close + 3 + n)
+    Response::parse(line).ok()?.first_literal()
 }
 
 fn check_data_dir(config: &Config, report: &mut Report) {
@@ -446,9 +429,14 @@ mod tests {
 
     #[test]
     fn the_personal_namespace_is_read_with_or_without_a_separator() {
-        let ns = personal_namespace;
+        let ns = |line: &str| personal_namespace(&[format!("{line}\r\n").into_bytes()]);
+        // Cyrus 3.6, then Dovecot 2.3.
         assert_eq!(
-            ns(r#"* NAMESPACE (("" ".")) (("Other Users." ".")) NIL"#),
+            ns(r#"* NAMESPACE (("" ".")) (("Other Users." ".")) (("Shared Folders." "."))"#),
+            Some((String::new(), ".".to_string()))
+        );
+        assert_eq!(
+            ns(r#"* NAMESPACE (("" ".")) NIL NIL"#),
             Some((String::new(), ".".to_string()))
         );
         assert_eq!(
@@ -460,5 +448,6 @@ mod tests {
             Some((String::new(), "NIL".to_string()))
         );
         assert_eq!(ns("* NAMESPACE NIL NIL NIL"), None);
+        assert_eq!(personal_namespace(&[]), None);
     }
 }

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tandem_parser::response::Response;
 use tandem_parser::seqset::Ranges;
 use tandem_replicator::{Node, NodeConfig, ProposeError};
 use tokio::sync::watch;
@@ -67,46 +68,21 @@ impl std::fmt::Debug for Replication {
 /// Flags, internal date and body of a `UID FETCH (FLAGS INTERNALDATE
 /// BODY.PEEK[])` reply.
 fn fetched_message(r: &crate::backend::Reply) -> Option<NewMessage> {
-    use tandem_parser::response::{FetchItem, Response, ResponseBody};
-    for line in &r.untagged {
-        let Some(body) = crate::apply::first_literal(line) else {
-            continue;
-        };
-        // Parse the part before the literal for FLAGS and INTERNALDATE.
-        let head_end = line.iter().position(|&b| b == b'{')?;
-        let head = line[..head_end].to_vec();
-        let mut probe = head.clone();
-        probe.extend_from_slice(b"{0}\r\n");
-        let resp = Response::parse_fetch_head(&probe).ok()?;
-        let ResponseBody::Fetch { items, .. } = &resp.body else {
-            continue;
-        };
-        let mut flags = Vec::new();
-        let mut date = None;
-        for item in items {
-            match item {
-                FetchItem::Flags(spans) => {
-                    flags = spans
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s.of(&probe)).to_string())
-                        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                        .collect();
-                }
-                FetchItem::Other { name, value }
-                    if name.of(&probe).eq_ignore_ascii_case(b"INTERNALDATE") =>
-                {
-                    date = Some(
-                        String::from_utf8_lossy(value.of(&probe))
-                            .trim_matches('"')
-                            .to_string(),
-                    );
-                }
-                _ => {}
-            }
-        }
-        return Some(NewMessage { flags, date, body });
-    }
-    None
+    r.untagged.iter().find_map(|line| {
+        let resp = Response::parse(line).ok()?;
+        let body = resp.first_literal()?.to_vec();
+        let flags = resp
+            .fetch_flags()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !f.eq_ignore_ascii_case(b"\\Recent"))
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        let date = resp
+            .internal_date()
+            .map(|d| String::from_utf8_lossy(&d).into_owned());
+        Some(NewMessage { flags, date, body })
+    })
 }
 
 /// `TANDEM_TEST_ACK_BEFORE_COMMIT=1`: the chaos campaign's negative
@@ -348,17 +324,7 @@ impl Replication {
             let local_uv = r
                 .untagged
                 .iter()
-                .find_map(|l| {
-                    let s = String::from_utf8_lossy(l);
-                    let v = s
-                        .split("[UIDVALIDITY ")
-                        .nth(1)?
-                        .split(']')
-                        .next()?
-                        .parse()
-                        .ok();
-                    v
-                })
+                .find_map(|l| Response::parse(l).ok()?.uidvalidity())
                 .ok_or("no UIDVALIDITY")?;
             if local_uv != map.local_uidvalidity {
                 return Err("the backend's mailbox was replaced behind tandem".to_string());

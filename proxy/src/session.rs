@@ -36,7 +36,7 @@ use crate::replication::Replication;
 
 mod mutate;
 use crate::tls::{connect_backend, BackendTls, Stream};
-use mutate::{is_exists, needs_rewrite};
+use mutate::{exists, needs_rewrite};
 
 /// Capabilities a client never sees through tandem, because their values
 /// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
@@ -299,7 +299,9 @@ impl Session {
             ..Limits::responses()
         });
         let greeting = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
-        if !greeting.starts_with(b"* OK") {
+        let welcome = tandem_parser::reply::Reply::parse(&greeting)
+            .is_ok_and(|r| r.tag().is_none() && r.status() == tandem_parser::response::Status::Ok);
+        if !welcome {
             client
                 .write_all(b"* BYE [UNAVAILABLE] Mail backend refused the connection\r\n")
                 .await?;
@@ -313,7 +315,7 @@ impl Session {
         backend.write_all(id.as_bytes()).await?;
         loop {
             let line = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
-            if line.starts_with(b"tandem-id ") {
+            if tandem_parser::reply::tag(&line) == Some(b"tandem-id") {
                 break;
             }
         }
@@ -718,8 +720,11 @@ impl Session {
                     } else if literal.is_none() && needs_parsing(line) {
                         self.on_response(line);
                         out.extend_from_slice(&self.filter_single(line));
-                    } else if self.rep.is_some() && literal.is_none() && is_exists(line) {
-                        self.check_exists(line);
+                    } else if let Some(n) = (self.rep.is_some() && literal.is_none())
+                        .then(|| exists(line))
+                        .flatten()
+                    {
+                        self.check_exists(n);
                         out.extend_from_slice(line);
                     } else {
                         out.extend_from_slice(line);

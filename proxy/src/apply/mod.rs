@@ -47,7 +47,7 @@ mod worker;
 pub use dispatch::Applier;
 pub use maps::{MailboxMap, Maps};
 pub use progress::{Failure, Progress, UserLocks};
-pub(crate) use reading::{first_literal, search_numbers};
+pub(crate) use reading::search_numbers;
 
 use std::sync::Arc;
 

@@ -154,7 +154,7 @@ impl Worker {
                 encode::mailbox_command(t, MailboxVerb::Delete, name.as_bytes())
             })
             .await?;
-        if r.status != Status::Ok && !r.text.contains("[NONEXISTENT]") {
+        if r.status != Status::Ok && !r.tagged.has_code(b"NONEXISTENT") {
             return Err(ApplyError::Refused(format!("DELETE {name}: {}", r.text)));
         }
         Ok(vec![Change::Remove(user.to_string(), uidvalidity)])
@@ -463,7 +463,7 @@ impl Worker {
                 encode::mailbox_command(t, MailboxVerb::Create, name.as_bytes())
             })
             .await?;
-        if r.status == Status::Ok || r.text.contains("[ALREADYEXISTS]") {
+        if r.status == Status::Ok || r.tagged.has_code(b"ALREADYEXISTS") {
             return self.local_uidvalidity(user, name).await;
         }
         // Not every server says [ALREADYEXISTS] (Cyrus: "NO Mailbox already

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tandem_parser::command::{Command, CommandBody, SetArg, StoreMode};
 use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
+use tandem_parser::reply::{self, Reply};
 use tandem_parser::response::{Response, ResponseBody};
 use tandem_parser::rewrite::{return_with_all, rewrite_response, Edit, ResponseMaps, Scope};
 use tandem_parser::seqset::Ranges;
@@ -139,11 +140,9 @@ fn is_known_safe(cmd: &Command<'_>) -> bool {
     !cmd.uid && SAFE.iter().any(|s| cmd.name().eq_ignore_ascii_case(s))
 }
 
-/// Whether a line is `* n EXISTS`.
-pub(super) fn is_exists(line: &[u8]) -> bool {
-    line.len() < 32
-        && line.starts_with(b"* ")
-        && line.to_ascii_uppercase().ends_with(b" EXISTS\r\n")
+/// `n` of a `* n EXISTS` line.
+pub(super) fn exists(line: &[u8]) -> Option<u32> {
+    Response::parse(line).ok()?.exists()
 }
 
 /// Whether a response line may carry a UID, UIDVALIDITY or UIDNEXT.
@@ -182,14 +181,12 @@ fn new_name_allowed(
 }
 
 impl Session {
-    /// More messages in the selected mailbox than mapped UIDs: some came
-    /// into the backend behind tandem's back; have them adopted.
-    pub(super) fn check_exists(&self, line: &[u8]) {
-        let n: Option<u64> = std::str::from_utf8(&line[2..])
-            .ok()
-            .and_then(|s| s.split(' ').next())
-            .and_then(|n| n.parse().ok());
-        let (Some(n), Some(maps), Some(s)) = (n, self.maps(), &self.selected) else {
+    /// More messages in the selected mailbox than mapped UIDs (`n` of
+    /// `* n EXISTS`): some came into the backend behind tandem's back; have
+    /// them adopted.
+    pub(super) fn check_exists(&self, n: u32) {
+        let n = u64::from(n);
+        let (Some(maps), Some(s)) = (self.maps(), &self.selected) else {
             return;
         };
         if let Some((map, _)) = &maps.selected {
@@ -361,12 +358,16 @@ impl Session {
             match framer.next(&self.bbuf) {
                 Ok(ResponseProgress::Complete { len }) => {
                     let resp: Vec<u8> = self.bbuf.drain(..len).collect();
-                    if resp.starts_with(tag.as_bytes()) && resp.get(tag.len()) == Some(&b' ') {
-                        let rest = String::from_utf8_lossy(&resp[tag.len() + 1..])
-                            .trim_end()
-                            .to_string();
-                        let ok = rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK");
-                        return Ok((ok, rest, untagged));
+                    if reply::tag(&resp) == Some(tag.as_bytes()) {
+                        // A tagged line whose status does not read is a
+                        // failure, never taken for an untagged response.
+                        let parsed = Reply::parse(&resp);
+                        let ok = parsed.as_ref().is_ok_and(Reply::is_ok);
+                        let text = parsed
+                            .as_ref()
+                            .map_or(&resp[tag.len() + 1..], |r| r.resp_text());
+                        let text = String::from_utf8_lossy(text).trim_end().to_string();
+                        return Ok((ok, text, untagged));
                     }
                     if relay {
                         self.relay_untagged(client, resp).await?;
@@ -515,18 +516,9 @@ impl Session {
     {
         // The tagged answer of a command the session answers itself.
         if let Some((tag, label)) = &self.answering {
-            if let Some(rest) = line
-                .as_bytes()
-                .strip_prefix(tag.as_slice())
-                .and_then(|r| r.strip_prefix(b" "))
-            {
-                let result = if rest.starts_with(b"OK") {
-                    "ok"
-                } else if rest.starts_with(b"NO") {
-                    "no"
-                } else {
-                    "bad"
-                };
+            if reply::tag(line.as_bytes()) == Some(tag.as_slice()) {
+                let status = Reply::parse(line.as_bytes()).map(|r| r.status());
+                let result = status.map_or("bad", super::status_label);
                 crate::metrics::count_command(label, result);
                 self.answering = None;
             }
@@ -1106,40 +1098,28 @@ enum After {
     Close,
 }
 
-/// The hierarchy delimiter of a `* LIST (flags) "d" name` response:
-/// `Some(None)` for NIL.
-/// The message sequence number of a `* n FETCH` line.
-fn fetch_number(line: &[u8]) -> Option<u32> {
-    let rest = line.strip_prefix(b"* ")?;
-    let space = rest.iter().position(|&b| b == b' ')?;
-    let n = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
-    let word = rest.get(space + 1..space + 6)?;
-    word.eq_ignore_ascii_case(b"FETCH").then_some(n)
-}
-
-/// Whether a FETCH line carries the message's UID (the answer to a UID
-/// FETCH does; the backend's unasked report of a flag change does not).
-fn fetch_has_uid(line: &[u8]) -> bool {
-    line.to_ascii_uppercase()
-        .windows(5)
-        .any(|w| w == b"(UID " || w == b" UID ")
-}
-
 /// `lines` with one `* n FETCH` per message: the last one that carries a
-/// UID, else the last one. Left as they are when an EXPUNGE among them
-/// renumbers the messages.
+/// UID (the answer to a UID FETCH does; the backend's unasked report of a
+/// flag change does not), else the last one. Left as they are when an
+/// EXPUNGE among them renumbers the messages.
 fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let renumbered = lines.iter().any(|l| {
-        let upper = l.to_ascii_uppercase();
-        upper.ends_with(b" EXPUNGE\r\n") || upper.starts_with(b"* VANISHED")
-    });
+    // Per line: the FETCH's message number and whether it has a UID.
+    let fetches: Vec<Option<(u32, bool)>> = lines
+        .iter()
+        .map(|l| {
+            let r = Response::parse(l).ok()?;
+            Some((r.fetch_seq()?, r.fetch_uid().is_some()))
+        })
+        .collect();
+    let renumbered = lines
+        .iter()
+        .any(|l| Response::parse(l).is_ok_and(|r| r.removes_messages()));
     if renumbered {
         return lines;
     }
     let mut keep: HashMap<u32, (usize, bool)> = HashMap::new();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(n) = fetch_number(l) {
-            let uid = fetch_has_uid(l);
+    for (i, f) in fetches.iter().enumerate() {
+        if let Some((n, uid)) = *f {
             match keep.get(&n) {
                 Some(&(_, true)) if !uid => {}
                 _ => {
@@ -1150,24 +1130,18 @@ fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     }
     lines
         .into_iter()
+        .zip(fetches)
         .enumerate()
-        .filter(|(i, l)| fetch_number(l).is_none_or(|n| keep.get(&n).map(|k| k.0) == Some(*i)))
-        .map(|(_, l)| l)
+        .filter(|(i, (_, f))| f.is_none_or(|(n, _)| keep.get(&n).map(|k| k.0) == Some(*i)))
+        .map(|(_, (l, _))| l)
         .collect()
 }
 
+/// The hierarchy delimiter of a `* LIST (flags) "d" name` response:
+/// `Some(None)` for NIL.
 fn list_delimiter(line: &[u8]) -> Option<Option<char>> {
-    let rest = line.strip_prefix(b"* LIST ")?;
-    let close = rest.iter().position(|&b| b == b')')?;
-    let rest = rest.get(close + 1..)?.strip_prefix(b" ")?;
-    if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"NIL") {
-        return Some(None);
-    }
-    match rest {
-        [b'"', b'\\', c, b'"', ..] => Some(Some(char::from(*c))),
-        [b'"', c, b'"', ..] => Some(Some(char::from(*c))),
-        _ => None,
-    }
+    let d = Response::parse(line).ok()?.list_delimiter()?;
+    Some(d.map(char::from))
 }
 
 /// The numbers of `* SEARCH` responses.

@@ -25,8 +25,8 @@ use tandem_parser::frame::{
     CommandFramer, CommandProgress, FrameError, Limits, LineProgress, ResponseFramer,
     ResponseProgress, Segment,
 };
-use tandem_parser::response::{Code, Response, ResponseBody};
-use tandem_parser::rewrite::{apply, capability_edits};
+use tandem_parser::response::{Response, ResponseBody};
+use tandem_parser::rewrite::apply;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -34,62 +34,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{in_network, parse_cidr, Config};
 use crate::replication::Replication;
 
+mod capability;
 mod mutate;
-use crate::tls::{connect_backend, BackendTls, Stream};
-use mutate::{exists, needs_rewrite};
+mod plan;
 
-/// Capabilities a client never sees through tandem, because their values
-/// differ per node (MODSEQ, OBJECTID), because the proxy cannot follow them
-/// (COMPRESS, NOTIFY, UIDONLY, SORT/THREAD results not rewritten yet),
-/// because their commands change state tandem does not replicate and are
-/// refused (Cyrus's ANNOTATE, METADATA, URLAUTH, SCAN, XMOVE; special-use
-/// on CREATE; REPLACE, MULTISEARCH, UNAUTHENTICATE), or because tandem
-/// cannot learn the user (SASL mechanisms other than PLAIN).
-pub fn is_filtered_capability(name: &[u8]) -> bool {
-    let upper = name.to_ascii_uppercase();
-    let exact: &[&[u8]] = &[
-        b"CONDSTORE",
-        b"QRESYNC",
-        b"OBJECTID",
-        b"NOTIFY",
-        b"UIDONLY",
-        b"STARTTLS",
-        b"SORT",
-        b"ESORT",
-        b"SEARCHRES",
-        b"CATENATE",
-        b"LOGINDISABLED",
-        b"ANNOTATE-EXPERIMENT-1",
-        b"METADATA",
-        b"METADATA-SERVER",
-        b"LIST-METADATA",
-        b"CREATE-SPECIAL-USE",
-        b"URLAUTH",
-        b"SCAN",
-        b"XMOVE",
-        b"REPLACE",
-        b"MULTISEARCH",
-        b"UNAUTHENTICATE",
-    ];
-    let prefixes: &[&[u8]] = &[
-        b"COMPRESS=",
-        b"SORT=",
-        b"THREAD=",
-        b"CONTEXT=",
-        b"UTF8=",
-        b"APPENDLIMIT",
-        b"X-",
-        b"XLIST",
-        b"URLAUTH=",
-    ];
-    if exact.contains(&upper.as_slice()) || prefixes.iter().any(|p| upper.starts_with(p)) {
-        return true;
-    }
-    if let Some(mech) = upper.strip_prefix(b"AUTH=") {
-        return mech != b"PLAIN";
-    }
-    false
-}
+use crate::tls::{connect_backend, BackendTls, Stream};
+pub use capability::is_filtered_capability;
+use mutate::{exists, needs_rewrite};
 
 /// What the session must do after a command was handled.
 #[derive(Debug)]
@@ -128,6 +79,19 @@ enum Pending {
     Other,
 }
 
+/// Where the backend's response stream stands, between the segments the
+/// framer reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseStream {
+    /// The next line starts a response.
+    Between,
+    /// Inside a response, after a literal: the rest goes to the client.
+    Passing,
+    /// Inside a response the client must not see (a message tandem has no
+    /// canonical UID for): dropped up to its end.
+    Withholding,
+}
+
 /// How the next client bytes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -161,8 +125,8 @@ struct Session {
     /// The user named by the LOGIN or AUTHENTICATE in flight.
     candidate_user: Option<String>,
     user: Option<String>,
-    /// Whether the next response line continues a response (after a literal).
-    continuing: bool,
+    /// Where the backend's response stream stands.
+    stream: ResponseStream,
     logging_out: bool,
     /// Backend bytes not yet passed on.
     bbuf: Vec<u8>,
@@ -176,9 +140,6 @@ struct Session {
     separator: Option<Option<char>>,
     /// Counter for the session's own commands to the backend.
     internal: u64,
-    /// Dropping a response the client must not see (a message tandem has
-    /// no canonical UID for), up to its end.
-    dropping: bool,
     selected_cache: std::sync::Mutex<mutate::SelectedCache>,
     commands: u64,
     bytes_in: u64,
@@ -252,7 +213,7 @@ pub async fn serve(
         answering: None,
         candidate_user: None,
         user: None,
-        continuing: false,
+        stream: ResponseStream::Between,
         logging_out: false,
         bbuf: Vec::new(),
         rep: replication,
@@ -260,7 +221,6 @@ pub async fn serve(
         inbox_ready: false,
         separator: None,
         internal: 0,
-        dropping: false,
         selected_cache: std::sync::Mutex::new(None),
         commands: 0,
         bytes_in: 0,
@@ -700,22 +660,25 @@ impl Session {
             match segment {
                 Segment::Incomplete => break Ok(()),
                 Segment::LiteralData { len, .. } => {
-                    if !self.dropping {
+                    if self.stream != ResponseStream::Withholding {
                         out.extend_from_slice(&bbuf[pos..pos + len]);
                     }
                     pos += len;
                 }
                 Segment::Line { len, literal } => {
                     let line = &bbuf[pos..pos + len];
-                    if self.continuing {
-                        if !self.dropping {
+                    // What the rest of this response does, if a literal
+                    // follows.
+                    let mut rest = ResponseStream::Passing;
+                    if self.stream != ResponseStream::Between {
+                        if self.stream == ResponseStream::Passing {
                             out.extend_from_slice(line);
                         }
+                        rest = self.stream;
                     } else if self.rep.is_some() && needs_rewrite(line) {
-                        self.dropping = false;
                         match self.rewrite_line(line, literal.is_some()).await {
                             Some(l) => out.extend_from_slice(&l),
-                            None => self.dropping = literal.is_some(),
+                            None => rest = ResponseStream::Withholding,
                         }
                     } else if literal.is_none() && needs_parsing(line) {
                         self.on_response(line);
@@ -729,10 +692,11 @@ impl Session {
                     } else {
                         out.extend_from_slice(line);
                     }
-                    self.continuing = literal.is_some();
-                    if !self.continuing {
-                        self.dropping = false;
-                    }
+                    self.stream = if literal.is_some() {
+                        rest
+                    } else {
+                        ResponseStream::Between
+                    };
                     pos += len;
                 }
             }
@@ -814,47 +778,16 @@ impl Session {
     }
 
     /// A single-line response with filtered capabilities and tandem's
-    /// APPENDLIMIT; anything else unchanged.
+    /// own (STARTTLS, LOGINDISABLED, APPENDLIMIT); anything else unchanged.
     fn filter_single(&self, line: &[u8]) -> Vec<u8> {
-        let Ok(resp) = Response::parse(line) else {
-            return line.to_vec();
-        };
-        let is_caps = matches!(
-            resp.body,
-            ResponseBody::Capability(_)
-                | ResponseBody::Status {
-                    code: Some(Code::Capability(_)),
-                    ..
-                }
-                | ResponseBody::Continue {
-                    code: Some(Code::Capability(_)),
-                    ..
-                }
-        );
-        if !is_caps {
-            return line.to_vec();
-        }
-        let edits = capability_edits(&resp, &is_filtered_capability);
-        let mut out = apply(line, &edits).into_owned();
-        let mut extra = String::new();
-        if self.tls.is_some() && !self.secure {
-            extra.push_str(" STARTTLS");
-        }
-        if self.login_disabled() {
-            extra.push_str(" LOGINDISABLED");
-        }
-        extra.push_str(&format!(
-            " APPENDLIMIT={}",
-            self.config.limits.max_literal_bytes
-        ));
-        let at = if matches!(resp.body, ResponseBody::Capability(_)) {
-            out.len().saturating_sub(2)
-        } else {
-            // Inside the [CAPABILITY ...] code: before its "]".
-            out.iter().position(|&b| b == b']').unwrap_or(out.len())
-        };
-        out.splice(at..at, extra.bytes());
-        out
+        capability::filter(
+            line,
+            capability::Added {
+                starttls: self.tls.is_some() && !self.secure,
+                login_disabled: self.login_disabled(),
+                append_limit: self.config.limits.max_literal_bytes,
+            },
+        )
     }
 }
 
@@ -952,44 +885,6 @@ async fn read_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filtered_capabilities() {
-        for c in [
-            "CONDSTORE",
-            "qresync",
-            "AUTH=SCRAM-SHA-256-PLUS",
-            "AUTH=LOGIN",
-            "COMPRESS=DEFLATE",
-            "X-FOO",
-            "THREAD=REFS",
-            "APPENDLIMIT=1000",
-            // Cyrus 3.6's, whose commands tandem refuses.
-            "ANNOTATE-EXPERIMENT-1",
-            "METADATA",
-            "LIST-METADATA",
-            "CREATE-SPECIAL-USE",
-            "URLAUTH=BINARY",
-            "SCAN",
-            "XMOVE",
-        ] {
-            assert!(is_filtered_capability(c.as_bytes()), "{c}");
-        }
-        for c in [
-            "IMAP4rev1",
-            "UIDPLUS",
-            "MOVE",
-            "AUTH=PLAIN",
-            "IDLE",
-            "LITERAL+",
-            "MULTIAPPEND",
-            "SPECIAL-USE",
-            "LIST-STATUS",
-            "ESEARCH",
-        ] {
-            assert!(!is_filtered_capability(c.as_bytes()), "{c}");
-        }
-    }
 
     #[test]
     fn only_tagged_and_capability_lines_are_parsed() {

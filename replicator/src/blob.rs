@@ -22,11 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::transport::{PeerClient, Request, Response};
+use crate::transport::{BlobStore, PeerClient, Request, Response};
 use crate::types::NodeId;
 
-/// A SHA-256 content hash.
-pub type Hash = [u8; 32];
+pub use crate::types::Hash;
 
 /// The hash of `data`.
 pub fn hash(data: &[u8]) -> Hash {
@@ -285,6 +284,16 @@ fn unhex(s: &str) -> Option<Hash> {
         *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(h)
+}
+
+impl BlobStore for Blobs {
+    fn put(&self, data: &[u8]) -> std::io::Result<Hash> {
+        Blobs::put(self, data)
+    }
+
+    fn get(&self, hash: &Hash) -> Option<Vec<u8>> {
+        Blobs::get(self, hash)
+    }
 }
 
 #[cfg(test)]

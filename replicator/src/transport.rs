@@ -32,7 +32,17 @@ use tokio::sync::Mutex;
 
 use crate::tls::{node_name, peer_node_id};
 use crate::types::raft::Raft;
-use crate::types::{NodeId, Output, Payload, TypeConfig};
+use crate::types::{Hash, NodeId, Output, Payload, TypeConfig};
+
+/// What the transport serves of a node's large payloads. The store itself
+/// (`crate::blob`) pushes and fetches through the transport, so the
+/// transport knows it only by this trait: the dependency goes one way.
+pub(crate) trait BlobStore: Send + Sync {
+    /// Stores `data` durably; its hash.
+    fn put(&self, data: &[u8]) -> std::io::Result<Hash>;
+    /// The payload with this hash, if this node holds it.
+    fn get(&self, hash: &Hash) -> Option<Vec<u8>>;
+}
 
 /// A request on the wire.
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,13 +54,13 @@ pub(crate) enum Request {
     Propose(Payload),
     /// Store a large payload (see [`crate::blob`]).
     PutBlob {
-        hash: crate::blob::Hash,
+        hash: Hash,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Send a large payload this node may hold.
     GetBlob {
-        hash: crate::blob::Hash,
+        hash: Hash,
     },
 }
 
@@ -350,7 +360,7 @@ pub(crate) async fn serve(
     members: Arc<Vec<NodeId>>,
     config: TransportConfig,
     propose: Arc<dyn Fn(Payload) -> ProposeFuture + Send + Sync>,
-    blobs: Arc<crate::blob::Blobs>,
+    blobs: Arc<dyn BlobStore>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let blobs = blobs.clone();
@@ -408,7 +418,7 @@ async fn handle_stream(
     raft: Raft,
     config: TransportConfig,
     propose: Arc<dyn Fn(Payload) -> ProposeFuture + Send + Sync>,
-    blobs: Arc<crate::blob::Blobs>,
+    blobs: Arc<dyn BlobStore>,
 ) {
     let Ok(bytes) = recv.read_to_end(config.max_message_bytes).await else {
         return;

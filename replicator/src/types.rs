@@ -34,7 +34,7 @@ pub enum Payload {
     /// The SHA-256 of the encoded entry, stored as a blob on a majority.
     Blob {
         /// Content hash.
-        hash: [u8; 32],
+        hash: Hash,
         /// Length in bytes.
         len: u64,
     },
@@ -89,3 +89,7 @@ pub mod raft {
     /// The Raft handle.
     pub type Raft = openraft::Raft<TypeConfig>;
 }
+
+/// A SHA-256 content hash: the name of a large payload kept beside the
+/// log (see [`crate::blob`]).
+pub type Hash = [u8; 32];

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::maps::Maps;
 use super::progress::{Progress, UserLocks};
 use super::worker::Worker;
-use super::{DISPATCHED, HIGH_WATER_STEP, STATE};
+use super::{StoreError, DISPATCHED, HIGH_WATER_STEP, STATE};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
 
@@ -90,15 +90,14 @@ impl Applier {
     }
 
     /// Records durably that items up to `upto` may reach the backend.
-    fn raise_high_water(&mut self, upto: u64) -> Result<(), String> {
-        let mut txn = self.template.db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| e.to_string())?;
+    fn raise_high_water(&mut self, upto: u64) -> Result<(), StoreError> {
+        let mut txn = self.template.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
         {
-            let mut t = txn.open_table(STATE).map_err(|e| e.to_string())?;
-            t.insert(DISPATCHED, upto).map_err(|e| e.to_string())?;
+            let mut t = txn.open_table(STATE)?;
+            t.insert(DISPATCHED, upto)?;
         }
-        txn.commit().map_err(|e| e.to_string())?;
+        txn.commit()?;
         self.dispatched = upto;
         Ok(())
     }

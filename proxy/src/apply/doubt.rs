@@ -20,7 +20,7 @@ use tandem_state::Work;
 use super::maps::MailboxMap;
 use super::reading::{first_literal, search_numbers, size_and_date};
 use super::worker::Worker;
-use super::{ApplyError, BARRIER, MOVE_EVIDENCE, STATE};
+use super::{ApplyError, StoreError, BARRIER, MOVE_EVIDENCE, STATE};
 
 /// How many unmapped messages an item in doubt skips, at most, looking for
 /// what it may have applied before a crash (mail delivered behind tandem
@@ -120,21 +120,20 @@ impl Worker {
         seq: u64,
         user: &str,
         evidence: Option<&Evidence>,
-    ) -> Result<(), String> {
-        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
         {
-            let mut t = txn.open_table(STATE).map_err(|e| e.to_string())?;
-            t.insert(BARRIER, seq).map_err(|e| e.to_string())?;
+            let mut t = txn.open_table(STATE)?;
+            t.insert(BARRIER, seq)?;
             if let Some(ev) = evidence {
-                let bytes = postcard::to_stdvec(ev).map_err(|e| e.to_string())?;
-                let mut t = txn.open_table(MOVE_EVIDENCE).map_err(|e| e.to_string())?;
-                t.insert(user, bytes.as_slice())
-                    .map_err(|e| e.to_string())?;
+                let bytes = postcard::to_stdvec(ev)?;
+                let mut t = txn.open_table(MOVE_EVIDENCE)?;
+                t.insert(user, bytes.as_slice())?;
             }
         }
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit()?;
+        Ok(())
     }
 
     /// The evidence the barrier before MOVE `seq` recorded, if any.

@@ -11,7 +11,7 @@ use tandem_parser::uidmap::RunMap;
 use tandem_replicator::LocalTables;
 use tokio::sync::watch;
 
-use super::Change;
+use super::{Change, StoreError};
 
 /// `user \0 canonical UIDVALIDITY` -> postcard [`StoredMap`].
 const MAPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("applier_maps");
@@ -96,8 +96,11 @@ impl Maps {
 
     /// Writes `changes` into `txn`, which the caller commits together with
     /// the item's removal from the outbox.
-    pub(super) fn write(txn: &redb::WriteTransaction, changes: &[Change]) -> Result<(), String> {
-        let mut maps = txn.open_table(MAPS).map_err(|e| e.to_string())?;
+    pub(super) fn write(
+        txn: &redb::WriteTransaction,
+        changes: &[Change],
+    ) -> Result<(), StoreError> {
+        let mut maps = txn.open_table(MAPS)?;
         for c in changes {
             match c {
                 Change::Put(user, uv, m) => {
@@ -105,13 +108,11 @@ impl Maps {
                         local_uidvalidity: m.local_uidvalidity,
                         runs: m.to_local.runs().to_vec(),
                     };
-                    let bytes = postcard::to_stdvec(&stored).map_err(|e| e.to_string())?;
-                    maps.insert(map_key(user, *uv).as_str(), bytes.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    let bytes = postcard::to_stdvec(&stored)?;
+                    maps.insert(map_key(user, *uv).as_str(), bytes.as_slice())?;
                 }
                 Change::Remove(user, uv) => {
-                    maps.remove(map_key(user, *uv).as_str())
-                        .map_err(|e| e.to_string())?;
+                    maps.remove(map_key(user, *uv).as_str())?;
                 }
             }
         }

@@ -71,6 +71,35 @@ const STATE: TableDefinition<'_, &str, u64> = TableDefinition::new("applier_stat
 const MOVE_EVIDENCE: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("applier_move_evidence");
 
+/// Why the applier could not read or write its tables (a full disk, an
+/// I/O error, a corrupt database, a value that does not decode).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb refused.
+    #[error("applier store: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored value did not encode or decode.
+    #[error("applier store encoding: {0}")]
+    Codec(#[from] postcard::Error),
+}
+
+macro_rules! store_error_from {
+    ($($t:ty),*) => {
+        $(impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        })*
+    };
+}
+store_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
 /// Why an item could not be applied.
 enum ApplyError {
     /// The backend is unreachable or broke the connection: retry later.
@@ -93,15 +122,14 @@ enum Change {
 
 /// Opens the maps and the progress of this node's applier. Everything
 /// below the oldest item left in the outbox is applied.
-pub fn open(db: LocalTables) -> Result<(Arc<Maps>, Arc<Progress>), String> {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
-    let txn = db.begin_write().map_err(|x| e(&x))?;
+pub fn open(db: LocalTables) -> Result<(Arc<Maps>, Arc<Progress>), StoreError> {
+    let txn = db.begin_write()?;
     let (cursor, done) = {
-        Maps::create_table(&txn).map_err(|x| e(&x))?;
-        let outbox = txn.open_table(OUTBOX).map_err(|x| e(&x))?;
+        Maps::create_table(&txn)?;
+        let outbox = txn.open_table(OUTBOX)?;
         let mut queued = std::collections::BTreeSet::new();
-        for r in outbox.iter().map_err(|x| e(&x))? {
-            queued.insert(r.map_err(|x| e(&x))?.0.value());
+        for r in outbox.iter()? {
+            queued.insert(r?.0.value());
         }
         match (queued.first(), queued.last()) {
             // Between the queued items, the missing ones are applied.
@@ -110,13 +138,13 @@ pub fn open(db: LocalTables) -> Result<(Arc<Maps>, Arc<Progress>), String> {
                 (first..=last).filter(|s| !queued.contains(s)).collect(),
             ),
             _ => {
-                let c = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
-                let v = c.get("seq").map_err(|x| e(&x))?;
+                let c = txn.open_table(COUNTERS)?;
+                let v = c.get("seq")?;
                 (v.map(|v| v.value()).unwrap_or(0), Default::default())
             }
         }
     };
-    txn.commit().map_err(|x| e(&x))?;
+    txn.commit()?;
     let progress = Arc::new(Progress::new(cursor, done));
     Ok((Arc::new(Maps::new(db)), progress))
 }

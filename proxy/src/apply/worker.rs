@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::doubt::Evidence;
 use super::maps::{MailboxMap, Maps};
 use super::progress::{Additions, Progress, UserLocks};
-use super::{ApplyError, Change};
+use super::{ApplyError, Change, StoreError};
 use crate::backend::{BackendConn, Reply, Status};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
@@ -334,18 +334,17 @@ impl Worker {
         }
     }
 
-    pub(super) fn items_from(&self, first: u64) -> Result<Vec<(u64, Work)>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+    pub(super) fn items_from(&self, first: u64) -> Result<Vec<(u64, Work)>, StoreError> {
+        let txn = self.db.begin_read()?;
         let t = match txn.open_table(OUTBOX) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         let mut out = Vec::new();
-        for r in t.range(first..).map_err(|e| e.to_string())? {
-            let (k, v) = r.map_err(|e| e.to_string())?;
-            let (_, work): tandem_state::Queued =
-                postcard::from_bytes(v.value()).map_err(|e| e.to_string())?;
+        for r in t.range(first..)? {
+            let (k, v) = r?;
+            let (_, work): tandem_state::Queued = postcard::from_bytes(v.value())?;
             out.push((k.value(), work));
             if out.len() >= 256 {
                 break;
@@ -359,16 +358,15 @@ impl Worker {
     /// carries it (the log store's syncer's, `cluster.state_sync_ms` apart
     /// while the log moves, a barrier's or the next high-water mark's), and
     /// what a crash loses is found again on the backend (in doubt).
-    pub(super) fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), String> {
-        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| e.to_string())?;
+    pub(super) fn commit(&self, seq: u64, changes: Vec<Change>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
         Maps::write(&txn, &changes)?;
         {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| e.to_string())?;
-            outbox.remove(seq).map_err(|e| e.to_string())?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            outbox.remove(seq)?;
         }
-        txn.commit().map_err(|e| e.to_string())?;
+        txn.commit()?;
         self.maps.committed(changes);
         Ok(())
     }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_parser::command::{Command, CommandBody, SetArg, StoreMode};
+use tandem_parser::command::{Command, CommandBody, SetArg};
 use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
 use tandem_parser::reply::{self, Reply};
 use tandem_parser::response::{Response, ResponseBody};
@@ -28,11 +28,12 @@ use tandem_parser::seqset::Ranges;
 use tandem_parser::uidmap::{map_ranges, UidMap};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::plan::{self, Answer, Facts, Failed, Plan, Then};
 use super::{End, Pending, Selected, Session};
 use crate::apply::MailboxMap;
 use crate::replication::{MutateError, Replication};
 use crate::tls::Stream;
-use tandem_state::{FlagMode, Mailbox, NewMessage, Op, Outcome};
+use tandem_state::{Mailbox, Op, Outcome};
 
 /// The maps a response is rewritten with.
 struct SessionMaps {
@@ -165,19 +166,6 @@ pub(super) fn needs_rewrite(line: &[u8]) -> bool {
 
 fn name_of(raw: &[u8], t: &tandem_parser::lexer::StrToken) -> Result<String, ()> {
     String::from_utf8(t.value(raw).into_owned()).map_err(|_| ())
-}
-
-/// Whether every supported backend takes `name` for a new mailbox
-/// (`tandem_parser::names`); INBOX is the backends' own business.
-fn new_name_allowed(
-    name: &str,
-    separator: Option<char>,
-) -> Result<(), tandem_parser::names::NameDefect> {
-    if tandem_state::normalize(name) == "INBOX" {
-        return Ok(());
-    }
-    let sep = separator.and_then(|c| u8::try_from(c).ok());
-    tandem_parser::names::check_new_name(name.as_bytes(), sep)
 }
 
 impl Session {
@@ -528,8 +516,10 @@ impl Session {
         Ok(())
     }
 
-    /// Handles a mutation of a logged-in user through the log. Every
-    /// earlier command has been answered.
+    /// Handles a mutation of a logged-in user: learns what [`plan::needs`]
+    /// asks of the backend, plans it ([`plan::plan`]), proposes it, and
+    /// answers as [`plan::answer`] says. The client's tagged OK, with any
+    /// UID, is written only after [`Replication::mutate`] returned.
     pub(super) async fn mutation<S>(
         &mut self,
         cmd: &Command<'_>,
@@ -543,250 +533,22 @@ impl Session {
             return Ok(());
         };
         let tag = String::from_utf8_lossy(cmd.tag()).to_string();
-        let raw = cmd.buf;
-        let bad_name = format!("{tag} BAD Mailbox names must be UTF-8 or modified UTF-7\r\n");
-        macro_rules! name {
-            ($t:expr) => {
-                match name_of(raw, $t) {
-                    Ok(n) => n,
-                    Err(()) => return self.reply(client, bad_name).await,
-                }
-            };
-        }
         let selected = self.selected.clone();
-        let need_selected = || match &selected {
-            Some(s) if !s.read_only => Ok(s.clone()),
-            Some(_) => Err(format!("{tag} NO [CANNOT] The mailbox is read-only\r\n")),
-            None => Err(format!("{tag} BAD No mailbox selected\r\n")),
+        let needs = plan::needs(cmd, selected.as_ref());
+        let facts = self.gather(cmd, &needs, &rep, client, backend).await?;
+        let (op, after) = match plan::plan(cmd, selected.as_ref(), &facts) {
+            Plan::NotMine => return Ok(()),
+            Plan::Refuse(line) => return self.reply(client, line).await,
+            Plan::CloseReadOnly => {
+                self.internal(client, backend, b"CLOSE", false).await?;
+                self.selected = None;
+                return self
+                    .reply(client, format!("{tag} OK CLOSE completed\r\n"))
+                    .await;
+            }
+            Plan::Propose { op, after } => (op, after),
         };
-        // What to propose, and what to do once it is through.
-        let (op, after) = match &cmd.body {
-            CommandBody::Create { mailbox, .. } => {
-                let mut name = name!(mailbox);
-                let separator = self.separator(client, backend).await?;
-                if let Some(sep) = separator {
-                    while name.len() > 1 && name.ends_with(sep) {
-                        name.pop();
-                    }
-                }
-                if let Err(why) = new_name_allowed(&name, separator) {
-                    return self
-                        .reply(client, format!("{tag} NO [CANNOT] {why}\r\n"))
-                        .await;
-                }
-                (Op::Create { name }, After::Plain("CREATE"))
-            }
-            CommandBody::Delete { mailbox } => {
-                let separator = self.separator(client, backend).await?;
-                (
-                    Op::DeleteLeaf {
-                        name: name!(mailbox),
-                        separator,
-                    },
-                    After::Plain("DELETE"),
-                )
-            }
-            CommandBody::Rename { from, to } => {
-                let separator = self.separator(client, backend).await?;
-                let (from, to) = (name!(from), name!(to));
-                if let Err(why) = new_name_allowed(&to, separator) {
-                    return self
-                        .reply(client, format!("{tag} NO [CANNOT] {why}\r\n"))
-                        .await;
-                }
-                (
-                    Op::Rename {
-                        from,
-                        to,
-                        separator,
-                    },
-                    After::Plain("RENAME"),
-                )
-            }
-            CommandBody::Subscribe { mailbox } => (
-                Op::Subscribe {
-                    name: name!(mailbox),
-                },
-                After::Plain("SUBSCRIBE"),
-            ),
-            CommandBody::Unsubscribe { mailbox } => (
-                Op::Unsubscribe {
-                    name: name!(mailbox),
-                },
-                After::Plain("UNSUBSCRIBE"),
-            ),
-            CommandBody::Append { mailbox, messages } => {
-                let name = name!(mailbox);
-                // Once a Cyrus node is in the cluster, every node refuses
-                // what Cyrus would, so that no node's backend refuses what
-                // another stored (the state machine decides; this saves a
-                // proposal).
-                // An empty message no backend takes, whatever the cluster.
-                let strict = rep.strict_messages();
-                for m in messages {
-                    let body = m.message.value(raw);
-                    let verdict = if strict {
-                        tandem_parser::message::check(&body)
-                    } else if body.is_empty() {
-                        Err(tandem_parser::message::Defect::Empty)
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(defect) = verdict {
-                        return self
-                            .reply(client, format!("{tag} NO [CANNOT] {defect}\r\n"))
-                            .await;
-                    }
-                }
-                let messages = messages
-                    .iter()
-                    .map(|m| NewMessage {
-                        flags: m
-                            .flags
-                            .iter()
-                            .map(|f| String::from_utf8_lossy(f.of(raw)).to_string())
-                            .collect(),
-                        date: m
-                            .date
-                            .as_ref()
-                            .map(|d| String::from_utf8_lossy(&d.value(raw)).to_string()),
-                        body: m.message.value(raw).into_owned(),
-                    })
-                    .collect();
-                let into_selected = selected.as_ref().is_some_and(|s| {
-                    tandem_state::normalize(&s.name) == tandem_state::normalize(&name)
-                });
-                (
-                    Op::Append {
-                        mailbox: name,
-                        messages,
-                        replaces: None,
-                    },
-                    After::Append { into_selected },
-                )
-            }
-            CommandBody::Copy { set, mailbox } | CommandBody::Move { set, mailbox } => {
-                let remove = matches!(cmd.body, CommandBody::Move { .. });
-                let s = match &selected {
-                    Some(s) if !(remove && s.read_only) => s.clone(),
-                    _ => match need_selected() {
-                        Ok(s) => s,
-                        Err(line) => return self.reply(client, line).await,
-                    },
-                };
-                let to = name!(mailbox);
-                let uids = match self.canonical_set(cmd, set, client, backend).await? {
-                    Ok(u) => u,
-                    Err(why) => return self.reply(client, format!("{tag} BAD {why}\r\n")).await,
-                };
-                let into_selected =
-                    tandem_state::normalize(&s.name) == tandem_state::normalize(&to);
-                (
-                    Op::Copy {
-                        from: s.name.clone(),
-                        from_uidvalidity: s.uidvalidity,
-                        uids: uids.ranges().to_vec(),
-                        to,
-                        remove,
-                    },
-                    After::Copy {
-                        remove,
-                        into_selected,
-                    },
-                )
-            }
-            CommandBody::Store {
-                set,
-                modifiers,
-                mode,
-                silent,
-                flags,
-            } => {
-                let s = match need_selected() {
-                    Ok(s) => s,
-                    Err(line) => return self.reply(client, line).await,
-                };
-                if modifiers.is_some() {
-                    return self
-                        .reply(
-                            client,
-                            format!("{tag} BAD STORE modifiers are not supported\r\n"),
-                        )
-                        .await;
-                }
-                let uids = match self.canonical_set(cmd, set, client, backend).await? {
-                    Ok(u) => u,
-                    Err(why) => return self.reply(client, format!("{tag} BAD {why}\r\n")).await,
-                };
-                (
-                    Op::Store {
-                        mailbox: s.name.clone(),
-                        uidvalidity: s.uidvalidity,
-                        uids: uids.ranges().to_vec(),
-                        mode: match mode {
-                            StoreMode::Replace => FlagMode::Replace,
-                            StoreMode::Add => FlagMode::Add,
-                            StoreMode::Remove => FlagMode::Remove,
-                        },
-                        flags: flags
-                            .iter()
-                            .map(|f| String::from_utf8_lossy(f.of(raw)).to_string())
-                            .collect(),
-                    },
-                    After::Store { silent: *silent },
-                )
-            }
-            CommandBody::Expunge { uids } => {
-                let s = match need_selected() {
-                    Ok(s) => s,
-                    Err(line) => return self.reply(client, line).await,
-                };
-                let mut deleted = self.deleted(client, backend).await?;
-                if let Some(set) = uids {
-                    match self.canonical_set(cmd, set, client, backend).await? {
-                        Ok(u) => deleted = deleted.intersection(&u),
-                        Err(why) => {
-                            return self.reply(client, format!("{tag} BAD {why}\r\n")).await
-                        }
-                    }
-                }
-                (
-                    Op::Expunge {
-                        mailbox: s.name.clone(),
-                        uidvalidity: s.uidvalidity,
-                        uids: deleted.ranges().to_vec(),
-                    },
-                    After::Expunge,
-                )
-            }
-            CommandBody::Close => {
-                let Some(s) = selected.clone() else {
-                    return self
-                        .reply(client, format!("{tag} BAD No mailbox selected\r\n"))
-                        .await;
-                };
-                if s.read_only {
-                    self.internal(client, backend, b"CLOSE", false).await?;
-                    self.selected = None;
-                    return self
-                        .reply(client, format!("{tag} OK CLOSE completed\r\n"))
-                        .await;
-                }
-                let deleted = self.deleted(client, backend).await?;
-                (
-                    Op::Expunge {
-                        mailbox: s.name.clone(),
-                        uidvalidity: s.uidvalidity,
-                        uids: deleted.ranges().to_vec(),
-                    },
-                    After::Close,
-                )
-            }
-            _ => return Ok(()),
-        };
-        let empty_expunge = matches!(&op, Op::Expunge { uids, .. } if uids.is_empty());
-        let outcome = if empty_expunge {
-            // Nothing to expunge: no entry.
+        let outcome = if plan::proposes_nothing(&op) {
             Ok(Outcome::Ok {
                 seq: 0,
                 uidvalidity: 0,
@@ -797,91 +559,71 @@ impl Session {
             rep.mutate(&user, op.clone()).await
         };
         let outcome = match outcome {
-            Ok(o) => o,
+            Ok(o) => Ok(o),
             Err(MutateError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "mutation not replicated");
-                return self
-                    .reply(
-                        client,
-                        format!("{tag} NO [UNAVAILABLE] Not replicated, try again: {e}\r\n"),
-                    )
-                    .await;
+                Err(Failed::Unavailable(e.to_string()))
             }
             Err(MutateError::Backend { outcome, text }) => {
                 self.compensate(&rep, &user, &op, &outcome).await;
-                let text = text.replace(['\r', '\n'], " ");
-                return self.reply(client, format!("{tag} NO {text}\r\n")).await;
+                Err(Failed::Backend(text))
             }
         };
-        let (uidvalidity, uids, source) = match outcome {
-            Outcome::No { code, text } => {
-                return self
-                    .reply(client, format!("{tag} NO [{code}] {text}\r\n"))
-                    .await
+        let answer = plan::answer(&tag, &op, after, outcome.as_ref());
+        self.carry_out(answer, &rep, &user, client, backend).await
+    }
+
+    /// Learns from the backend what [`plan::needs`] asked for.
+    async fn gather<S>(
+        &mut self,
+        cmd: &Command<'_>,
+        needs: &plan::Needs<'_>,
+        rep: &Replication,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<Facts, End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let mut facts = Facts::default();
+        if needs.separator {
+            facts.separator = self.separator(client, backend).await?;
+        }
+        if needs.strict {
+            facts.strict = rep.strict_messages();
+        }
+        if needs.deleted {
+            facts.deleted = Some(self.deleted(client, backend).await?);
+        }
+        if let Some(set) = needs.set {
+            facts.set = Some(self.canonical_set(cmd, set, client, backend).await?);
+        }
+        Ok(facts)
+    }
+
+    /// Sends a mutation's answer: its untagged line, what its client
+    /// expects from the backend (EXISTS, EXPUNGE, FETCH FLAGS), then the
+    /// tagged line.
+    async fn carry_out<S>(
+        &mut self,
+        answer: Answer,
+        rep: &Replication,
+        user: &str,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if let Some(line) = answer.untagged {
+            self.reply(client, line).await?;
+        }
+        match answer.then {
+            Then::Nothing => {}
+            Then::Noop => {
+                self.internal(client, backend, b"NOOP", true).await?;
             }
-            Outcome::Ok {
-                uidvalidity,
-                uids,
-                source,
-                ..
-            } => (uidvalidity, uids, source),
-        };
-        let set = |v: &[u32]| {
-            String::from_utf8_lossy(&Ranges::from_ranges(v.iter().map(|&u| (u, u))).to_bytes())
-                .to_string()
-        };
-        match after {
-            After::Plain(what) => {
-                if let Op::Rename { .. } | Op::Delete { .. } | Op::DeleteLeaf { .. } = &op {
-                    // The selected mailbox may have moved or gone.
-                    if let Some(s) = &self.selected {
-                        if rep.mailbox(&user, &s.name).map(|m| m.uidvalidity) != Some(s.uidvalidity)
-                        {
-                            self.selected = None;
-                        }
-                    }
-                }
-                self.reply(client, format!("{tag} OK {what} completed\r\n"))
-                    .await
-            }
-            After::Append { into_selected } => {
-                if into_selected {
-                    self.internal(client, backend, b"NOOP", true).await?;
-                }
-                self.reply(
-                    client,
-                    format!(
-                        "{tag} OK [APPENDUID {uidvalidity} {}] APPEND completed\r\n",
-                        set(&uids)
-                    ),
-                )
-                .await
-            }
-            After::Copy {
-                remove,
-                into_selected,
-            } => {
-                let code = if uids.is_empty() {
-                    String::new()
-                } else {
-                    format!("[COPYUID {uidvalidity} {} {}] ", set(&source), set(&uids))
-                };
-                if remove {
-                    if !code.is_empty() {
-                        self.reply(client, format!("* OK {code}Moved\r\n")).await?;
-                    }
-                    self.internal(client, backend, b"NOOP", true).await?;
-                    return self
-                        .reply(client, format!("{tag} OK MOVE completed\r\n"))
-                        .await;
-                }
-                if into_selected {
-                    self.internal(client, backend, b"NOOP", true).await?;
-                }
-                self.reply(client, format!("{tag} OK {code}COPY completed\r\n"))
-                    .await
-            }
-            After::Store { silent } => {
+            Then::FetchFlags(uids) => {
                 let local = self.maps().and_then(|m| m.selected).map(|(map, _)| {
                     map_ranges(
                         &Ranges::from_ranges(uids.iter().map(|&u| (u, u))),
@@ -889,7 +631,7 @@ impl Session {
                     )
                 });
                 match local.filter(|l| !l.is_empty()) {
-                    Some(local) if !silent => {
+                    Some(local) => {
                         let mut q = b"UID FETCH ".to_vec();
                         q.extend_from_slice(&local.to_bytes());
                         q.extend_from_slice(b" (FLAGS)");
@@ -901,72 +643,35 @@ impl Session {
                             self.relay_untagged(client, line).await?;
                         }
                     }
-                    _ => {
+                    None => {
                         self.internal(client, backend, b"NOOP", true).await?;
                     }
                 }
-                self.reply(client, format!("{tag} OK STORE completed\r\n"))
-                    .await
             }
-            After::Expunge => {
-                self.internal(client, backend, b"NOOP", true).await?;
-                self.reply(client, format!("{tag} OK EXPUNGE completed\r\n"))
-                    .await
+            Then::RecheckSelected => {
+                if let Some(s) = &self.selected {
+                    if rep.mailbox(user, &s.name).map(|m| m.uidvalidity) != Some(s.uidvalidity) {
+                        self.selected = None;
+                    }
+                }
             }
-            After::Close => {
+            Then::Unselect => {
                 // Expunged through the log; leave without expunging again.
                 self.internal(client, backend, b"UNSELECT", false).await?;
                 self.selected = None;
-                self.reply(client, format!("{tag} OK CLOSE completed\r\n"))
-                    .await
             }
         }
+        self.reply(client, answer.tagged).await
     }
 
     /// Undoes, through the log, what the other nodes applied of a mutation
-    /// this node's backend refused, so that no node keeps a message the
-    /// client was told NO about.
+    /// this node's backend refused ([`plan::undo`]).
     async fn compensate(&self, rep: &Arc<Replication>, user: &str, op: &Op, outcome: &Outcome) {
-        let Outcome::Ok {
-            uidvalidity, uids, ..
-        } = outcome
-        else {
-            return;
-        };
-        let undo = match op {
-            Op::Append { mailbox, .. }
-            | Op::Copy {
-                to: mailbox,
-                remove: false,
-                ..
-            } if !uids.is_empty() => Op::Expunge {
-                mailbox: mailbox.clone(),
-                uidvalidity: *uidvalidity,
-                uids: Ranges::from_ranges(uids.iter().map(|&u| (u, u)))
-                    .ranges()
-                    .to_vec(),
-            },
-            // A mailbox this backend would not create, or a name it would
-            // not rename to (one that exists here only, from before tandem).
-            // DeleteLeaf: a child created meanwhile through another node
-            // keeps the mailbox everywhere, rather than on Cyrus nodes only.
-            Op::Create { name } => Op::DeleteLeaf {
-                name: name.clone(),
-                separator: self.separator.flatten(),
-            },
-            Op::Rename {
-                from,
-                to,
-                separator,
-            } if tandem_state::normalize(from) != "INBOX" => Op::Rename {
-                from: to.clone(),
-                to: from.clone(),
-                separator: *separator,
-            },
-            _ => {
+        let Some(undo) = plan::undo(op, outcome, self.separator.flatten()) else {
+            if matches!(outcome, Outcome::Ok { .. }) {
                 tracing::error!("the local backend refused a change the others applied; this node differs until it is resynced");
-                return;
             }
+            return;
         };
         match rep.mutate(user, undo).await {
             Ok(Outcome::Ok { .. }) => {}
@@ -1086,16 +791,6 @@ impl Session {
         edits.sort_by_key(|e| e.span.start);
         Ok(Some((edits, kind)))
     }
-}
-
-/// What a mutation's reply needs.
-enum After {
-    Plain(&'static str),
-    Append { into_selected: bool },
-    Copy { remove: bool, into_selected: bool },
-    Store { silent: bool },
-    Expunge,
-    Close,
 }
 
 /// `lines` with one `* n FETCH` per message: the last one that carries a

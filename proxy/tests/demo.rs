@@ -169,7 +169,7 @@ fn demo_run(kind: BackendKind) {
         // A Cyrus master leads a process group: its imapd, idled... too.
         if kind == BackendKind::Cyrus {
             assert!(
-                !tandem_proxy::demo::cyrus::group_alive(pid as i32),
+                !tandem_backends::cyrus::group_alive(pid as i32),
                 "a process of group {pid} outlived the demo"
             );
         }

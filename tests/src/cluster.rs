@@ -493,7 +493,7 @@ impl TandemCluster {
         let Some(mut child) = self.node_mut(id).child.take() else {
             return;
         };
-        if !tandem_proxy::demo::terminate(&mut child, Duration::from_secs(15)) {
+        if !tandem_backends::terminate(&mut child, Duration::from_secs(15)) {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -15,7 +15,7 @@
 //! The files, the master's command line (in a private mount namespace that
 //! captures Cyrus's syslog when the test process may make one), the
 //! provisioning and the process-group handling are
-//! `tandem_proxy::demo::cyrus`'s, shared with `tandem demo --backend
+//! `tandem_backends::cyrus`'s, shared with `tandem demo --backend
 //! cyrus`; see `deploy/CYRUS.md` for what was measured.
 //!
 //! Ordering invariants:
@@ -34,12 +34,12 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use tandem_proxy::demo::cyrus::{self as shared, CyrusSetup, SyslogSink};
+use tandem_backends::cyrus::{self as shared, CyrusSetup, SyslogSink};
 
 use crate::imap::ImapClient;
 use crate::{Credentials, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
-pub use tandem_proxy::demo::cyrus::{
+pub use tandem_backends::cyrus::{
     ADMIN_RIGHTS, CTL_CYRUSDB_BIN, CYRUS_ROOT, IDLED_BIN, IMAPD_BIN, MASTER_BIN, SASLPASSWD_BIN,
     SERVERNAME,
 };

@@ -12,7 +12,7 @@
 //! - Dropping an instance stops it (SIGTERM, then SIGKILL) even during a
 //!   panic, and prints its log when the test is failing.
 //!
-//! The configuration is `tandem_proxy::demo::DovecotSetup`'s, the same the
+//! The configuration is `tandem_backends::dovecot::DovecotSetup`'s, the same the
 //! demo runs. Measured pitfalls of Dovecot 2.3.19 on Debian 12 it handles:
 //! mail processes may not run as uid 0 (mail runs as `mail`, with
 //! `first_valid_uid = 8`); a 0700 directory breaks the login and auth
@@ -32,7 +32,7 @@ use nix::unistd::Pid;
 
 use crate::{Credentials, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
-pub use tandem_proxy::demo::DOVECOT_BIN;
+pub use tandem_backends::DOVECOT_BIN;
 
 /// Dovecot's admin tool, installed by Debian's `dovecot-core`.
 pub const DOVEADM_BIN: &str = "/usr/bin/doveadm";
@@ -355,7 +355,7 @@ impl Dovecot {
     }
 
     fn write_files(&self) {
-        tandem_proxy::demo::DovecotSetup {
+        tandem_backends::dovecot::DovecotSetup {
             dir: self.dir().to_path_buf(),
             imap_port: self.imap_port,
             lmtp_port: self.lmtp_port,

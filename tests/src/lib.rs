@@ -65,7 +65,7 @@ pub struct Credentials {
 
 /// The regular users every test server has, their password, and the admin
 /// (Dovecot master user) that can act as any of them: the demo's.
-pub use tandem_proxy::demo::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
+pub use tandem_backends::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
 /// Runs the tests of one test binary that start clusters one at a time:
 /// several three-node clusters with their Dovecots on a two-core machine

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{chown, Pid, User};
 
-use super::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
+use crate::{ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
 
 /// Where `make deps` unpacks Debian's `cyrus-imapd` (of the same version as
 /// the installed `cyrus-common`); it writes that version to `VERSION` there.
@@ -499,7 +499,7 @@ pub fn private_dev_possible() -> bool {
 /// every process of the group is gone.
 pub fn stop_group(child: &mut Child, grace: Duration) {
     let pgid = Pid::from_raw(child.id() as i32);
-    if !super::terminate(child, grace) {
+    if !crate::terminate(child, grace) {
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = child.kill();
         let _ = child.wait();

@@ -11,7 +11,6 @@ use crate::{ADMIN_PASSWORD, ADMIN_USER, MAIL_UID, USERS, USER_PASSWORD};
 /// The Dovecot binary installed by Debian's `dovecot-core`.
 pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
 
-
 /// One Dovecot instance's files: config, users, master users, mail.
 #[derive(Debug, Clone)]
 pub struct DovecotSetup {
@@ -150,4 +149,3 @@ protocol lmtp {{
         Ok(path)
     }
 }
-

@@ -31,7 +31,6 @@ pub const ADMIN_PASSWORD: &str = "admin-secret";
 /// Debian's `mail` user, which owns the mail (Dovecot refuses uid 0).
 pub const MAIL_UID: u32 = 8;
 
-
 /// Sends `child` SIGTERM and waits up to `grace` for it to exit (and reaps
 /// it). False when it still runs: the caller decides how to kill it.
 pub fn terminate(child: &mut Child, grace: Duration) -> bool {
@@ -48,4 +47,3 @@ pub fn terminate(child: &mut Child, grace: Duration) -> bool {
         }
     }
 }
-

@@ -12,7 +12,7 @@
 //! what the demo runs is what the tests test.
 
 pub use tandem_backends::{cyrus, dovecot::DovecotSetup, DOVECOT_BIN};
-use tandem_backends::{terminate, ADMIN_PASSWORD, ADMIN_USER, USERS, USER_PASSWORD};
+use tandem_backends::{terminate, ADMIN_PASSWORD, ADMIN_USER};
 
 use std::fs;
 use std::io;

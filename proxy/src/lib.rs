@@ -17,10 +17,13 @@
 //! - [`check`]: `tandem check`, the operator's pre-flight probe.
 //! - [`server`]: the client listener, connection limits, graceful shutdown.
 //! - [`session`]: one client and its backend connection: framing, literal
-//!   limits, capability filtering, timeouts.
-//! - [`demo`]: `tandem demo`, a local cluster of real Dovecots and nodes;
-//!   its Dovecot configuration is also the test harness's.
-//! - [`tls`]: the client-facing TLS acceptor and an upgradable stream.
+//!   limits, capability filtering, timeouts; the mutation policy as pure
+//!   functions (`session/plan.rs`).
+//! - [`demo`]: `tandem demo`, a local cluster of real Dovecots (or Cyrus
+//!   servers) and nodes; their setups are `tandem-backends`', shared with
+//!   the test harness.
+//! - [`tls`]: the client-facing TLS acceptor, an upgradable stream, and
+//!   the backend connector.
 //! - [`apply`]: carries committed entries to the local backend; the
 //!   canonical <-> local UID maps.
 //! - [`cluster`]: a node's config turned into its Raft node's settings
@@ -28,7 +31,8 @@
 //! - [`metrics`]: the metric names, descriptions and bounded labels.
 //! - [`status`]: `/metrics`, `/healthz`, `/readyz`, `/status` and the
 //!   sampler behind them.
-//! - [`replication`]: a node's Raft node, applier and UID maps.
+//! - [`replication`]: a node's Raft node, applier and UID maps, and the
+//!   adoption of mail delivered behind tandem.
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 

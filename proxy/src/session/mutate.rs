@@ -142,7 +142,15 @@ fn is_known_safe(cmd: &Command<'_>) -> bool {
 }
 
 /// `n` of a `* n EXISTS` line.
+/// Every single-line response of a replicating session passes here, so
+/// only a short line ending in ` EXISTS` is parsed.
 pub(super) fn exists(line: &[u8]) -> Option<u32> {
+    let candidate = line.len() < 32
+        && line.starts_with(b"* ")
+        && line.to_ascii_uppercase().ends_with(b" EXISTS\r\n");
+    if !candidate {
+        return None;
+    }
     Response::parse(line).ok()?.exists()
 }
 
@@ -905,5 +913,13 @@ mod tests {
             "* 2 FETCH (UID 9 FLAGS (\\Seen))",
         ]);
         assert_eq!(without_superseded_fetches(v.clone()), v);
+    }
+
+    #[test]
+    fn only_exists_lines_are_parsed_for_exists() {
+        assert_eq!(super::exists(b"* 12 EXISTS\r\n"), Some(12));
+        assert_eq!(super::exists(b"* 12 exists\r\n"), Some(12));
+        assert_eq!(super::exists(b"* 12 FETCH (FLAGS (\\Seen))\r\n"), None);
+        assert_eq!(super::exists(b"* OK [UIDNEXT 4] EXISTS\r\n"), None);
     }
 }

@@ -67,6 +67,13 @@ pub fn count_limit(limit: &'static str) {
     metrics::counter!("tandem_limit_rejections_total", "limit" => limit).increment(1);
 }
 
+/// Counts one backend response withheld from a client (`what`: `fetch`,
+/// `expunge`, `unmapped`, `unparsable`): each is also an ERROR or WARN log
+/// line with its shape.
+pub fn count_withheld(what: &'static str) {
+    metrics::counter!("tandem_responses_withheld_total", "what" => what).increment(1);
+}
+
 /// Installs the process-wide Prometheus recorder (once) and returns the
 /// handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -157,6 +164,10 @@ pub fn describe() {
     describe_counter!(
         "tandem_tls_handshake_failures_total",
         "Client TLS handshakes that failed or timed out."
+    );
+    describe_counter!(
+        "tandem_responses_withheld_total",
+        "Backend responses a client did not get, by what: fetch (a number it was not told), expunge (beyond the backend's count), unmapped (a UID without a canonical one), unparsable."
     );
     describe_counter!(
         "tandem_limit_rejections_total",

@@ -35,12 +35,14 @@ use crate::config::{in_network, parse_cidr, Config};
 use crate::replication::Replication;
 
 mod capability;
+mod deliver;
 mod mutate;
 mod plan;
+mod view;
 
 use crate::tls::{connect_backend, BackendTls, Stream};
 pub use capability::is_filtered_capability;
-use mutate::{exists, needs_rewrite};
+use deliver::Policy;
 
 /// What the session must do after a command was handled.
 #[derive(Debug)]
@@ -118,10 +120,17 @@ struct Session {
     /// Offsets of the `}` of synchronizing literal announcements in the
     /// command being framed, where a `+` is inserted before forwarding.
     sync_literals: Vec<usize>,
-    /// Commands forwarded and not yet answered: tag, kind, metric label.
-    pending: VecDeque<(Vec<u8>, Pending, &'static str)>,
+    /// Commands forwarded and not yet answered: tag, kind, metric label,
+    /// what their answer may hold.
+    pending: VecDeque<(Vec<u8>, Pending, &'static str, Policy)>,
     /// A command the session answers itself: its tag and metric label.
     answering: Option<(Vec<u8>, &'static str)>,
+    /// What the answer of the command the session answers itself may hold.
+    answering_policy: Option<Policy>,
+    /// The client's numbering of the selected mailbox (replicating only).
+    view: view::View,
+    /// The backend's numbers of the messages a STORE by number named.
+    store_numbers: Option<Vec<u8>>,
     /// The user named by the LOGIN or AUTHENTICATE in flight.
     candidate_user: Option<String>,
     user: Option<String>,
@@ -211,6 +220,9 @@ pub async fn serve(
         sync_literals: Vec::new(),
         pending: VecDeque::new(),
         answering: None,
+        answering_policy: None,
+        view: view::View::default(),
+        store_numbers: None,
         candidate_user: None,
         user: None,
         stream: ResponseStream::Between,
@@ -221,7 +233,7 @@ pub async fn serve(
         inbox_ready: false,
         separator: None,
         internal: 0,
-        selected_cache: std::sync::Mutex::new(None),
+        selected_cache: std::sync::Mutex::default(),
         commands: 0,
         bytes_in: 0,
         bytes_out: 0,
@@ -341,7 +353,7 @@ impl Session {
                 }
                 () = tokio::time::sleep_until(backend_deadline.into()), if awaiting_backend => {
                     let mut out = Vec::new();
-                    for (tag, _, _) in self.pending.drain(..) {
+                    for (tag, ..) in self.pending.drain(..) {
                         out.extend_from_slice(&tag);
                         out.extend_from_slice(b" NO [UNAVAILABLE] Mail backend did not answer in time\r\n");
                     }
@@ -531,7 +543,8 @@ impl Session {
                         line.extend_from_slice(c);
                     }
                     line.extend_from_slice(b"\r\n");
-                    self.pending.push_back((tag, Pending::Other, "ENABLE"));
+                    self.pending
+                        .push_back((tag, Pending::Other, "ENABLE", Policy::default()));
                     backend.write_all(&line).await?;
                     return Ok(Action::Done);
                 }
@@ -559,17 +572,23 @@ impl Session {
             CommandBody::Logout => kind = Pending::Logout,
             _ => {}
         }
+        let policy = Policy::of(&cmd);
         if self.rep.is_some() && self.user.is_some() {
             self.answering = Some((tag.clone(), label));
+            self.answering_policy = Some(policy);
             if cmd.is_mutation() {
                 self.ensure_inbox().await;
                 self.drain(client, backend).await?;
-                self.mutation(&cmd, client, backend).await?;
+                let done = self.mutation(&cmd, client, backend).await;
                 self.answering = None;
+                self.answering_policy = None;
+                done?;
                 return Ok(Action::Done);
             }
-            let translated = self.translate(&cmd, client, backend).await?;
+            let translated = self.translate(&cmd, client, backend).await;
             self.answering = None;
+            self.answering_policy = None;
+            let translated = translated?;
             let Some((edits, k)) = translated else {
                 return Ok(Action::Done);
             };
@@ -588,14 +607,14 @@ impl Session {
                         at as usize
                     })
                     .collect();
-                self.pending.push_back((tag, kind, label));
+                self.pending.push_back((tag, kind, label, policy));
                 for piece in nonsync_pieces(&rewritten, &marks) {
                     backend.write_all(piece).await?;
                 }
                 return Ok(Action::Done);
             }
         }
-        self.pending.push_back((tag, kind, label));
+        self.pending.push_back((tag, kind, label, policy));
         for piece in nonsync_pieces(raw, marks) {
             backend.write_all(piece).await?;
         }
@@ -675,20 +694,14 @@ impl Session {
                             out.extend_from_slice(line);
                         }
                         rest = self.stream;
-                    } else if self.rep.is_some() && needs_rewrite(line) {
-                        match self.rewrite_line(line, literal.is_some()).await {
+                    } else if self.rep.is_some() {
+                        match self.deliver(line, literal.is_some()).await {
                             Some(l) => out.extend_from_slice(&l),
                             None => rest = ResponseStream::Withholding,
                         }
                     } else if literal.is_none() && needs_parsing(line) {
                         self.on_response(line);
                         out.extend_from_slice(&self.filter_single(line));
-                    } else if let Some(n) = (self.rep.is_some() && literal.is_none())
-                        .then(|| exists(line))
-                        .flatten()
-                    {
-                        self.check_exists(n);
-                        out.extend_from_slice(line);
                     } else {
                         out.extend_from_slice(line);
                     }
@@ -746,10 +759,10 @@ impl Session {
         } = resp.body
         {
             let tag = tag.of(line);
-            let Some(pos) = self.pending.iter().position(|(t, _, _)| t == tag) else {
+            let Some(pos) = self.pending.iter().position(|(t, ..)| t == tag) else {
                 return;
             };
-            let Some((_, kind, label)) = self.pending.remove(pos) else {
+            let Some((_, kind, label, _)) = self.pending.remove(pos) else {
                 return;
             };
             crate::metrics::count_command(label, status_label(status));
@@ -767,6 +780,7 @@ impl Session {
                 Pending::Logout => self.logging_out = true,
                 Pending::Select if status != tandem_parser::response::Status::Ok => {
                     self.selected = None;
+                    self.view.reset();
                 }
                 Pending::Select | Pending::UidSearch { .. } | Pending::Other => {
                     if matches!(self.mode, Mode::Idling { .. }) {

@@ -3,6 +3,8 @@
 //! (STARTTLS when it offers it, LOGINDISABLED, APPENDLIMIT from its literal
 //! limit). Pure: a response line in, a response line out.
 
+use tandem_parser::command::{Command, CommandBody};
+use tandem_parser::lexer::Span;
 use tandem_parser::response::{Code, Response, ResponseBody};
 use tandem_parser::rewrite::{apply, capability_edits};
 
@@ -111,9 +113,114 @@ pub(super) fn filter(line: &[u8], added: Added) -> Vec<u8> {
     out
 }
 
+/// Whether `cmd` would turn CONDSTORE on or ask for MODSEQ values
+/// (RFC 7162 section 3.1: SELECT/EXAMINE `(CONDSTORE)`, FETCH `MODSEQ` or
+/// `CHANGEDSINCE`, SEARCH `MODSEQ`, STATUS `HIGHESTMODSEQ`): the answers
+/// would be one node's own numbers, different on every node, so tandem
+/// refuses them like any command it cannot translate until MODSEQs come
+/// from the replicated state. (STORE `UNCHANGEDSINCE` is refused by the
+/// mutation policy; ENABLE CONDSTORE enables nothing.)
+pub(super) fn uses_modseq(cmd: &Command<'_>) -> bool {
+    let raw = |s: &Span| s.of(cmd.buf);
+    match &cmd.body {
+        CommandBody::Select { params, .. } | CommandBody::Examine { params, .. } => params
+            .as_ref()
+            .is_some_and(|p| has_atom(raw(p), b"CONDSTORE")),
+        CommandBody::Fetch {
+            items, modifiers, ..
+        } => {
+            has_atom(raw(items), b"MODSEQ")
+                || modifiers
+                    .as_ref()
+                    .is_some_and(|m| has_atom(raw(m), b"CHANGEDSINCE"))
+        }
+        CommandBody::Search { criteria, .. } => has_atom(raw(criteria), b"MODSEQ"),
+        CommandBody::Status { items, .. } => items
+            .iter()
+            .any(|i| raw(i).eq_ignore_ascii_case(b"HIGHESTMODSEQ")),
+        _ => false,
+    }
+}
+
+/// Whether `raw` holds the atom `word` (any case) outside quoted strings
+/// and literals.
+fn has_atom(raw: &[u8], word: &[u8]) -> bool {
+    let delimiter = |b: u8| matches!(b, b' ' | b'(' | b')' | b'[' | b']' | b'\r' | b'\n');
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'"' => {
+                i += 1;
+                while i < raw.len() && raw[i] != b'"' {
+                    i += if raw[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'{' => {
+                // {n} or {n+} then CRLF, then n bytes.
+                let digits: Vec<u8> = raw[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .copied()
+                    .collect();
+                let n: usize = std::str::from_utf8(&digits)
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
+                let close = raw[i..].iter().position(|&b| b == b'\n');
+                i = match close {
+                    Some(c) => i + c + 1 + n,
+                    None => raw.len(),
+                };
+            }
+            b if delimiter(b) => i += 1,
+            _ => {
+                let end = raw[i..]
+                    .iter()
+                    .position(|&b| delimiter(b) || b == b'"')
+                    .map_or(raw.len(), |p| i + p);
+                if raw[i..end].eq_ignore_ascii_case(word) {
+                    return true;
+                }
+                i = end.max(i + 1);
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_asking_for_modseqs_are_told_apart() {
+        let table = [
+            ("a SELECT INBOX (CONDSTORE)", true),
+            ("a EXAMINE INBOX (condstore)", true),
+            ("a SELECT INBOX", false),
+            ("a FETCH 1 (MODSEQ)", true),
+            ("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12)", true),
+            ("a FETCH 1 (FLAGS MODSEQ UID)", true),
+            (
+                "a FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (X-MODSEQ)])",
+                false,
+            ),
+            ("a FETCH 1 FLAGS", false),
+            ("a SEARCH MODSEQ 5", true),
+            ("a UID SEARCH OR SEEN (MODSEQ 7)", true),
+            ("a SEARCH SUBJECT \"modseq\"", false),
+            ("a SEARCH SUBJECT {6+}\r\nMODSEQ", false),
+            ("a STATUS INBOX (MESSAGES HIGHESTMODSEQ)", true),
+            ("a STATUS INBOX (MESSAGES UIDNEXT)", false),
+            ("a NOOP", false),
+        ];
+        for (line, want) in table {
+            let raw = format!("{line}\r\n");
+            let cmd = Command::parse(raw.as_bytes()).expect(line);
+            assert_eq!(uses_modseq(&cmd), want, "{line}");
+        }
+    }
 
     #[test]
     fn filtered_capabilities() {

@@ -15,16 +15,16 @@
 //! - A backend UID without a canonical mapping never reaches the client: the
 //!   response carrying it waits briefly for the applier, then is dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_parser::command::{Command, CommandBody, SetArg};
 use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
 use tandem_parser::reply::{self, Reply};
-use tandem_parser::response::{Response, ResponseBody};
+use tandem_parser::response::{FetchItem, Response, ResponseBody};
 use tandem_parser::rewrite::{return_with_all, rewrite_response, Edit, ResponseMaps, Scope};
-use tandem_parser::seqset::Ranges;
+use tandem_parser::seqset::{Ranges, SequenceSet};
 use tandem_parser::uidmap::{map_ranges, UidMap};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -40,25 +40,91 @@ struct SessionMaps {
     rep: Arc<Replication>,
     user: String,
     selected: Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
+    /// Local -> canonical, the messages gone since the SELECT included.
+    remembered: Option<Remembered>,
     search_uids: bool,
     added_all: bool,
 }
 
 /// The selected mailbox's map and canonical state, kept while neither the
 /// maps nor the canonical state changed (a FETCH of 1,000 messages is 1,000
-/// lines to rewrite).
-pub(super) type SelectedCache = Option<(
-    (String, u32, u64, Option<u64>),
-    Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
-)>;
+/// lines to rewrite), and the canonical UIDs of the messages expunged since
+/// the SELECT.
+#[derive(Default)]
+pub(super) struct SelectedCache {
+    key: Option<(String, u32, u64, Option<u64>)>,
+    found: Option<(Arc<MailboxMap>, Arc<Mailbox>)>,
+    /// Local -> canonical of messages the map lost while selected: the
+    /// backend connection still shows them until it reports their EXPUNGE
+    /// (RFC 2180 section 4.1), and its answers about them are rewritten.
+    gone: Arc<BTreeMap<u32, u32>>,
+}
+
+/// Most remembered expunged messages per session; past it, the lowest
+/// UIDs are forgotten (their late answers are withheld, as before).
+const MAX_GONE: usize = 10_000;
+
+impl SelectedCache {
+    /// A new map replaced `before`: remembers what it lost.
+    fn remember(&mut self, before: &MailboxMap, now: &MailboxMap) {
+        let domain = |m: &MailboxMap| {
+            Ranges::from_ranges(m.to_canon.runs().iter().map(|&(f, _, l)| (f, f + (l - 1))))
+        };
+        let lost = domain(before).difference(&domain(now));
+        if lost.is_empty() {
+            return;
+        }
+        let gone = Arc::make_mut(&mut self.gone);
+        for local in lost.iter().take(MAX_GONE) {
+            if let Some(c) = before.to_canon.map_one(local) {
+                gone.insert(local, c);
+            }
+        }
+        while gone.len() > MAX_GONE {
+            gone.pop_first();
+        }
+    }
+}
+
+/// The selected mailbox's local -> canonical map with the messages gone
+/// since the SELECT.
+struct Remembered {
+    now: Arc<MailboxMap>,
+    gone: Arc<BTreeMap<u32, u32>>,
+}
+
+impl Remembered {
+    /// The highest canonical UID, gone messages included (`*`).
+    fn max_canonical(&self) -> u32 {
+        let gone = self.gone.values().max().copied();
+        self.now.to_local.max_from().max(gone).unwrap_or(0)
+    }
+
+    /// Canonical UIDs as local ones, gone messages included.
+    fn to_local(&self, canonical: &Ranges) -> Ranges {
+        let mut out = map_ranges(canonical, &self.now.to_local);
+        for (&l, &c) in self.gone.iter() {
+            if canonical.contains(c) {
+                out.insert(l, l);
+            }
+        }
+        out
+    }
+}
+
+impl UidMap for Remembered {
+    fn map_range(&self, lo: u32, hi: u32, out: &mut Ranges) {
+        self.now.to_canon.map_range(lo, hi, out);
+        for (_, &c) in self.gone.range(lo..=hi) {
+            out.insert(c, c);
+        }
+    }
+}
 
 impl ResponseMaps for SessionMaps {
     fn uids(&self, scope: Scope<'_>) -> Option<&dyn UidMap> {
         match scope {
-            Scope::Selected => self
-                .selected
-                .as_ref()
-                .map(|(m, _)| &m.to_canon as &dyn UidMap),
+            Scope::Selected => self.remembered.as_ref().map(|m| m as &dyn UidMap),
             _ => None,
         }
     }
@@ -141,19 +207,6 @@ fn is_known_safe(cmd: &Command<'_>) -> bool {
     !cmd.uid && SAFE.iter().any(|s| cmd.name().eq_ignore_ascii_case(s))
 }
 
-/// `n` of a `* n EXISTS` line.
-/// Every single-line response of a replicating session passes here, so
-/// only a short line ending in ` EXISTS` is parsed.
-pub(super) fn exists(line: &[u8]) -> Option<u32> {
-    let candidate = line.len() < 32
-        && line.starts_with(b"* ")
-        && line.to_ascii_uppercase().ends_with(b" EXISTS\r\n");
-    if !candidate {
-        return None;
-    }
-    Response::parse(line).ok()?.exists()
-}
-
 /// Whether a response line may carry a UID, UIDVALIDITY or UIDNEXT.
 pub(super) fn needs_rewrite(line: &[u8]) -> bool {
     const WORDS: [&[u8]; 6] = [
@@ -195,39 +248,59 @@ impl Session {
     fn maps(&self) -> Option<SessionMaps> {
         let rep = self.rep.clone()?;
         let user = self.user.clone()?;
-        let selected = self.selected.as_ref().and_then(|s| {
-            let key = (
-                s.name.clone(),
-                s.uidvalidity,
-                rep.map_version(),
-                rep.node.applied_index(),
-            );
-            let mut cache = self.selected_cache.lock().ok()?;
-            if let Some((k, v)) = cache.as_ref() {
-                if *k == key {
-                    return v.clone();
+        let (selected, remembered) = match self.selected.as_ref() {
+            None => (None, None),
+            Some(s) => {
+                let key = (
+                    s.name.clone(),
+                    s.uidvalidity,
+                    rep.map_version(),
+                    rep.node.applied_index(),
+                );
+                let mut cache = self.selected_cache.lock().ok()?;
+                if cache.key.as_ref() != Some(&key) {
+                    let found = rep.mailbox(&user, &s.name).and_then(|c| {
+                        if c.uidvalidity != s.uidvalidity {
+                            return None;
+                        }
+                        Some((rep.map(&user, s.uidvalidity)?, Arc::new(c)))
+                    });
+                    let same = cache
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| k.0 == key.0 && k.1 == key.1);
+                    if !same {
+                        cache.gone = Arc::default();
+                    }
+                    if let (true, Some((before, _)), Some((now, _))) = (same, &cache.found, &found)
+                    {
+                        if !Arc::ptr_eq(before, now) {
+                            let before = before.clone();
+                            cache.remember(&before, now);
+                        }
+                    }
+                    cache.key = Some(key);
+                    cache.found = found;
                 }
+                let remembered = cache.found.as_ref().map(|(m, _)| Remembered {
+                    now: m.clone(),
+                    gone: cache.gone.clone(),
+                });
+                (cache.found.clone(), remembered)
             }
-            let found = rep.mailbox(&user, &s.name).and_then(|c| {
-                if c.uidvalidity != s.uidvalidity {
-                    return None;
-                }
-                Some((rep.map(&user, s.uidvalidity)?, Arc::new(c)))
-            });
-            *cache = Some((key, found.clone()));
-            found
-        });
+        };
         Some(SessionMaps {
             rep,
             user,
             selected,
+            remembered,
             search_uids: matches!(
                 self.pending.front(),
-                Some((_, Pending::UidSearch { .. }, _))
+                Some((_, Pending::UidSearch { .. }, ..))
             ),
             added_all: matches!(
                 self.pending.front(),
-                Some((_, Pending::UidSearch { added_all: true }, _))
+                Some((_, Pending::UidSearch { added_all: true }, ..))
             ),
         })
     }
@@ -253,13 +326,7 @@ impl Session {
                 rewrite_response(&resp, &maps).map(|c| c.into_owned())
             };
             match result {
-                Ok(out) => {
-                    if !literal && super::needs_parsing(line) {
-                        self.on_response(line);
-                        return Some(self.filter_single(&out));
-                    }
-                    return Some(out);
-                }
+                Ok(out) => return Some(out),
                 Err(e) if attempt == 0 && selected_uid_error(&e) => {
                     // The applier may be recording this very message.
                     tracing::debug!(error = %e, "waiting for the UID map");
@@ -325,15 +392,16 @@ impl Session {
     }
 
     /// Sends one of the session's own commands on its backend connection
-    /// (after [`Session::drain`]) and reads to its tagged response. With
-    /// `relay`, untagged responses go to the client (rewritten); else they
-    /// are returned.
+    /// (after [`Session::drain`]) and reads to its tagged response. The
+    /// untagged responses that are its answer (`keep`) are returned; every
+    /// other one goes to the client through [`Session::deliver`], so that
+    /// no EXISTS, EXPUNGE or flag change the backend reports is lost.
     async fn internal<S>(
         &mut self,
         client: &mut S,
         backend: &mut Stream,
         cmd: &[u8],
-        relay: bool,
+        keep: Keep,
     ) -> Result<(bool, String, Vec<Vec<u8>>), End>
     where
         S: AsyncWrite + Unpin,
@@ -365,10 +433,10 @@ impl Session {
                         let text = String::from_utf8_lossy(text).trim_end().to_string();
                         return Ok((ok, text, untagged));
                     }
-                    if relay {
-                        self.relay_untagged(client, resp).await?;
-                    } else {
+                    if keep.keeps(&resp) {
                         untagged.push(resp);
+                    } else {
+                        self.relay_untagged(client, resp).await?;
                     }
                     continue;
                 }
@@ -379,18 +447,13 @@ impl Session {
         }
     }
 
-    /// Sends one untagged backend response to the client, its UIDs
-    /// rewritten (withheld if one has no canonical UID).
+    /// Sends one untagged backend response to the client as
+    /// [`Session::deliver`] says.
     async fn relay_untagged<S>(&mut self, client: &mut S, resp: Vec<u8>) -> Result<(), End>
     where
         S: AsyncWrite + Unpin,
     {
-        let out = if needs_rewrite(&resp) {
-            self.rewrite_line(&resp, false).await
-        } else {
-            Some(resp)
-        };
-        if let Some(out) = out {
+        if let Some(out) = self.deliver(&resp, false).await {
             self.write_client(client, &out).await?;
             self.bytes_out += out.len() as u64;
         }
@@ -436,7 +499,7 @@ impl Session {
             return Ok(s);
         }
         let (_, _, untagged) = self
-            .internal(client, backend, b"LIST \"\" \"\"", false)
+            .internal(client, backend, b"LIST \"\" \"\"", Keep::List)
             .await?;
         let mut sep = None;
         for line in &untagged {
@@ -473,15 +536,21 @@ impl Session {
             return Ok(Ok(set.resolve(star)));
         }
         // Message numbers: the backend session knows which messages they
-        // are; ask it for their UIDs.
-        let mut q = b"UID SEARCH ".to_vec();
-        q.extend_from_slice(span.of(cmd.buf));
-        let (ok, text, untagged) = self.internal(client, backend, &q, false).await?;
+        // are; ask it for their UIDs with a FETCH, during which it reports
+        // no expunge (a UID SEARCH would, and renumber first).
+        let Some(numbers) = self.backend_numbers(set, span.of(cmd.buf)) else {
+            return Ok(Err("no such message"));
+        };
+        let mut q = b"FETCH ".to_vec();
+        q.extend_from_slice(&numbers);
+        q.extend_from_slice(b" (UID)");
+        let (ok, text, untagged) = self.internal(client, backend, &q, Keep::FetchUid).await?;
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
             return Ok(Err("invalid message numbers"));
         }
-        let local = search_result(&untagged);
+        self.store_numbers = Some(numbers);
+        let local = fetched_uids(&untagged);
         let map = self
             .maps()
             .and_then(|m| m.selected)
@@ -497,7 +566,7 @@ impl Session {
         S: AsyncWrite + Unpin,
     {
         let (_, _, untagged) = self
-            .internal(client, backend, b"UID SEARCH DELETED", false)
+            .internal(client, backend, b"UID SEARCH DELETED", Keep::Search)
             .await?;
         let local = search_result(&untagged);
         Ok(match self.maps().and_then(|m| m.selected) {
@@ -542,14 +611,17 @@ impl Session {
         };
         let tag = String::from_utf8_lossy(cmd.tag()).to_string();
         let selected = self.selected.clone();
+        self.store_numbers = None;
         let needs = plan::needs(cmd, selected.as_ref());
         let facts = self.gather(cmd, &needs, &rep, client, backend).await?;
         let (op, after) = match plan::plan(cmd, selected.as_ref(), &facts) {
             Plan::NotMine => return Ok(()),
             Plan::Refuse(line) => return self.reply(client, line).await,
             Plan::CloseReadOnly => {
-                self.internal(client, backend, b"CLOSE", false).await?;
+                self.internal(client, backend, b"CLOSE", Keep::Nothing)
+                    .await?;
                 self.selected = None;
+                self.view.reset();
                 return self
                     .reply(client, format!("{tag} OK CLOSE completed\r\n"))
                     .await;
@@ -629,32 +701,11 @@ impl Session {
         match answer.then {
             Then::Nothing => {}
             Then::Noop => {
-                self.internal(client, backend, b"NOOP", true).await?;
+                self.internal(client, backend, b"NOOP", Keep::Nothing)
+                    .await?;
             }
-            Then::FetchFlags(uids) => {
-                let local = self.maps().and_then(|m| m.selected).map(|(map, _)| {
-                    map_ranges(
-                        &Ranges::from_ranges(uids.iter().map(|&u| (u, u))),
-                        &map.to_local,
-                    )
-                });
-                match local.filter(|l| !l.is_empty()) {
-                    Some(local) => {
-                        let mut q = b"UID FETCH ".to_vec();
-                        q.extend_from_slice(&local.to_bytes());
-                        q.extend_from_slice(b" (FLAGS)");
-                        // The backend reports the applier's change to this
-                        // session unasked, and then answers the FETCH: the
-                        // client gets one FETCH per message, the answer.
-                        let (_, _, untagged) = self.internal(client, backend, &q, false).await?;
-                        for line in without_superseded_fetches(untagged) {
-                            self.relay_untagged(client, line).await?;
-                        }
-                    }
-                    None => {
-                        self.internal(client, backend, b"NOOP", true).await?;
-                    }
-                }
+            Then::FetchFlags { uids, silent } => {
+                self.store_flags(&uids, silent, client, backend).await?;
             }
             Then::RecheckSelected => {
                 if let Some(s) = &self.selected {
@@ -665,11 +716,75 @@ impl Session {
             }
             Then::Unselect => {
                 // Expunged through the log; leave without expunging again.
-                self.internal(client, backend, b"UNSELECT", false).await?;
+                self.internal(client, backend, b"UNSELECT", Keep::Nothing)
+                    .await?;
                 self.selected = None;
+                self.view.reset();
             }
         }
         self.reply(client, answer.tagged).await
+    }
+
+    /// After a STORE: the new flags of the messages it named, from this
+    /// session's backend connection (which also reports the applier's
+    /// change unasked: one FETCH per message reaches the client). By
+    /// message number for a STORE by number, during which the backend
+    /// reports no expunge; by UID for UID STORE. A `.SILENT` STORE's own
+    /// messages are not reported; what was told is remembered, so that a
+    /// later report of the same change is not a second FETCH.
+    async fn store_flags<S>(
+        &mut self,
+        uids: &[u32],
+        silent: bool,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let query = match self.store_numbers.take() {
+            Some(numbers) => {
+                let set = SequenceSet::parse(&numbers)
+                    .map(|s| s.resolve(self.view.client_count()))
+                    .unwrap_or_default();
+                Some((b"FETCH ".to_vec(), numbers, Named::Numbers(set)))
+            }
+            None => self
+                .maps()
+                .and_then(|m| m.selected)
+                .map(|(map, _)| {
+                    map_ranges(
+                        &Ranges::from_ranges(uids.iter().map(|&u| (u, u))),
+                        &map.to_local,
+                    )
+                })
+                .filter(|l| !l.is_empty())
+                .map(|local| (b"UID FETCH ".to_vec(), local.to_bytes(), Named::Uids(local))),
+        };
+        let Some((mut q, set, named)) = query else {
+            self.internal(client, backend, b"NOOP", Keep::Nothing)
+                .await?;
+            return Ok(());
+        };
+        q.extend_from_slice(&set);
+        q.extend_from_slice(b" (FLAGS)");
+        let (_, _, untagged) = self.internal(client, backend, &q, Keep::Fetch).await?;
+        for line in without_superseded_fetches(untagged) {
+            let ours = Response::parse(&line).ok().and_then(|r| {
+                let n = r.fetch_seq()?;
+                named.holds(n, r.fetch_uid()).then_some(n)
+            });
+            let told = ours
+                .and_then(|n| self.view.to_client(n))
+                .zip(super::deliver::flag_report(&line));
+            if told.is_none() || !silent {
+                self.relay_untagged(client, line).await?;
+            }
+            if let Some((c, flags)) = told {
+                self.view.told_flags(c, &flags);
+            }
+        }
+        Ok(())
     }
 
     /// Undoes, through the log, what the other nodes applied of a mutation
@@ -709,6 +824,16 @@ impl Session {
         let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
             return Ok(Some((Vec::new(), Pending::Other)));
         };
+        if super::capability::uses_modseq(cmd) {
+            self.reply(
+                client,
+                format!(
+                    "{tag} BAD [CANNOT] CONDSTORE and MODSEQ are not available through tandem\r\n"
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
         if cmd.has_unparsed_uids() || !is_known_safe(cmd) {
             self.reply(
                 client,
@@ -750,6 +875,7 @@ impl Session {
                     .await?;
                     return Ok(None);
                 }
+                self.view.reset();
                 self.selected = Some(Selected {
                     name,
                     uidvalidity: m.uidvalidity,
@@ -757,7 +883,29 @@ impl Session {
                 });
                 kind = Pending::Select;
             }
-            CommandBody::Unselect => self.selected = None,
+            CommandBody::Unselect => {
+                self.drain(client, backend).await?;
+                self.selected = None;
+                self.view.reset();
+            }
+            CommandBody::Fetch {
+                set: SetArg::Set { set, span },
+                ..
+            } if !cmd.uid && !self.view.aligned() => {
+                // The client numbers messages it has not heard gone.
+                self.drain(client, backend).await?;
+                match self.backend_numbers(set, span.of(cmd.buf)) {
+                    Some(bytes) => ret_edit = Some(Edit { span: *span, bytes }),
+                    None => {
+                        self.reply(
+                            client,
+                            format!("{tag} NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n"),
+                        )
+                        .await?;
+                        return Ok(None);
+                    }
+                }
+            }
             CommandBody::Search { ret, .. } if cmd.uid => {
                 // MIN, MAX and COUNT without ALL: ask ALL too, so that mail
                 // hidden on this node is left out of them.
@@ -776,16 +924,19 @@ impl Session {
         if sets.is_empty() {
             return Ok(Some((edits, kind)));
         }
-        let Some((map, _)) = self.maps().and_then(|m| m.selected) else {
+        let Some(map) = self.maps().and_then(|m| m.remembered) else {
             // Nothing selected: the backend answers BAD itself.
             return Ok(Some((edits, kind)));
         };
-        let star = map.to_local.max_from().unwrap_or(0);
+        // Messages expunged since the SELECT that this session has not
+        // been told of are still there for it (and for its backend
+        // connection): UIDs name them too.
+        let star = map.max_canonical();
         // A set with no message here names nothing: the largest UID, which
         // no backend gives out, keeps the command valid and empty.
         for arg in sets {
             if let SetArg::Set { set, span } = arg {
-                let local = map_ranges(&set.resolve(star), &map.to_local);
+                let local = map.to_local(&set.resolve(star));
                 let bytes = if local.is_empty() {
                     b"4294967295".to_vec()
                 } else {
@@ -838,6 +989,69 @@ fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .filter(|(i, (_, f))| f.is_none_or(|(n, _)| keep.get(&n).map(|k| k.0) == Some(*i)))
         .map(|(_, (l, _))| l)
         .collect()
+}
+
+/// Which of an internal command's untagged responses are its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// None (NOOP, CLOSE, UNSELECT): everything goes to the client.
+    Nothing,
+    /// `* LIST`.
+    List,
+    /// `* SEARCH` and `* ESEARCH`.
+    Search,
+    /// FETCH responses holding only a UID (`FETCH n (UID)`).
+    FetchUid,
+    /// Every FETCH response (the caller passes them on).
+    Fetch,
+}
+
+impl Keep {
+    fn keeps(self, resp: &[u8]) -> bool {
+        let starts = |p: &[u8]| resp.len() >= p.len() && resp[..p.len()].eq_ignore_ascii_case(p);
+        match self {
+            Keep::Nothing => false,
+            Keep::List => starts(b"* LIST "),
+            Keep::Search => starts(b"* SEARCH") || starts(b"* ESEARCH"),
+            Keep::FetchUid => Response::parse(resp).is_ok_and(|r| {
+                r.fetch_seq().is_some()
+                    && r.fetch_items()
+                        .iter()
+                        .all(|i| matches!(i, FetchItem::Uid { .. }))
+            }),
+            Keep::Fetch => Response::parse(resp).is_ok_and(|r| r.fetch_seq().is_some()),
+        }
+    }
+}
+
+/// The messages a STORE named on the backend connection.
+enum Named {
+    /// By the backend's message numbers.
+    Numbers(Ranges),
+    /// By local UIDs.
+    Uids(Ranges),
+}
+
+impl Named {
+    /// Whether the FETCH of backend message `n` (with its UID if given)
+    /// is of one of them.
+    fn holds(&self, n: u32, uid: Option<u32>) -> bool {
+        match self {
+            Named::Numbers(set) => set.contains(n),
+            Named::Uids(set) => uid.is_some_and(|u| set.contains(u)),
+        }
+    }
+}
+
+/// The UIDs of `* n FETCH (UID u)` responses.
+fn fetched_uids(untagged: &[Vec<u8>]) -> Ranges {
+    let mut out = Ranges::new();
+    for line in untagged {
+        if let Some(u) = Response::parse(line).ok().and_then(|r| r.fetch_uid()) {
+            out.insert(u, u);
+        }
+    }
+    out
 }
 
 /// The hierarchy delimiter of a `* LIST (flags) "d" name` response:
@@ -913,13 +1127,5 @@ mod tests {
             "* 2 FETCH (UID 9 FLAGS (\\Seen))",
         ]);
         assert_eq!(without_superseded_fetches(v.clone()), v);
-    }
-
-    #[test]
-    fn only_exists_lines_are_parsed_for_exists() {
-        assert_eq!(super::exists(b"* 12 EXISTS\r\n"), Some(12));
-        assert_eq!(super::exists(b"* 12 exists\r\n"), Some(12));
-        assert_eq!(super::exists(b"* 12 FETCH (FLAGS (\\Seen))\r\n"), None);
-        assert_eq!(super::exists(b"* OK [UIDNEXT 4] EXISTS\r\n"), None);
     }
 }

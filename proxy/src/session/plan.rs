@@ -402,9 +402,9 @@ pub(super) enum Then {
     Nothing,
     /// NOOP, relaying its untagged responses (EXISTS, EXPUNGE, FETCH).
     Noop,
-    /// `UID FETCH (FLAGS)` of these canonical UIDs, relaying the answers
-    /// (NOOP when none is mapped here).
-    FetchFlags(Vec<u32>),
+    /// The new flags of the messages a STORE named (these canonical UIDs):
+    /// relayed unless `silent` (NOOP when none is mapped here).
+    FetchFlags { uids: Vec<u32>, silent: bool },
     /// The selected mailbox may have been renamed or deleted: deselect it
     /// if its canonical UIDVALIDITY is gone.
     RecheckSelected,
@@ -520,14 +520,13 @@ pub(super) fn answer(
                 )
             }
         }
-        After::Store { silent } => {
-            let then = if silent {
-                Then::Noop
-            } else {
-                Then::FetchFlags(uids.clone())
-            };
-            with(then, format!("{tag} OK STORE completed\r\n"))
-        }
+        After::Store { silent } => with(
+            Then::FetchFlags {
+                uids: uids.clone(),
+                silent,
+            },
+            format!("{tag} OK STORE completed\r\n"),
+        ),
         After::Expunge => with(Then::Noop, format!("{tag} OK EXPUNGE completed\r\n")),
         After::Close => with(Then::Unselect, format!("{tag} OK CLOSE completed\r\n")),
     }
@@ -876,13 +875,19 @@ mod tests {
             (
                 a(After::Store { silent: false }, Ok(&ok(&[2, 4], &[]))),
                 None,
-                Then::FetchFlags(vec![2, 4]),
+                Then::FetchFlags {
+                    uids: vec![2, 4],
+                    silent: false,
+                },
                 "t OK STORE completed\r\n",
             ),
             (
                 a(After::Store { silent: true }, Ok(&ok(&[2], &[]))),
                 None,
-                Then::Noop,
+                Then::FetchFlags {
+                    uids: vec![2],
+                    silent: true,
+                },
                 "t OK STORE completed\r\n",
             ),
             (

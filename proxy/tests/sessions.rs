@@ -312,3 +312,88 @@ fn modseqs_which_differ_per_node_are_refused() {
     let r = c.command("FETCH 1 (FLAGS UID)").unwrap().ok();
     assert!(r.lines().iter().all(|l| !l.contains("MODSEQ")), "{r:?}");
 }
+
+/// Reads responses until one satisfies `want`, within `limit`.
+fn read_until(
+    c: &mut ImapClient,
+    limit: std::time::Duration,
+    want: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < limit {
+        let line = String::from_utf8_lossy(&c.read_response().unwrap())
+            .trim_end()
+            .to_string();
+        let done = want(&line);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+    panic!("not seen within {limit:?}: {seen:?}");
+}
+
+#[test]
+fn a_session_on_another_node_hears_of_changes_in_idle_and_at_noop() {
+    use std::time::{Duration, Instant};
+    let _serial = tandem_tests::one_cluster_at_a_time();
+    let cluster = Cluster::start_on(BackendKind::Dovecot, 3);
+    let mut writer = cluster.login(0, "alice");
+    writer.append("INBOX", &message(1)).unwrap().ok();
+    writer.append("INBOX", &message(2)).unwrap().ok();
+    writer.command("SELECT INBOX").unwrap().ok();
+    // The reader on node 2 waits until its node has both messages.
+    let mut reader = cluster.login(1, "alice");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = reader.command("SELECT INBOX").unwrap();
+        if r.exists() == Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 never had both: {r:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // IDLE: new mail through node 1 arrives unasked.
+    reader.write(b"i1 IDLE\r\n").unwrap();
+    read_until(&mut reader, Duration::from_secs(5), &|l| l.starts_with('+'));
+    let sent = Instant::now();
+    writer.append("INBOX", &message(3)).unwrap().ok();
+    read_until(&mut reader, Duration::from_secs(20), &|l| l == "* 3 EXISTS");
+    eprintln!(
+        "IDLE on node 2 heard of an APPEND through node 1 after {:?}",
+        sent.elapsed()
+    );
+    reader.write(b"DONE\r\n").unwrap();
+    let r = reader.finish("i1").unwrap().ok();
+    assert!(r.lines().iter().all(|l| !l.contains("EXPUNGE")), "{r:?}");
+    // NOOP: a flag change and an expunge through node 1.
+    writer.command("STORE 1 +FLAGS (\\Flagged)").unwrap().ok();
+    writer
+        .command("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        .unwrap()
+        .ok();
+    writer.command("EXPUNGE").unwrap().ok();
+    let sent = Instant::now();
+    let mut told = Vec::new();
+    while !(told.iter().any(|l: &String| l == "* 2 EXPUNGE")
+        && told
+            .iter()
+            .any(|l| l.starts_with("* 1 FETCH") && l.contains("\\Flagged")))
+    {
+        assert!(sent.elapsed() < Duration::from_secs(15), "{told:?}");
+        let r = reader.command("NOOP").unwrap().ok();
+        told.extend(r.lines());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "NOOP on node 2 heard of a STORE and an EXPUNGE through node 1 after {:?}",
+        sent.elapsed()
+    );
+    let r = reader.command("FETCH 1:* (FLAGS)").unwrap().ok();
+    assert_eq!(
+        r.lines().iter().filter(|l| l.contains("FETCH")).count(),
+        2,
+        "{r:?}"
+    );
+}

@@ -82,8 +82,19 @@ fn renumber(line: &[u8], end: usize, n: u32) -> Vec<u8> {
 /// with UID or MODSEQ), in a form that compares equal whatever the order
 /// and case; `None` for a FETCH carrying anything else.
 pub(super) fn flag_report(line: &[u8]) -> Option<Vec<u8>> {
+    fetched_flags(line).and_then(|(f, only)| only.then_some(f))
+}
+
+/// The FLAGS of a FETCH response as [`flag_report`] writes them, and
+/// whether the response holds nothing else (but UID and MODSEQ).
+fn fetched_flags(line: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let cheap = line.windows(6).any(|w| w.eq_ignore_ascii_case(b"FLAGS "));
+    if !cheap {
+        return None;
+    }
     let resp = Response::parse(line).ok()?;
     let mut flags = None;
+    let mut only = true;
     for item in resp.fetch_items() {
         match item {
             FetchItem::Flags(spans) => {
@@ -95,10 +106,10 @@ pub(super) fn flag_report(line: &[u8]) -> Option<Vec<u8>> {
                 flags = Some(v.join(&b' '));
             }
             FetchItem::Uid { .. } | FetchItem::ModSeq { .. } => {}
-            FetchItem::Other { .. } => return None,
+            FetchItem::Other { .. } => only = false,
         }
     }
-    flags
+    flags.map(|f| (f, only))
 }
 
 /// `* SEARCH` numbers in the client's numbering (backend numbers the view
@@ -186,9 +197,11 @@ impl Session {
                     crate::metrics::count_withheld("fetch");
                     return None;
                 };
-                if !policy.fetch && !literal {
-                    if let Some(flags) = flag_report(line) {
-                        if self.view.is_repeat(c, &flags) {
+                if !literal && self.view.remembers_flags() {
+                    if let Some((flags, only)) = fetched_flags(line) {
+                        // Any FLAGS the client gets is what it knows now.
+                        let repeat = self.view.is_repeat(c, &flags);
+                        if repeat && only && !policy.fetch {
                             return Some(out);
                         }
                     }

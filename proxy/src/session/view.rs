@@ -170,6 +170,12 @@ impl View {
         out
     }
 
+    /// Whether any STORE's answer is remembered (else no FETCH needs a
+    /// look).
+    pub(crate) fn remembers_flags(&self) -> bool {
+        !self.told.is_empty()
+    }
+
     /// A STORE's answer told the client these flags of message `c`.
     pub(crate) fn told_flags(&mut self, c: u32, flags: &[u8]) {
         if self.told.len() >= MAX_TOLD_FLAGS {

@@ -2,9 +2,11 @@
 //! sessions, every response checked against what its session was told.
 //!
 //! `stress [--seconds N] [--seed S] [--sessions N] [--users 1|2]
-//! [--mode direct|one-node|three-nodes]...` (several `--mode`s run one
-//! after the other; default: direct then one-node); exits 1 when the model
-//! found a violation in any mode.
+//! [--mode direct|one-node|three-nodes]... [--transcripts DIR]` (several
+//! `--mode`s run one after the other; default: direct then one-node;
+//! `--transcripts` writes every session's commands and responses to
+//! `DIR/<mode>-<user>-<n>.txt`); exits 1 when the model found a violation
+//! in any mode.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     };
     let mut modes = Vec::new();
     let mut examples = 3;
+    let mut transcripts: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -33,6 +36,10 @@ fn main() -> ExitCode {
             ("--sessions", Some(n)) => opts.sessions = n as usize,
             ("--users", Some(n @ 1..=2)) => opts.users = n as usize,
             ("--examples", Some(n)) => examples = n as usize,
+            ("--transcripts", _) => {
+                opts.record = true;
+                transcripts = Some(value.into());
+            }
             ("--mode", _) => match Mode::parse(&value) {
                 Some(m) => modes.push(m),
                 None => {
@@ -62,6 +69,11 @@ fn main() -> ExitCode {
         );
         let summary = run(&Options { mode, ..opts.clone() });
         println!("{}", summary.report(examples));
+        if let Some(dir) = &transcripts {
+            if let Err(e) = write_transcripts(dir, &summary) {
+                eprintln!("stress: cannot write transcripts to {}: {e}", dir.display());
+            }
+        }
         failed |= !summary.violations.is_empty();
         lines.push(summary.line());
     }
@@ -73,4 +85,22 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn write_transcripts(dir: &std::path::Path, summary: &tandem_tests::stress::Summary) -> std::io::Result<()> {
+    use tandem_tests::stress::model::{shown, Event};
+    std::fs::create_dir_all(dir)?;
+    for (name, events) in &summary.transcripts {
+        let mut text = String::new();
+        for e in events {
+            match e {
+                Event::Sent { tag, cmd } => text.push_str(&format!("C: {tag} {}\n", cmd.text("***"))),
+                Event::Received(bytes) => text.push_str(&format!("S: {}\n", shown(bytes))),
+                Event::Closed(why) => text.push_str(&format!("closed: {why}\n")),
+            }
+        }
+        let file = format!("{}-{}.txt", summary.mode, name.replace('/', "-"));
+        std::fs::write(dir.join(file), text)?;
+    }
+    Ok(())
 }

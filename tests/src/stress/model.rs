@@ -368,6 +368,8 @@ struct Msg {
     uid: Option<u32>,
     /// Body hash and size fetched before the UID was known.
     pending: (Option<u64>, Option<u64>),
+    /// The session's keyword after its STORE, while the UID is unknown.
+    own: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -642,7 +644,13 @@ impl Session {
                     "UID of a message changed",
                     format!("message {n} had UID {old}, now UID {uid}"),
                 )),
-                _ => sel.msgs[i].uid = Some(uid),
+                Some(_) => {}
+                None => {
+                    sel.msgs[i].uid = Some(uid);
+                    if let Some(own) = sel.msgs[i].own {
+                        self.own.insert((mailbox.clone(), uv, uid), own);
+                    }
+                }
             }
             let below = sel.msgs[..i].iter().rev().find_map(|m| m.uid);
             let above = sel.msgs[i + 1..].iter().find_map(|m| m.uid);
@@ -659,12 +667,14 @@ impl Session {
         }
         let msg = &mut sel.msgs[i];
         let hash = d.body.map(|b| b.0).or(msg.pending.0);
-        let size = d.size.or(d.body.map(|b| b.1)).or(msg.pending.1);
+        // BODY[] NIL and RFC822.SIZE 0: expunged meanwhile (not a change).
+        let d_size = d.size.filter(|_| !d.body_nil);
+        let size = d_size.or(d.body.map(|b| b.1)).or(msg.pending.1);
         match msg.uid {
             Some(uid) => {
                 msg.pending = (None, None);
                 let key = (self.user.clone(), mailbox.clone(), uv, uid);
-                if let (Some(b), Some(s)) = (d.body, d.size) {
+                if let (Some(b), Some(s)) = (d.body, d_size) {
                     if b.1 != s {
                         problems.push(("message changed", format!("UID {uid}: RFC822.SIZE {s} but BODY[] of {}", b.1)));
                     }
@@ -834,19 +844,32 @@ impl Session {
     /// The session's keyword after its STORE completed: `after` on
     /// success, unknown (`None`) after a NO.
     fn stored(&mut self, source: Option<&(String, u32)>, by_uid: bool, set: &Set, after: Option<bool>) {
-        let (Some((mailbox, uv)), Some(sel)) = (source, &self.selected) else {
+        let (Some((mailbox, uv)), Some(sel)) = (source, &mut self.selected) else {
             return;
         };
-        let uids: Vec<u32> = if by_uid {
-            set.iter().flat_map(|&(a, b)| a.min(b)..=a.max(b)).collect()
-        } else {
-            sel.msgs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| in_set(set, *i as u32 + 1))
-                .filter_map(|(_, m)| m.uid)
-                .collect()
-        };
+        // Only messages the session knows: a UID range may also cover
+        // messages appended after the STORE.
+        let mut uids = Vec::new();
+        let mut unknown = false;
+        for (i, m) in sel.msgs.iter_mut().enumerate() {
+            let target = match (by_uid, m.uid) {
+                (true, Some(u)) => in_set(set, u),
+                (true, None) => false,
+                (false, _) => in_set(set, i as u32 + 1),
+            };
+            if target {
+                m.own = after;
+                uids.extend(m.uid);
+                unknown |= m.uid.is_none();
+            }
+        }
+        if unknown {
+            // A message whose UID the session does not know changed: what
+            // it knew of UIDs not in view may be about that message.
+            let known: HashSet<u32> = sel.msgs.iter().filter_map(|m| m.uid).collect();
+            self.own
+                .retain(|(m, v, u), _| m != mailbox || v != uv || known.contains(u));
+        }
         for uid in uids {
             let key = (mailbox.clone(), *uv, uid);
             match after {

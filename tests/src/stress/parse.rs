@@ -112,6 +112,9 @@ pub struct FetchData {
     pub size: Option<u64>,
     /// `BODY[] ...`: the hash and length of the whole message.
     pub body: Option<(u64, u64)>,
+    /// `BODY[] NIL`: Dovecot's answer for a message another session
+    /// expunged that this one was not told of yet (with `RFC822.SIZE 0`).
+    pub body_nil: bool,
 }
 
 /// The hash the model keeps of a message's bytes.
@@ -232,7 +235,7 @@ fn fetch_data(items: &[Val<'_>]) -> Option<FetchData> {
             }
             b"BODY[]" | b"RFC822" => match value {
                 Val::Str(s) => d.body = Some((hash_bytes(s), s.len() as u64)),
-                Val::Atom(a) if a.eq_ignore_ascii_case(b"NIL") => {}
+                Val::Atom(a) if a.eq_ignore_ascii_case(b"NIL") => d.body_nil = true,
                 _ => return None,
             },
             _ => {}

@@ -319,3 +319,72 @@ fn a_violation_carries_the_sessions_last_lines() {
     assert_eq!(v.context.last().map(String::as_str), Some("S: * 1 EXPUNGE"));
     assert!(v.context.iter().any(|l| l == "C: A3 FETCH 1 (UID FLAGS)"), "{v}");
 }
+
+/// Found by the first direct run: a UID range reaches past the messages
+/// that exist; a later APPEND's UID in it was never stored.
+#[test]
+fn a_uid_store_covers_only_messages_the_session_knows() {
+    let mut t = T::new();
+    t.selected(&[1, 2])
+        .cmd(Cmd::Store {
+            uid: true,
+            set: vec![(2, 5)],
+            op: FlagOp::Add,
+            flags: vec!["$s1".into()],
+            silent: false,
+        })
+        .recv("* 2 FETCH (UID 2 FLAGS ($s1))")
+        .ok();
+    confirm(&mut t, &[3]);
+    t.cmd(Cmd::Noop).recv("* 3 EXISTS").ok().cmd(fetch(false, 3, 3)).recv("* 3 FETCH (UID 3 FLAGS ())").ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}
+
+/// Found by the first direct run: a STORE by number on a message whose
+/// UID the session no longer knew (after a SELECT) replaces what it knew
+/// of that UID once a FETCH names it.
+#[test]
+fn a_store_by_number_of_an_unknown_uid_counts_once_the_uid_is_known() {
+    let mut t = T::new();
+    t.selected(&[1, 2]).cmd(store(true, 2, FlagOp::Remove)).recv("* 2 FETCH (UID 2 FLAGS ())").ok();
+    t.cmd(Cmd::Select { mailbox: "INBOX".into() })
+        .recv("* 2 EXISTS")
+        .recv("* OK [UIDVALIDITY 7] ok")
+        .ok();
+    t.cmd(store(false, 2, FlagOp::Add)).recv("* 2 FETCH (FLAGS ($s1))").ok();
+    t.cmd(fetch(false, 2, 2)).recv("* 2 FETCH (UID 2 FLAGS ($s1))").ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}
+
+/// Dovecot answers `RFC822.SIZE 0 BODY[] NIL` for a message another
+/// session expunged that this one was not told of yet.
+#[test]
+fn a_nil_body_is_no_change() {
+    let mut t = T::new();
+    t.selected(&[1]);
+    t.reg.observe(&("alice".into(), "INBOX".into(), 7, 1), Some(5), Some(40), true);
+    t.cmd(Cmd::Fetch { uid: false, set: vec![(1, 1)], body: true })
+        .recv("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 0 BODY[] NIL)")
+        .ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}
+
+/// Found by the first direct run: a STORE by number on messages whose
+/// UIDs the session does not know may have changed any UID it knew of
+/// before (but no longer sees), so what it knew of those is forgotten.
+#[test]
+fn a_store_of_unknown_uids_forgets_what_was_known_out_of_view() {
+    let mut t = T::new();
+    t.selected(&[1, 2]).cmd(store(true, 2, FlagOp::Add)).recv("* 2 FETCH (UID 2 FLAGS ($s1))").ok();
+    t.cmd(Cmd::Select { mailbox: "INBOX".into() })
+        .recv("* 2 EXISTS")
+        .recv("* OK [UIDVALIDITY 7] ok")
+        .ok();
+    t.cmd(store(false, 2, FlagOp::Remove)).ok(); // UID 2 unknown here
+    t.cmd(Cmd::Select { mailbox: "INBOX".into() })
+        .recv("* 2 EXISTS")
+        .recv("* OK [UIDVALIDITY 7] ok")
+        .ok();
+    t.cmd(fetch(false, 1, 2)).recv("* 1 FETCH (UID 1 FLAGS ())").recv("* 2 FETCH (UID 2 FLAGS ())").ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}

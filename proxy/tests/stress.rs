@@ -54,7 +54,11 @@ fn through_one_node_no_rule_is_broken() {
         tandem.ops_per_sec(),
         ratio * 100.0
     );
-    assert!(direct.violations.is_empty(), "the control: {}", report(&direct));
+    assert!(
+        direct.violations.is_empty(),
+        "the control: {}",
+        report(&direct)
+    );
     assert!(tandem.violations.is_empty(), "{}", report(&tandem));
     assert!(
         ratio >= 0.6,
@@ -85,11 +89,19 @@ fn the_model_catches_an_expunge_inside_a_fetch_and_a_fetch_above_exists() {
         ..options(Mode::Direct, 6, 20_261_210, 1)
     });
     println!("{}", summary.line());
-    assert!(summary.violations.is_empty(), "the recording: {}", report(&summary));
+    assert!(
+        summary.violations.is_empty(),
+        "the recording: {}",
+        report(&summary)
+    );
     let mut broken = None;
     for (name, events) in &summary.transcripts {
         let clean = replay(name, events);
-        assert!(clean.is_empty(), "{name} replayed: {:?}", clean.first().map(ToString::to_string));
+        assert!(
+            clean.is_empty(),
+            "{name} replayed: {:?}",
+            clean.first().map(ToString::to_string)
+        );
         if broken.is_none() {
             broken = move_an_expunge_into_a_fetch(events)
                 .map(|(moved, at)| (name, renumber_a_fetch(name, &moved, at)));
@@ -101,7 +113,10 @@ fn the_model_catches_an_expunge_inside_a_fetch_and_a_fetch_above_exists() {
         println!("caught: {v}");
     }
     let kinds: Vec<&str> = found.iter().map(|v| v.kind).collect();
-    assert!(kinds.contains(&"EXPUNGE during FETCH, STORE or SEARCH"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"EXPUNGE during FETCH, STORE or SEARCH"),
+        "{kinds:?}"
+    );
     assert!(kinds.contains(&"FETCH above EXISTS"), "{kinds:?}");
 }
 
@@ -117,9 +132,15 @@ fn is_fetch(e: &Event) -> bool {
 /// sequence number is sent (inside its answer); and where it is now.
 fn move_an_expunge_into_a_fetch(events: &[Event]) -> Option<(Vec<Event>, usize)> {
     let i = events.iter().position(is_expunge)?;
-    let j = i + events[i..]
-        .iter()
-        .position(|e| matches!(e, Event::Sent { cmd: Cmd::Fetch { uid: false, .. }, .. }))?;
+    let j = i + events[i..].iter().position(|e| {
+        matches!(
+            e,
+            Event::Sent {
+                cmd: Cmd::Fetch { uid: false, .. },
+                ..
+            }
+        )
+    })?;
     let mut out = events.to_vec();
     let expunge = out.remove(i);
     out.insert(j, expunge); // after the FETCH's Sent, now at j - 1
@@ -137,7 +158,10 @@ fn renumber_a_fetch(name: &str, events: &[Event], after: usize) -> Vec<Event> {
     for (k, e) in events.iter().enumerate() {
         let mut e = e.clone();
         if let (false, true, Event::Received(bytes)) = (done, k > after && is_fetch(&e), &e) {
-            let at = bytes.windows(7).position(|w| w == b" FETCH ").expect("a FETCH");
+            let at = bytes
+                .windows(7)
+                .position(|w| w == b" FETCH ")
+                .expect("a FETCH");
             let mut b = format!("* {}", session.count() + 1).into_bytes();
             b.extend_from_slice(&bytes[at..]);
             e = Event::Received(b);

@@ -67,7 +67,10 @@ fn main() -> ExitCode {
             opts.sessions,
             opts.users
         );
-        let summary = run(&Options { mode, ..opts.clone() });
+        let summary = run(&Options {
+            mode,
+            ..opts.clone()
+        });
         println!("{}", summary.report(examples));
         if let Some(dir) = &transcripts {
             if let Err(e) = write_transcripts(dir, &summary) {
@@ -87,14 +90,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn write_transcripts(dir: &std::path::Path, summary: &tandem_tests::stress::Summary) -> std::io::Result<()> {
+fn write_transcripts(
+    dir: &std::path::Path,
+    summary: &tandem_tests::stress::Summary,
+) -> std::io::Result<()> {
     use tandem_tests::stress::model::{shown, Event};
     std::fs::create_dir_all(dir)?;
     for (name, events) in &summary.transcripts {
         let mut text = String::new();
         for e in events {
             match e {
-                Event::Sent { tag, cmd } => text.push_str(&format!("C: {tag} {}\n", cmd.text("***"))),
+                Event::Sent { tag, cmd } => {
+                    text.push_str(&format!("C: {tag} {}\n", cmd.text("***")))
+                }
                 Event::Received(bytes) => text.push_str(&format!("S: {}\n", shown(bytes))),
                 Event::Closed(why) => text.push_str(&format!("closed: {why}\n")),
             }

@@ -156,7 +156,12 @@ impl Summary {
     pub fn report(&self, per_kind: usize) -> String {
         let mut out = self.line();
         for kind in self.kinds().keys() {
-            for v in self.violations.iter().filter(|v| v.kind == *kind).take(per_kind) {
+            for v in self
+                .violations
+                .iter()
+                .filter(|v| v.kind == *kind)
+                .take(per_kind)
+            {
                 out.push_str(&format!("\n{v}"));
             }
         }
@@ -229,7 +234,10 @@ pub fn run(opts: &Options) -> Summary {
 /// user connects to `addrs[i % addrs.len()]`. Creates the mailboxes first
 /// (through `addrs[0]`) and waits until every address shows them.
 pub fn run_against(addrs: &[SocketAddr], opts: &Options) -> Summary {
-    let users: Vec<&'static str> = ["alice", "bob"].into_iter().take(opts.users.max(1)).collect();
+    let users: Vec<&'static str> = ["alice", "bob"]
+        .into_iter()
+        .take(opts.users.max(1))
+        .collect();
     for user in &users {
         prepare(addrs, user);
     }
@@ -300,7 +308,8 @@ fn prepare(addrs: &[SocketAddr], user: &str) {
     for &addr in addrs {
         let mut c = ImapClient::login(addr, user, USER_PASSWORD);
         for m in MAILBOXES {
-            while c.command(&format!("EXAMINE {m}")).ok().map(|r| r.status) != Some(crate::Status::Ok)
+            while c.command(&format!("EXAMINE {m}")).ok().map(|r| r.status)
+                != Some(crate::Status::Ok)
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(100));

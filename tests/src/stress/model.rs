@@ -23,7 +23,7 @@
 //!   (COPYUID carries the source's facts over) and every FETCH of a body;
 //! - a mailbox's UIDVALIDITY never changes;
 //! - each session has its own keyword (`$sN`) that only it stores; a
-//!   non-silent STORE's FETCH for a target shows the keyword as stored, and
+//!   FETCH of a target during its STORE shows the keyword as stored, and
 //!   any later FETCH of that UID (or of a copy) agrees with it;
 //! - EXISTS, EXPUNGE and FETCH never arrive between commands (only during
 //!   a command, IDLE included); no BAD; no BYE but LOGOUT's; no duplicate
@@ -40,7 +40,13 @@ pub type Set = Vec<(u32, u32)>;
 /// Writes a set: `3`, `2:5,9`.
 pub fn set_text(set: &Set) -> String {
     set.iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}:{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -162,7 +168,10 @@ impl Cmd {
             Cmd::Login { user } => format!("LOGIN {user} {password}"),
             Cmd::Select { mailbox } => format!("SELECT {mailbox}"),
             Cmd::Append {
-                mailbox, seen, size, ..
+                mailbox,
+                seen,
+                size,
+                ..
             } => format!(
                 "APPEND {mailbox} {}{{{size}}}",
                 if *seen { "(\\Seen) " } else { "" }
@@ -171,7 +180,11 @@ impl Cmd {
                 "{}FETCH {} (UID FLAGS{})",
                 uid(*u),
                 set_text(set),
-                if *body { " RFC822.SIZE BODY.PEEK[]" } else { "" }
+                if *body {
+                    " RFC822.SIZE BODY.PEEK[]"
+                } else {
+                    ""
+                }
             ),
             Cmd::Store {
                 uid: u,
@@ -224,7 +237,9 @@ impl Cmd {
     fn holds_expunges(&self) -> bool {
         matches!(
             self,
-            Cmd::Fetch { uid: false, .. } | Cmd::Store { uid: false, .. } | Cmd::Search { uid: false, .. }
+            Cmd::Fetch { uid: false, .. }
+                | Cmd::Store { uid: false, .. }
+                | Cmd::Search { uid: false, .. }
         )
     }
 
@@ -323,7 +338,13 @@ impl Registry {
 
     /// What a response says of a message's bytes; a conflict with what was
     /// known before, as text.
-    fn observe(&mut self, key: &Key, hash: Option<u64>, size: Option<u64>, confirm: bool) -> Option<String> {
+    fn observe(
+        &mut self,
+        key: &Key,
+        hash: Option<u64>,
+        size: Option<u64>,
+        confirm: bool,
+    ) -> Option<String> {
         let f = self.facts.entry(key.clone()).or_default();
         f.confirmed |= confirm;
         let mut conflict = None;
@@ -344,7 +365,8 @@ impl Registry {
 
     fn claim(&mut self, key: Key, session: &str, line: &str) {
         if !self.facts.get(&key).is_some_and(|f| f.confirmed) {
-            self.claims.push((key, session.to_string(), line.to_string()));
+            self.claims
+                .push((key, session.to_string(), line.to_string()));
         }
     }
 
@@ -385,6 +407,11 @@ struct Current {
     cmd: Cmd,
     /// Sequence numbers a FETCH FLAGS answered during this STORE.
     stored: HashSet<u32>,
+    /// A STORE by number: the UIDs of its targets when it was sent (the
+    /// numbers were the client's then), and whether an EXPUNGE (a
+    /// violation) has moved the numbers since.
+    targets: Vec<Option<u32>>,
+    shifted: bool,
     /// A COPYUID seen in an untagged OK (MOVE).
     copyuid: Option<Code>,
     /// The selected mailbox when the command was sent.
@@ -498,7 +525,10 @@ impl Session {
                         .as_ref()
                         .is_some_and(|c| c.cmd == Cmd::Logout && c.bye);
                 if !clean {
-                    let during = self.current.as_ref().map_or("between commands", |c| c.cmd.verb());
+                    let during = self
+                        .current
+                        .as_ref()
+                        .map_or("between commands", |c| c.cmd.verb());
                     self.violation("connection lost", format!("{why} ({during})"));
                 }
                 self.current = None;
@@ -514,7 +544,25 @@ impl Session {
             self.violation("client sent two commands", detail);
         }
         self.closing = false;
-        let source = self.selected.as_ref().map(|s| (s.mailbox.clone(), s.uidvalidity));
+        let targets = match (cmd, &self.selected) {
+            (
+                Cmd::Store {
+                    uid: false, set, ..
+                },
+                Some(sel),
+            ) => sel
+                .msgs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| in_set(set, *i as u32 + 1))
+                .map(|(_, m)| m.uid)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let source = self
+            .selected
+            .as_ref()
+            .map(|s| (s.mailbox.clone(), s.uidvalidity));
         match cmd {
             Cmd::Select { mailbox } => {
                 self.selected = Some(Selected {
@@ -530,6 +578,8 @@ impl Session {
             tag: tag.to_string(),
             cmd: cmd.clone(),
             stored: HashSet::new(),
+            targets,
+            shifted: false,
             copyuid: None,
             source,
             bye: false,
@@ -598,7 +648,8 @@ impl Session {
     }
 
     fn expunge(&mut self, n: u32) {
-        if let Some(c) = &self.current {
+        if let Some(c) = &mut self.current {
+            c.shifted = true;
             if c.cmd.holds_expunges() {
                 let detail = format!("* {n} EXPUNGE while answering {} {}", c.tag, c.cmd.verb());
                 self.violation("EXPUNGE during FETCH, STORE or SEARCH", detail);
@@ -612,10 +663,13 @@ impl Session {
             );
             return;
         }
-        let Some(sel) = &mut self.selected else { return };
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
         let m = sel.msgs.remove(n as usize - 1);
         if let Some(uid) = m.uid {
-            self.gone.insert((sel.mailbox.clone(), sel.uidvalidity, uid));
+            self.gone
+                .insert((sel.mailbox.clone(), sel.uidvalidity, uid));
         }
     }
 
@@ -624,17 +678,25 @@ impl Session {
         if n == 0 || n > count {
             self.violation(
                 "FETCH above EXISTS",
-                format!("* {n} FETCH but the session knows {count} messages: {}", shown(bytes)),
+                format!(
+                    "* {n} FETCH but the session knows {count} messages: {}",
+                    shown(bytes)
+                ),
             );
             return;
         }
         if let Some(c) = &mut self.current {
-            if matches!(c.cmd, Cmd::Store { uid: false, .. }) && d.flags.is_some() && !c.stored.insert(n) {
+            if matches!(c.cmd, Cmd::Store { uid: false, .. })
+                && d.flags.is_some()
+                && !c.stored.insert(n)
+            {
                 let detail = format!("second FETCH FLAGS of {n} in one STORE: {}", shown(bytes));
                 self.violation("duplicate FETCH in a STORE answer", detail);
             }
         }
-        let Some(sel) = &mut self.selected else { return };
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
         let (mailbox, uv) = (sel.mailbox.clone(), sel.uidvalidity);
         let i = n as usize - 1;
         let mut problems: Vec<(&'static str, String)> = Vec::new();
@@ -663,7 +725,11 @@ impl Session {
             if self.gone.contains(&(mailbox.clone(), uv, uid)) {
                 problems.push(("expunged UID came back", format!("UID {uid} at {n}")));
             }
-            reg.claim((self.user.clone(), mailbox.clone(), uv, uid), &self.name, &shown(bytes));
+            reg.claim(
+                (self.user.clone(), mailbox.clone(), uv, uid),
+                &self.name,
+                &shown(bytes),
+            );
         }
         let msg = &mut sel.msgs[i];
         let hash = d.body.map(|b| b.0).or(msg.pending.0);
@@ -676,7 +742,10 @@ impl Session {
                 let key = (self.user.clone(), mailbox.clone(), uv, uid);
                 if let (Some(b), Some(s)) = (d.body, d_size) {
                     if b.1 != s {
-                        problems.push(("message changed", format!("UID {uid}: RFC822.SIZE {s} but BODY[] of {}", b.1)));
+                        problems.push((
+                            "message changed",
+                            format!("UID {uid}: RFC822.SIZE {s} but BODY[] of {}", b.1),
+                        ));
                     }
                 }
                 if let Some(conflict) = reg.observe(&key, hash, size, false) {
@@ -695,17 +764,42 @@ impl Session {
     }
 
     /// The session's own keyword in a FETCH FLAGS of message `n` (UID `uid`).
-    fn check_keyword(&mut self, n: u32, uid: u32, flags: &[String], mailbox: &str, uv: u32, bytes: &[u8]) {
+    fn check_keyword(
+        &mut self,
+        n: u32,
+        uid: u32,
+        flags: &[String],
+        mailbox: &str,
+        uv: u32,
+        bytes: &[u8],
+    ) {
         let has = flags.iter().any(|f| f.eq_ignore_ascii_case(&self.keyword));
         if let Some(Current {
-            cmd: Cmd::Store { uid: by_uid, set, op, flags: stored, silent: false },
+            cmd:
+                Cmd::Store {
+                    uid: by_uid,
+                    set,
+                    op,
+                    flags: stored,
+                    ..
+                },
+            targets,
+            shifted,
             ..
         }) = &self.current
         {
-            let target = if *by_uid { in_set(set, uid) } else { in_set(set, n) };
+            let target = match (*by_uid, *shifted) {
+                (true, _) => in_set(set, uid),
+                (false, false) => in_set(set, n),
+                (false, true) => targets.contains(&Some(uid)),
+            };
             if let (true, Some(want)) = (target, keyword_after(*op, stored, &self.keyword)) {
                 if has != want {
-                    let detail = format!("STORE of {} but its answer says {}", self.keyword, shown(bytes));
+                    let detail = format!(
+                        "STORE of {} but its answer says {}",
+                        self.keyword,
+                        shown(bytes)
+                    );
                     self.violation("FLAGS do not follow the STORE", detail);
                 }
                 return;
@@ -743,33 +837,55 @@ impl Session {
         for &r in results {
             let uid_of = if uid {
                 if self.gone.contains(&(mailbox.clone(), uv, r)) {
-                    self.violation("expunged UID came back", format!("UID {r} in {}", shown(bytes)));
+                    self.violation(
+                        "expunged UID came back",
+                        format!("UID {r} in {}", shown(bytes)),
+                    );
                 }
-                reg.claim((self.user.clone(), mailbox.clone(), uv, r), &self.name, &shown(bytes));
+                reg.claim(
+                    (self.user.clone(), mailbox.clone(), uv, r),
+                    &self.name,
+                    &shown(bytes),
+                );
                 Some(r)
             } else if r == 0 || r > count {
                 let detail = format!("{r} in SEARCH but the session knows {count} messages");
                 self.violation("SEARCH result above EXISTS", detail);
                 None
             } else {
-                self.selected.as_ref().and_then(|s| s.msgs[r as usize - 1].uid)
+                self.selected
+                    .as_ref()
+                    .and_then(|s| s.msgs[r as usize - 1].uid)
             };
             if let (true, Some(u)) = (own_search, uid_of) {
                 if self.own.get(&(mailbox.clone(), uv, u)) == Some(&false) {
-                    let detail = format!("UID {u} found by KEYWORD {} after it was cleared", self.keyword);
+                    let detail = format!(
+                        "UID {u} found by KEYWORD {} after it was cleared",
+                        self.keyword
+                    );
                     self.violation("FLAGS do not follow the STORE", detail);
                 }
             }
         }
     }
 
-    fn tagged(&mut self, tag: &str, status: &str, code: Option<Code>, bytes: &[u8], reg: &mut Registry) {
+    fn tagged(
+        &mut self,
+        tag: &str,
+        status: &str,
+        code: Option<Code>,
+        bytes: &[u8],
+        reg: &mut Registry,
+    ) {
         let Some(c) = self.current.take() else {
             self.violation("tagged response between commands", shown(bytes));
             return;
         };
         if c.tag != tag {
-            self.violation("tagged response for another command", format!("expected {}: {}", c.tag, shown(bytes)));
+            self.violation(
+                "tagged response for another command",
+                format!("expected {}: {}", c.tag, shown(bytes)),
+            );
         }
         *self.answers.entry(status.to_string()).or_default() += 1;
         if status == "BAD" {
@@ -782,32 +898,47 @@ impl Session {
                     self.selected = None;
                 } else if let Some(sel) = &self.selected {
                     if let Some(old) = reg.uidvalidity(&self.user, mailbox, sel.uidvalidity) {
-                        let detail = format!("{mailbox}: UIDVALIDITY {} after {old}", sel.uidvalidity);
+                        let detail =
+                            format!("{mailbox}: UIDVALIDITY {} after {old}", sel.uidvalidity);
                         self.violation("UIDVALIDITY changed", detail);
                     }
                 }
             }
             Cmd::Append {
-                mailbox, hash, size, ..
+                mailbox,
+                hash,
+                size,
+                ..
             } if ok => match code.as_ref().and_then(Code::appenduid) {
                 Some((uv, uids)) => {
                     if let Some(old) = reg.uidvalidity(&self.user, mailbox, uv) {
-                        self.violation("UIDVALIDITY changed", format!("APPENDUID {uv} in {mailbox} after {old}"));
+                        self.violation(
+                            "UIDVALIDITY changed",
+                            format!("APPENDUID {uv} in {mailbox} after {old}"),
+                        );
                     }
                     for uid in uids {
                         let key = (self.user.clone(), mailbox.clone(), uv, uid);
                         if let Some(conflict) = reg.observe(&key, Some(*hash), Some(*size), true) {
-                            self.violation("message changed", format!("appended as UID {uid}: {conflict}"));
+                            self.violation(
+                                "message changed",
+                                format!("appended as UID {uid}: {conflict}"),
+                            );
                         }
                     }
                 }
                 None => self.violation("no APPENDUID", shown(bytes)),
             },
             Cmd::Store {
-                uid, set, op, flags, ..
+                uid,
+                set,
+                op,
+                flags,
+                ..
             } => {
                 if let Some(after) = keyword_after(*op, flags, &self.keyword) {
-                    self.stored(c.source.as_ref(), *uid, set, ok.then_some(after));
+                    let shifted = (!*uid && c.shifted).then_some(c.targets.as_slice());
+                    self.stored(c.source.as_ref(), *uid, set, shifted, ok.then_some(after));
                 }
             }
             Cmd::Copy { to, .. } if ok => {
@@ -815,21 +946,32 @@ impl Session {
                 match (code.as_ref().and_then(Code::copyuid), &c.source) {
                     (Some((uv, pairs)), Some((from, from_uv))) => {
                         if let Some(old) = reg.uidvalidity(&self.user, to, uv) {
-                            self.violation("UIDVALIDITY changed", format!("COPYUID {uv} in {to} after {old}"));
+                            self.violation(
+                                "UIDVALIDITY changed",
+                                format!("COPYUID {uv} in {to} after {old}"),
+                            );
                         }
                         for (src, dst) in pairs {
                             let skey = (self.user.clone(), from.clone(), *from_uv, src);
-                            let (hash, size) = reg.facts.get(&skey).map_or((None, None), |f| (f.hash, f.size));
+                            let (hash, size) = reg
+                                .facts
+                                .get(&skey)
+                                .map_or((None, None), |f| (f.hash, f.size));
                             let dkey = (self.user.clone(), to.clone(), uv, dst);
                             if let Some(conflict) = reg.observe(&dkey, hash, size, true) {
-                                self.violation("message changed", format!("UID {src} copied to {to} UID {dst}: {conflict}"));
+                                self.violation(
+                                    "message changed",
+                                    format!("UID {src} copied to {to} UID {dst}: {conflict}"),
+                                );
                             }
                             if let Some(&own) = self.own.get(&(from.clone(), *from_uv, src)) {
                                 self.own.insert((to.clone(), uv, dst), own);
                             }
                         }
                     }
-                    (None, _) => self.violation("no COPYUID", shown(bytes)),
+                    // Nothing copied (all expunged meanwhile) has no
+                    // COPYUID; a copy that was made but not told shows up
+                    // as a UID no COPYUID gave ([`Registry::finish`]).
                     _ => {}
                 }
             }
@@ -843,19 +985,30 @@ impl Session {
 
     /// The session's keyword after its STORE completed: `after` on
     /// success, unknown (`None`) after a NO.
-    fn stored(&mut self, source: Option<&(String, u32)>, by_uid: bool, set: &Set, after: Option<bool>) {
+    /// `shifted`: the targets' UIDs when a STORE by number was sent, if
+    /// an EXPUNGE moved the numbers since.
+    fn stored(
+        &mut self,
+        source: Option<&(String, u32)>,
+        by_uid: bool,
+        set: &Set,
+        shifted: Option<&[Option<u32>]>,
+        after: Option<bool>,
+    ) {
         let (Some((mailbox, uv)), Some(sel)) = (source, &mut self.selected) else {
             return;
         };
         // Only messages the session knows: a UID range may also cover
         // messages appended after the STORE.
         let mut uids = Vec::new();
-        let mut unknown = false;
+        let mut unknown = shifted.is_some_and(|t| t.contains(&None));
         for (i, m) in sel.msgs.iter_mut().enumerate() {
-            let target = match (by_uid, m.uid) {
-                (true, Some(u)) => in_set(set, u),
-                (true, None) => false,
-                (false, _) => in_set(set, i as u32 + 1),
+            let target = match (by_uid, m.uid, shifted) {
+                (true, Some(u), _) => in_set(set, u),
+                (true, None, _) => false,
+                (false, Some(u), Some(t)) => t.contains(&Some(u)),
+                (false, None, Some(_)) => false,
+                (false, _, None) => in_set(set, i as u32 + 1),
             };
             if target {
                 m.own = after;

@@ -77,7 +77,10 @@ impl Code {
         if src.len() != dst.len() {
             return None;
         }
-        Some((self.args[0].parse().ok()?, src.into_iter().zip(dst).collect()))
+        Some((
+            self.args[0].parse().ok()?,
+            src.into_iter().zip(dst).collect(),
+        ))
     }
 }
 
@@ -176,7 +179,10 @@ pub fn parse(bytes: &[u8]) -> Resp {
         "SEARCH" => {
             let mut out = Vec::new();
             while p.space() {
-                match p.atom().map(|a| std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())) {
+                match p
+                    .atom()
+                    .map(|a| std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()))
+                {
                     Some(Some(n)) => out.push(n),
                     Some(None) => break, // (MODSEQ n) and the like: not asked for
                     None => break,
@@ -227,7 +233,9 @@ fn fetch_data(items: &[Val<'_>]) -> Option<FetchData> {
                     flags
                         .iter()
                         .map(|f| match f {
-                            Val::Atom(a) | Val::Str(a) => Some(String::from_utf8_lossy(a).into_owned()),
+                            Val::Atom(a) | Val::Str(a) => {
+                                Some(String::from_utf8_lossy(a).into_owned())
+                            }
                             Val::List(_) => None,
                         })
                         .collect::<Option<Vec<_>>>()?,
@@ -371,7 +379,10 @@ mod tests {
             panic!()
         };
         assert_eq!(cond, "OK");
-        assert_eq!(code.unwrap().copyuid(), Some((9, vec![(4, 20), (5, 21), (7, 22)])));
+        assert_eq!(
+            code.unwrap().copyuid(),
+            Some((9, vec![(4, 20), (5, 21), (7, 22)]))
+        );
         let Resp::Status { code, .. } = parse(b"* OK [UIDVALIDITY 42] UIDs valid\r\n") else {
             panic!()
         };
@@ -383,7 +394,8 @@ mod tests {
         let (n, d) = fetch("* 4 FETCH (FLAGS (\\Seen $s2) UID 31)\r\n");
         assert_eq!((n, d.uid), (4, Some(31)));
         assert_eq!(d.flags, Some(vec!["\\Seen".into(), "$s2".into()]));
-        let (_, d) = fetch("* 1 FETCH (UID 5 RFC822.SIZE 8 BODY[] {8}\r\nab\r\ncd\r\n FLAGS ())\r\n");
+        let (_, d) =
+            fetch("* 1 FETCH (UID 5 RFC822.SIZE 8 BODY[] {8}\r\nab\r\ncd\r\n FLAGS ())\r\n");
         assert_eq!(d.size, Some(8));
         assert_eq!(d.body, Some((hash_bytes(b"ab\r\ncd\r\n"), 8)));
         assert_eq!(d.flags, Some(vec![]));
@@ -391,6 +403,9 @@ mod tests {
             "* 2 FETCH (UID 6 BODY[HEADER.FIELDS (SUBJECT)] {4}\r\nx\r\n\r INTERNALDATE \"01-Jan-2024 00:00:00 +0000\")\r\n",
         );
         assert_eq!((d.uid, d.body), (Some(6), None));
-        assert!(matches!(parse(b"* 2 FETCH (UID x)\r\n"), Resp::Malformed(_)));
+        assert!(matches!(
+            parse(b"* 2 FETCH (UID x)\r\n"),
+            Resp::Malformed(_)
+        ));
     }
 }

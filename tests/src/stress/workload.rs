@@ -176,7 +176,13 @@ impl Worker {
     fn session(&mut self, conn: &mut Conn, stop: &AtomicBool) -> io::Result<()> {
         let greeting = conn.read()?;
         self.feed(Event::Received(greeting));
-        if self.exec(conn, Cmd::Login { user: self.user.into() })? != "OK" {
+        if self.exec(
+            conn,
+            Cmd::Login {
+                user: self.user.into(),
+            },
+        )? != "OK"
+        {
             std::thread::sleep(Duration::from_millis(100));
             return Ok(());
         }
@@ -215,7 +221,10 @@ impl Worker {
             Cmd::Idle { ms } => Some(ms),
             _ => None,
         };
-        self.feed(Event::Sent { tag: tag.clone(), cmd });
+        self.feed(Event::Sent {
+            tag: tag.clone(),
+            cmd,
+        });
         conn.write(line.as_bytes())?;
         if literal.is_some() || idle.is_some() {
             // Up to the continuation (or an early tagged answer).
@@ -284,7 +293,11 @@ impl Worker {
             20..=31 => {
                 let set = self.seq_set(n);
                 let body = self.rng.below(3) == 0;
-                vec![Cmd::Fetch { uid: false, set, body }]
+                vec![Cmd::Fetch {
+                    uid: false,
+                    set,
+                    body,
+                }]
             }
             32..=36 => match self.uid_set(&uids) {
                 Some(set) => vec![Cmd::Fetch {
@@ -296,8 +309,14 @@ impl Worker {
             },
             37..=51 => {
                 let by_uid = self.rng.below(3) == 0;
-                let set = if by_uid { self.uid_set(&uids) } else { Some(self.seq_set(n)) };
-                let Some(set) = set else { return vec![Cmd::Noop] };
+                let set = if by_uid {
+                    self.uid_set(&uids)
+                } else {
+                    Some(self.seq_set(n))
+                };
+                let Some(set) = set else {
+                    return vec![Cmd::Noop];
+                };
                 let mut flags = vec![keyword];
                 if self.rng.below(3) == 0 {
                     flags.push("\\Flagged".into());
@@ -305,7 +324,11 @@ impl Worker {
                 vec![Cmd::Store {
                     uid: by_uid,
                     set,
-                    op: if self.rng.below(2) == 0 { FlagOp::Add } else { FlagOp::Remove },
+                    op: if self.rng.below(2) == 0 {
+                        FlagOp::Add
+                    } else {
+                        FlagOp::Remove
+                    },
                     flags,
                     silent: self.rng.below(8) == 0,
                 }]
@@ -341,7 +364,12 @@ impl Worker {
                     Some(vec![(a, (a + self.rng.below(3) as u32).min(n))])
                 };
                 match set {
-                    Some(set) => vec![Cmd::Copy { uid: by_uid, set, to, moving }],
+                    Some(set) => vec![Cmd::Copy {
+                        uid: by_uid,
+                        set,
+                        to,
+                        moving,
+                    }],
                     None => vec![Cmd::Noop],
                 }
             }

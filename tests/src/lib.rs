@@ -30,6 +30,9 @@
 //! - [`lognode`]: replicator nodes as separate processes (the `lognode`
 //!   binary), for SIGKILL tests.
 //! - [`ports`]: free-port picking that avoids the demo's fixed ports.
+//! - [`stress`]: the randomized stress with a client-side model: random
+//!   commands from many sessions, every response checked against what its
+//!   session was told.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -45,6 +48,7 @@ pub mod imap;
 pub mod inproc;
 pub mod lognode;
 pub mod ports;
+pub mod stress;
 
 pub use backend::{Backend, BackendKind};
 pub use cluster::{TandemCluster, TandemClusterBuilder};

@@ -15,7 +15,7 @@ DEB_PACKAGES := dovecot-imapd dovecot-lmtpd isync offlineimap3 python3 ca-certif
 # installing it: imapd is $(CYRUS_ROOT)/usr/lib/cyrus/bin/imapd.
 CYRUS_ROOT := /opt/tandem-cyrus
 
-.PHONY: all deps build test fmt-check clippy unit demo bench chaos fuzz clean
+.PHONY: all deps build test fmt-check clippy unit demo bench chaos stress fuzz clean
 
 all: build
 
@@ -119,6 +119,18 @@ chaos: deps
 	$(CARGO) build --release -p tandem-proxy --bin tandem
 	$(CARGO) build --release -p tandem-tests --bin chaos
 	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/chaos --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED),) $(if $(CHAOS_BACKEND),--backend $(CHAOS_BACKEND),)
+
+# The randomized stress with a client-side model (tests/src/stress/):
+# STRESS_SECONDS per mode (default 1800) from STRESS_SEED (default: the
+# clock), straight at Dovecot, then through one node, then across three;
+# STRESS_USERS=2 for alice and bob. Prints each mode's ops/s and
+# violations; exits 1 on any violation.
+STRESS_SECONDS ?= 1800
+STRESS_USERS ?= 1
+stress: deps
+	$(CARGO) build --release -p tandem-proxy --bin tandem
+	$(CARGO) build --release -p tandem-tests --bin stress
+	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/stress --seconds $(STRESS_SECONDS) --users $(STRESS_USERS) $(if $(STRESS_SEED),--seed $(STRESS_SEED),) --mode direct --mode one-node --mode three-nodes
 
 # Fuzz targets need the nightly toolchain and cargo-fuzz; CI does not run them.
 FUZZ_SECONDS ?= 60

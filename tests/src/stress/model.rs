@@ -943,36 +943,35 @@ impl Session {
             }
             Cmd::Copy { to, .. } if ok => {
                 let code = code.filter(|k| k.name == "COPYUID").or(c.copyuid);
-                match (code.as_ref().and_then(Code::copyuid), &c.source) {
-                    (Some((uv, pairs)), Some((from, from_uv))) => {
-                        if let Some(old) = reg.uidvalidity(&self.user, to, uv) {
+                // Nothing copied (all expunged meanwhile) has no COPYUID;
+                // a copy that was made but not told shows up as a UID no
+                // COPYUID gave ([`Registry::finish`]).
+                if let (Some((uv, pairs)), Some((from, from_uv))) =
+                    (code.as_ref().and_then(Code::copyuid), &c.source)
+                {
+                    if let Some(old) = reg.uidvalidity(&self.user, to, uv) {
+                        self.violation(
+                            "UIDVALIDITY changed",
+                            format!("COPYUID {uv} in {to} after {old}"),
+                        );
+                    }
+                    for (src, dst) in pairs {
+                        let skey = (self.user.clone(), from.clone(), *from_uv, src);
+                        let (hash, size) = reg
+                            .facts
+                            .get(&skey)
+                            .map_or((None, None), |f| (f.hash, f.size));
+                        let dkey = (self.user.clone(), to.clone(), uv, dst);
+                        if let Some(conflict) = reg.observe(&dkey, hash, size, true) {
                             self.violation(
-                                "UIDVALIDITY changed",
-                                format!("COPYUID {uv} in {to} after {old}"),
+                                "message changed",
+                                format!("UID {src} copied to {to} UID {dst}: {conflict}"),
                             );
                         }
-                        for (src, dst) in pairs {
-                            let skey = (self.user.clone(), from.clone(), *from_uv, src);
-                            let (hash, size) = reg
-                                .facts
-                                .get(&skey)
-                                .map_or((None, None), |f| (f.hash, f.size));
-                            let dkey = (self.user.clone(), to.clone(), uv, dst);
-                            if let Some(conflict) = reg.observe(&dkey, hash, size, true) {
-                                self.violation(
-                                    "message changed",
-                                    format!("UID {src} copied to {to} UID {dst}: {conflict}"),
-                                );
-                            }
-                            if let Some(&own) = self.own.get(&(from.clone(), *from_uv, src)) {
-                                self.own.insert((to.clone(), uv, dst), own);
-                            }
+                        if let Some(&own) = self.own.get(&(from.clone(), *from_uv, src)) {
+                            self.own.insert((to.clone(), uv, dst), own);
                         }
                     }
-                    // Nothing copied (all expunged meanwhile) has no
-                    // COPYUID; a copy that was made but not told shows up
-                    // as a UID no COPYUID gave ([`Registry::finish`]).
-                    _ => {}
                 }
             }
             Cmd::Logout => {

@@ -422,7 +422,7 @@ impl Worker {
     /// subject and body, 0-2 KiB of filler.
     fn append(&mut self, mailbox: String) -> Cmd {
         self.appended += 1;
-        let token = self.rng.next();
+        let token = self.rng.next_u64();
         let mut m = format!(
             "From: stress@example.org\r\nTo: {user}@example.org\r\n\
              Subject: stress {name} #{n} {token:016x}\r\n\
@@ -433,7 +433,7 @@ impl Worker {
             n = self.appended,
         );
         for _ in 0..self.rng.below(30) {
-            m.push_str(&format!("{:0>62x}\r\n", self.rng.next()));
+            m.push_str(&format!("{:0>62x}\r\n", self.rng.next_u64()));
         }
         let m = m.into_bytes();
         let cmd = Cmd::Append {

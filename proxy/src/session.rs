@@ -129,8 +129,12 @@ struct Session {
     answering_policy: Option<Policy>,
     /// The client's numbering of the selected mailbox (replicating only).
     view: view::View,
-    /// The backend's numbers of the messages a STORE by number named.
-    store_numbers: Option<Vec<u8>>,
+    /// What the answer of the STORE being answered needs.
+    store: mutate::StoreAnswer,
+    /// Untagged responses the backend sent during tandem's own commands,
+    /// for the client before the tagged line of the command it is
+    /// answering (with a STORE's answer, merged with it).
+    held: Vec<Vec<u8>>,
     /// The user named by the LOGIN or AUTHENTICATE in flight.
     candidate_user: Option<String>,
     user: Option<String>,
@@ -222,7 +226,8 @@ pub async fn serve(
         answering: None,
         answering_policy: None,
         view: view::View::default(),
-        store_numbers: None,
+        store: mutate::StoreAnswer::default(),
+        held: Vec::new(),
         candidate_user: None,
         user: None,
         stream: ResponseStream::Between,

@@ -13,6 +13,7 @@
 
 use tandem_parser::response::{FetchItem, Response};
 use tandem_parser::seqset::SequenceSet;
+use tandem_state::FlagMode;
 
 use super::mutate::needs_rewrite;
 use super::view::{asks_fetch, reports_expunges, View};
@@ -110,6 +111,38 @@ fn fetched_flags(line: &[u8]) -> Option<(Vec<u8>, bool)> {
         }
     }
     flags.map(|f| (f, only))
+}
+
+/// The answer to a STORE for a message expunged elsewhere that this
+/// session still shows (RFC 2180 section 4.1): its FETCH with the flags it
+/// would have now, as Dovecot answers its own clients. `line` is the
+/// backend's `* n FETCH (FLAGS (...))` of it; `None` if it has no FLAGS.
+pub(super) fn stored_flags(line: &[u8], mode: FlagMode, flags: &[String]) -> Option<Vec<u8>> {
+    let resp = Response::parse(line).ok()?;
+    let n = resp.fetch_seq()?;
+    let had: Vec<String> = resp
+        .fetch_flags()?
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).to_string())
+        .collect();
+    let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
+    let now: Vec<String> = match mode {
+        FlagMode::Replace => flags.to_vec(),
+        FlagMode::Add => {
+            let mut v = had.clone();
+            for f in flags {
+                if !v.iter().any(|h| same(h, f)) {
+                    v.push(f.clone());
+                }
+            }
+            v
+        }
+        FlagMode::Remove => had
+            .into_iter()
+            .filter(|h| !flags.iter().any(|f| same(h, f)))
+            .collect(),
+    };
+    Some(format!("* {n} FETCH (FLAGS ({}))\r\n", now.join(" ")).into_bytes())
 }
 
 /// `* SEARCH` numbers in the client's numbering (backend numbers the view
@@ -296,6 +329,38 @@ mod tests {
         // Anything more than flags is an answer, not a report.
         assert_eq!(flag_report(b"* 2 FETCH (FLAGS () RFC822.SIZE 4)\r\n"), None);
         assert_eq!(flag_report(b"* 2 FETCH (UID 3)\r\n"), None);
+    }
+
+    #[test]
+    fn a_store_on_a_message_gone_elsewhere_is_answered_as_if_it_were_there() {
+        let line = b"* 4 FETCH (FLAGS (\\Deleted $a))\r\n";
+        let s = |v: &[&str]| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        let table: [(FlagMode, Vec<String>, &str); 4] = [
+            (
+                FlagMode::Add,
+                s(&["$b", "$A"]),
+                "* 4 FETCH (FLAGS (\\Deleted $a $b))\r\n",
+            ),
+            (
+                FlagMode::Remove,
+                s(&["$A"]),
+                "* 4 FETCH (FLAGS (\\Deleted))\r\n",
+            ),
+            (
+                FlagMode::Replace,
+                s(&["\\Seen"]),
+                "* 4 FETCH (FLAGS (\\Seen))\r\n",
+            ),
+            (FlagMode::Replace, s(&[]), "* 4 FETCH (FLAGS ())\r\n"),
+        ];
+        for (mode, flags, want) in table {
+            let got = stored_flags(line, mode, &flags).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{mode:?} {flags:?}");
+        }
+        assert_eq!(
+            stored_flags(b"* 4 FETCH (UID 3)\r\n", FlagMode::Add, &[]),
+            None
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::{End, Pending, Selected, Session};
 use crate::apply::MailboxMap;
 use crate::replication::{MutateError, Replication};
 use crate::tls::Stream;
-use tandem_state::{Mailbox, Op, Outcome};
+use tandem_state::{FlagMode, Mailbox, Op, Outcome};
 
 /// The maps a response is rewritten with.
 struct SessionMaps {
@@ -544,13 +544,32 @@ impl Session {
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
         q.extend_from_slice(b" (UID)");
-        let (ok, text, untagged) = self.internal(client, backend, &q, Keep::FetchUid).await?;
+        let (ok, text, untagged) = self.internal(client, backend, &q, Keep::All).await?;
+        // What else the backend reported meanwhile (flag changes, new
+        // mail) reaches the client with the answer, in order, so that a
+        // STORE's answer has one FETCH per message.
+        let (answer, other): (Vec<_>, Vec<_>) =
+            untagged.into_iter().partition(|l| is_uid_only_fetch(l));
+        self.held.extend(other);
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
             return Ok(Err("invalid message numbers"));
         }
-        self.store_numbers = Some(numbers);
-        let local = fetched_uids(&untagged);
+        let local = fetched_uids(&answer);
+        // Which message each number is, canonically: one expunged
+        // elsewhere that this session still shows is out of the STORE's
+        // reach, and its answer says what it would be.
+        if let Some(now) = self.maps().and_then(|m| m.selected) {
+            self.store.numbered = answer
+                .iter()
+                .filter_map(|l| {
+                    let r = Response::parse(l).ok()?;
+                    let canonical = now.0.to_canon.map_one(r.fetch_uid()?);
+                    Some((r.fetch_seq()?, canonical))
+                })
+                .collect();
+        }
+        self.store.numbers = Some(numbers);
         let map = self
             .maps()
             .and_then(|m| m.selected)
@@ -575,10 +594,23 @@ impl Session {
         })
     }
 
+    /// Passes on what the backend reported during tandem's own commands
+    /// ([`Session::held`]), in order.
+    async fn flush_held<S>(&mut self, client: &mut S) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        for line in std::mem::take(&mut self.held) {
+            self.relay_untagged(client, line).await?;
+        }
+        Ok(())
+    }
+
     async fn reply<S>(&mut self, client: &mut S, line: String) -> Result<(), End>
     where
         S: AsyncWrite + Unpin,
     {
+        self.flush_held(client).await?;
         // The tagged answer of a command the session answers itself.
         if let Some((tag, label)) = &self.answering {
             if reply::tag(line.as_bytes()) == Some(tag.as_slice()) {
@@ -611,7 +643,7 @@ impl Session {
         };
         let tag = String::from_utf8_lossy(cmd.tag()).to_string();
         let selected = self.selected.clone();
-        self.store_numbers = None;
+        self.store = StoreAnswer::default();
         let needs = plan::needs(cmd, selected.as_ref());
         let facts = self.gather(cmd, &needs, &rep, client, backend).await?;
         let (op, after) = match plan::plan(cmd, selected.as_ref(), &facts) {
@@ -628,6 +660,9 @@ impl Session {
             }
             Plan::Propose { op, after } => (op, after),
         };
+        if let Op::Store { mode, flags, .. } = &op {
+            self.store.change = Some((*mode, flags.clone()));
+        }
         let outcome = if plan::proposes_nothing(&op) {
             Ok(Outcome::Ok {
                 seq: 0,
@@ -695,6 +730,9 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
+        if !matches!(answer.then, Then::FetchFlags { .. }) {
+            self.flush_held(client).await?;
+        }
         if let Some(line) = answer.untagged {
             self.reply(client, line).await?;
         }
@@ -742,7 +780,15 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
-        let query = match self.store_numbers.take() {
+        // Numbers of messages the STORE named that the canonical state no
+        // longer has (`uids`: those it changed).
+        let gone: Vec<u32> = std::mem::take(&mut self.store.numbered)
+            .into_iter()
+            .filter(|(_, c)| c.is_none_or(|c| !uids.contains(&c)))
+            .map(|(n, _)| n)
+            .collect();
+        let change = self.store.change.take();
+        let query = match self.store.numbers.take() {
             Some(numbers) => {
                 let set = SequenceSet::parse(&numbers)
                     .map(|s| s.resolve(self.view.client_count()))
@@ -768,12 +814,24 @@ impl Session {
         };
         q.extend_from_slice(&set);
         q.extend_from_slice(b" (FLAGS)");
-        let (_, _, untagged) = self.internal(client, backend, &q, Keep::Fetch).await?;
-        for line in without_superseded_fetches(untagged) {
+        let (_, _, untagged) = self.internal(client, backend, &q, Keep::All).await?;
+        let mut lines = std::mem::take(&mut self.held);
+        lines.extend(untagged);
+        // By number, the backend reports changes before it answers: the
+        // last FETCH of a message is the newest. By UID, its unasked
+        // report may follow its answer, which carries the UID.
+        let by_uid = matches!(named, Named::Uids(_));
+        for line in without_superseded_fetches(lines, by_uid) {
             let ours = Response::parse(&line).ok().and_then(|r| {
                 let n = r.fetch_seq()?;
                 named.holds(n, r.fetch_uid()).then_some(n)
             });
+            let line = match (ours, &change) {
+                (Some(n), Some((mode, flags))) if gone.contains(&n) => {
+                    super::deliver::stored_flags(&line, *mode, flags).unwrap_or(line)
+                }
+                _ => line,
+            };
             let told = ours
                 .and_then(|n| self.view.to_client(n))
                 .zip(super::deliver::flag_report(&line));
@@ -956,7 +1014,7 @@ impl Session {
 /// UID (the answer to a UID FETCH does; the backend's unasked report of a
 /// flag change does not), else the last one. Left as they are when an
 /// EXPUNGE among them renumbers the messages.
-fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+fn without_superseded_fetches(lines: Vec<Vec<u8>>, prefer_uid: bool) -> Vec<Vec<u8>> {
     // Per line: the FETCH's message number and whether it has a UID.
     let fetches: Vec<Option<(u32, bool)>> = lines
         .iter()
@@ -975,7 +1033,7 @@ fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     for (i, f) in fetches.iter().enumerate() {
         if let Some((n, uid)) = *f {
             match keep.get(&n) {
-                Some(&(_, true)) if !uid => {}
+                Some(&(_, true)) if prefer_uid && !uid => {}
                 _ => {
                     keep.insert(n, (i, uid));
                 }
@@ -991,6 +1049,17 @@ fn without_superseded_fetches(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// What the answer of a STORE needs from its planning.
+#[derive(Debug, Default)]
+pub(super) struct StoreAnswer {
+    /// The backend's numbers of the messages a STORE by number named.
+    numbers: Option<Vec<u8>>,
+    /// Each one's canonical UID, if it still has one.
+    numbered: Vec<(u32, Option<u32>)>,
+    /// The change, for the messages gone.
+    change: Option<(FlagMode, Vec<String>)>,
+}
+
 /// Which of an internal command's untagged responses are its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
@@ -1000,10 +1069,9 @@ enum Keep {
     List,
     /// `* SEARCH` and `* ESEARCH`.
     Search,
-    /// FETCH responses holding only a UID (`FETCH n (UID)`).
-    FetchUid,
-    /// Every FETCH response (the caller passes them on).
-    Fetch,
+    /// Every untagged response, in order (the caller passes on what is
+    /// not its answer, in that order: numbers depend on it).
+    All,
 }
 
 impl Keep {
@@ -1013,15 +1081,19 @@ impl Keep {
             Keep::Nothing => false,
             Keep::List => starts(b"* LIST "),
             Keep::Search => starts(b"* SEARCH") || starts(b"* ESEARCH"),
-            Keep::FetchUid => Response::parse(resp).is_ok_and(|r| {
-                r.fetch_seq().is_some()
-                    && r.fetch_items()
-                        .iter()
-                        .all(|i| matches!(i, FetchItem::Uid { .. }))
-            }),
-            Keep::Fetch => Response::parse(resp).is_ok_and(|r| r.fetch_seq().is_some()),
+            Keep::All => true,
         }
     }
+}
+
+/// Whether `resp` is `* n FETCH (UID u)` and nothing more.
+fn is_uid_only_fetch(resp: &[u8]) -> bool {
+    Response::parse(resp).is_ok_and(|r| {
+        r.fetch_seq().is_some()
+            && r.fetch_items()
+                .iter()
+                .all(|i| matches!(i, FetchItem::Uid { .. }))
+    })
 }
 
 /// The messages a STORE named on the backend connection.
@@ -1080,13 +1152,34 @@ fn search_result(untagged: &[Vec<u8>]) -> Ranges {
 mod tests {
     use super::without_superseded_fetches;
 
+    fn without_superseded_fetches_by_uid(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        without_superseded_fetches(lines, true)
+    }
+
+    #[test]
+    fn by_number_the_last_fetch_of_a_message_is_the_newest() {
+        let got = without_superseded_fetches(
+            lines(&[
+                "* 1 FETCH (FLAGS ())",
+                "* 3 EXISTS",
+                "* 1 FETCH (UID 7 FLAGS (\\Seen))",
+                "* 1 FETCH (FLAGS (\\Seen \\Flagged))",
+            ]),
+            false,
+        );
+        assert_eq!(
+            got,
+            lines(&["* 3 EXISTS", "* 1 FETCH (FLAGS (\\Seen \\Flagged))"])
+        );
+    }
+
     fn lines(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|l| format!("{l}\r\n").into_bytes()).collect()
     }
 
     #[test]
     fn a_later_fetch_of_the_same_message_supersedes_an_earlier_one() {
-        let got = without_superseded_fetches(lines(&[
+        let got = without_superseded_fetches_by_uid(lines(&[
             "* 1 FETCH (FLAGS (\\Flagged))",
             "* 3 EXISTS",
             "* 2 FETCH (FLAGS (\\Flagged))",
@@ -1105,7 +1198,7 @@ mod tests {
 
     #[test]
     fn the_answer_with_a_uid_wins_over_a_later_report_without() {
-        let got = without_superseded_fetches(lines(&[
+        let got = without_superseded_fetches_by_uid(lines(&[
             "* 1 FETCH (UID 7 FLAGS (\\Flagged))",
             "* 1 FETCH (FLAGS (\\Flagged))",
             "* 2 FETCH (FLAGS (\\Seen) UID 8)",
@@ -1126,6 +1219,7 @@ mod tests {
             "* 1 EXPUNGE",
             "* 2 FETCH (UID 9 FLAGS (\\Seen))",
         ]);
-        assert_eq!(without_superseded_fetches(v.clone()), v);
+        assert_eq!(without_superseded_fetches(v.clone(), true), v);
+        assert_eq!(without_superseded_fetches(v.clone(), false), v);
     }
 }

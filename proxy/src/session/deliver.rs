@@ -145,6 +145,23 @@ pub(super) fn stored_flags(line: &[u8], mode: FlagMode, flags: &[String]) -> Opt
     Some(format!("* {n} FETCH (FLAGS ({}))\r\n", now.join(" ")).into_bytes())
 }
 
+/// `line` (a FETCH, or the head of one before a literal) with the list of
+/// its FLAGS item replaced by `flags`; unchanged without one.
+pub(super) fn with_flags(line: &[u8], flags: &[u8]) -> Vec<u8> {
+    let upper = line.to_ascii_uppercase();
+    let Some(at) = upper.windows(7).position(|w| w == b"FLAGS (") else {
+        return line.to_vec();
+    };
+    let open = at + 6;
+    let Some(len) = line[open..].iter().position(|&b| b == b')') else {
+        return line.to_vec();
+    };
+    let mut out = line[..=open].to_vec();
+    out.extend_from_slice(flags);
+    out.extend_from_slice(&line[open + len..]);
+    out
+}
+
 /// `* SEARCH` numbers in the client's numbering (backend numbers the view
 /// does not know are left out).
 fn search_to_client(line: &[u8], view: &View) -> Option<Vec<u8>> {
@@ -239,10 +256,14 @@ impl Session {
                         }
                     }
                 }
-                if c == n {
+                let line: std::borrow::Cow<'_, [u8]> = if c == n {
                     line.into()
                 } else {
                     renumber(line, end, c).into()
+                };
+                match self.view.kept_flags(c) {
+                    Some(flags) => with_flags(&line, flags).into(),
+                    None => line,
                 }
             }
             _ if policy.numbers && !self.view.aligned() && !literal => {
@@ -361,6 +382,26 @@ mod tests {
             stored_flags(b"* 4 FETCH (UID 3)\r\n", FlagMode::Add, &[]),
             None
         );
+    }
+
+    #[test]
+    fn flags_are_replaced_in_place() {
+        let table: [(&[u8], &[u8], &[u8]); 3] = [
+            (
+                b"* 8 FETCH (UID 131 FLAGS () RFC822.SIZE 0 BODY[] NIL)\r\n",
+                b"$s2",
+                b"* 8 FETCH (UID 131 FLAGS ($s2) RFC822.SIZE 0 BODY[] NIL)\r\n",
+            ),
+            (
+                b"* 8 FETCH (FLAGS (\\Seen $a) BODY[] {3}\r\n",
+                b"",
+                b"* 8 FETCH (FLAGS () BODY[] {3}\r\n",
+            ),
+            (b"* 8 FETCH (UID 3)\r\n", b"$a", b"* 8 FETCH (UID 3)\r\n"),
+        ];
+        for (line, flags, want) in table {
+            assert_eq!(with_flags(line, flags), want.to_vec());
+        }
     }
 
     #[test]

@@ -828,7 +828,16 @@ impl Session {
             });
             let line = match (ours, &change) {
                 (Some(n), Some((mode, flags))) if gone.contains(&n) => {
-                    super::deliver::stored_flags(&line, *mode, flags).unwrap_or(line)
+                    // Gone elsewhere: answered as if the STORE worked, and
+                    // every later FETCH of it agrees until it is reported.
+                    let c = self.view.to_client(n);
+                    let had = c.and_then(|c| self.view.kept_flags(c));
+                    let line = had.map_or(line.clone(), |f| super::deliver::with_flags(&line, f));
+                    let now = super::deliver::stored_flags(&line, *mode, flags);
+                    if let (Some(c), Some(now)) = (c, now.as_ref().and_then(|l| flags_between(l))) {
+                        self.view.keep_flags(c, &now);
+                    }
+                    now.unwrap_or(line)
                 }
                 _ => line,
             };
@@ -1084,6 +1093,14 @@ impl Keep {
             Keep::All => true,
         }
     }
+}
+
+/// What stands between the parentheses of `FLAGS (...)` in `line`.
+fn flags_between(line: &[u8]) -> Option<Vec<u8>> {
+    let upper = line.to_ascii_uppercase();
+    let open = upper.windows(7).position(|w| w == b"FLAGS (")? + 7;
+    let len = line[open..].iter().position(|&b| b == b')')?;
+    Some(line[open..open + len].to_vec())
 }
 
 /// Whether `resp` is `* n FETCH (UID u)` and nothing more.

@@ -73,6 +73,10 @@ pub(crate) struct View {
     /// The flags (as the FETCH wrote them) a STORE's answer told the
     /// client, by client number.
     told: BTreeMap<u32, Vec<u8>>,
+    /// The flags of messages expunged elsewhere that the client still
+    /// has and STOREd to (RFC 2180 section 4.1: the store is answered as
+    /// if it worked), by client number: every FETCH of them says these.
+    kept: BTreeMap<u32, Vec<u8>>,
 }
 
 impl View {
@@ -203,15 +207,32 @@ impl View {
 
     /// Message `c` is gone for the client: numbers above it move down.
     fn forget_told(&mut self, c: u32) {
-        if self.told.is_empty() {
-            return;
-        }
-        let above = self.told.split_off(&c);
-        for (n, f) in above {
-            if n > c {
-                self.told.insert(n - 1, f);
+        for map in [&mut self.told, &mut self.kept] {
+            if map.is_empty() {
+                continue;
+            }
+            let above = map.split_off(&c);
+            for (n, f) in above {
+                if n > c {
+                    map.insert(n - 1, f);
+                }
             }
         }
+    }
+
+    /// A STORE was answered for client message `c`, gone elsewhere, as if
+    /// it had these flags (as written between the parentheses).
+    pub(crate) fn keep_flags(&mut self, c: u32, flags: &[u8]) {
+        self.kept.insert(c, flags.to_vec());
+    }
+
+    /// The flags client message `c` was answered to have though it is
+    /// gone elsewhere.
+    pub(crate) fn kept_flags(&self, c: u32) -> Option<&[u8]> {
+        if self.kept.is_empty() {
+            return None;
+        }
+        self.kept.get(&c).map(Vec::as_slice)
     }
 }
 
@@ -324,8 +345,14 @@ mod tests {
     fn what_was_told_moves_down_with_an_expunge_below_it() {
         let mut v = view(3);
         v.told_flags(3, b"(\\Seen)");
+        v.keep_flags(3, b"$a");
         assert_eq!(v.on_expunge(1, true), Some(vec![1]));
         assert!(v.is_repeat(2, b"(\\Seen)"));
+        assert_eq!(v.kept_flags(2), Some(&b"$a"[..]));
+        assert_eq!(v.kept_flags(3), None);
+        // Reported gone: forgotten.
+        assert_eq!(v.on_expunge(2, true), Some(vec![2]));
+        assert_eq!(v.kept_flags(2), None);
     }
 
     #[test]

@@ -740,7 +740,10 @@ mod tests {
             (b"[ x", b"["),
             (b"a[b]c[ d", b"a[b]c["),
             (b"foo]bar x", b"foo]bar"),
-            (b"BODY[HEADER.FIELDS (A B)]<0> x", b"BODY[HEADER.FIELDS (A B)]<0>"),
+            (
+                b"BODY[HEADER.FIELDS (A B)]<0> x",
+                b"BODY[HEADER.FIELDS (A B)]<0>",
+            ),
             (b"x[[[ y", b"x[[["),
         ] {
             let mut l = lx(b);

@@ -758,7 +758,7 @@ mod tests {
     #[test]
     fn unclosed_brackets_cost_linear_time() {
         for unit in [&b"["[..], b"x[ ", b"[(", b"[ a[ \"q\" "] {
-            let mut b = unit.repeat(200_000 / unit.len());
+            let mut b = unit.repeat(20_000 / unit.len());
             b.extend_from_slice(b"\r\n");
             let start = std::time::Instant::now();
             let mut l = lx(&b);

@@ -3,7 +3,7 @@
 //! APPENDUID, COPYUID) are parsed strictly; any other code is kept raw.
 
 use super::{Code, Status};
-use crate::lexer::{Lexer, ParseError, Span, Upper};
+use crate::lexer::{is_atom_char, Lexer, ParseError, Span, Upper};
 use crate::seqset::SequenceSet;
 
 pub(crate) fn status_word(l: &mut Lexer<'_>) -> Option<Status> {
@@ -41,10 +41,9 @@ pub(super) fn nz(l: &mut Lexer<'_>) -> Result<(u32, Span), ParseError> {
 /// `[` code `]`, the cursor on `[`.
 pub(crate) fn code(l: &mut Lexer<'_>) -> Result<Code, ParseError> {
     l.expect(b'[', "[")?;
-    let name = l.take_while1(
-        |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.',
-        "code name",
-    )?;
+    // resp-text-code's `atom [SP 1*<any TEXT-CHAR except "]">]`: an
+    // atom never holds "]".
+    let name = l.take_while1(is_atom_char, "code name")?;
     let upper = Upper::of(name.of(l.buf));
     let code = match &upper[..] {
         b"UIDNEXT" => {

@@ -143,4 +143,92 @@ mod tests {
         assert!(Response::parse_fetch_head(b"* 1 FETCH (UID 5) x\r\n").is_err());
         assert!(Response::parse_fetch_head(b"* 1 FETCH (UID 0 BODY[] {3}\r\n").is_err());
     }
+
+    /// `(items, uid)`: the number of items and the UID of each FETCH.
+    fn items_and_uid(b: &[u8]) -> (usize, Option<u32>) {
+        let r = parse(b);
+        let ResponseBody::Fetch { items, .. } = &r.body else {
+            panic!("not a FETCH: {}", b.escape_ascii())
+        };
+        (items.len(), r.fetch_uid())
+    }
+
+    #[test]
+    fn rfc9051_fetch_grammar_table() {
+        for (b, want) in [
+            // env-to etc. = "(" 1*address ")": addresses touch; a group is
+            // (NIL NIL "name" NIL) ... (NIL NIL NIL NIL) (RFC 9051 7.5.2).
+            (
+                &b"* 1 FETCH (ENVELOPE (NIL NIL NIL NIL NIL NIL ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) ((NIL NIL \"g\" NIL)(\"J\" NIL \"j\" \"x.org\")(NIL NIL NIL NIL)) NIL NIL) UID 7)\r\n"[..],
+                (2, Some(7)),
+            ),
+            // A literal subject, then more items.
+            (
+                b"* 2 FETCH (ENVELOPE (NIL {5}\r\nab\"\r\n NIL NIL NIL NIL NIL NIL NIL NIL) UID 8 FLAGS ())\r\n",
+                (3, Some(8)),
+            ),
+            // body-type-mpart = 1*body SP media-subtype [SP body-ext-mpart];
+            // body-ext-mpart = body-fld-param [SP body-fld-dsp [SP
+            // body-fld-lang [SP body-fld-loc *(SP body-extension)]]].
+            (
+                b"* 3 FETCH (UID 9 BODYSTRUCTURE (((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1 NIL NIL \"en\" NIL)(\"text\" \"html\" NIL NIL NIL \"7bit\" 1 1 NIL (\"inline\" NIL) (\"en\" \"de\") \"loc\" 5 (6 \"x\" (7 NIL)) ~{2}\r\n\0\0) \"alternative\" (\"boundary\" \"b\") (\"inline\" (\"a\" \"b\")) NIL NIL 1 ((\"x\"))) \"mixed\" NIL NIL NIL NIL))\r\n",
+                (2, Some(9)),
+            ),
+            // body-type-msg: envelope SP body SP body-fld-lines.
+            (
+                b"* 4 FETCH (BODY (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 75 (NIL \"s\" NIL NIL NIL ((NIL NIL \"g\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL) (\"text\" \"plain\" NIL NIL NIL \"7bit\" 18 1) 5) UID 10)\r\n",
+                (2, Some(10)),
+            ),
+            // Multipart with no extension data, nested three deep.
+            (
+                b"* 5 FETCH (BODY (((\"a\" \"b\" NIL NIL NIL \"7bit\" 1)(\"a\" \"b\" NIL NIL NIL \"7bit\" 1) \"x\")((\"a\" \"b\" NIL NIL NIL \"7bit\" 1) \"y\") \"mixed\"))\r\n",
+                (1, None),
+            ),
+            // RFC 3516: BINARY[section] nstring / literal8; BINARY.SIZE.
+            (
+                b"* 6 FETCH (UID 11 BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\nab\0cd\r\n BINARY[2]<0> ~{3}\r\n\0)( BINARY[3] NIL)\r\n",
+                (5, Some(11)),
+            ),
+            // RFC 8970 PREVIEW: nstring, a literal, or NIL (LAZY).
+            (
+                b"* 7 FETCH (PREVIEW NIL PREVIEW \"x\" UID 12 PREVIEW {3}\r\n\xc3\xa9 )\r\n",
+                (4, Some(12)),
+            ),
+            // Dovecot's SNIPPET (draft of RFC 8970).
+            (
+                b"* 8 FETCH (SNIPPET (FUZZY {3}\r\nx\"y) UID 13)\r\n",
+                (2, Some(13)),
+            ),
+            // RFC 7162 MODSEQ; RFC 8474 EMAILID, THREADID; SAVEDATE.
+            (
+                b"* 9 FETCH (MODSEQ (12345678901234) EMAILID (M6d99ac3275bb4e) THREADID NIL SAVEDATE \"07-Dec-2026 16:15:04 +0000\" UID 14)\r\n",
+                (5, Some(14)),
+            ),
+            // Sections with spaces, partial origins, an empty literal.
+            (
+                b"* 10 FETCH (BODY[HEADER.FIELDS.NOT (A B)]<0> {0}\r\n BODY[4.TEXT]<2> \"\" UID 15)\r\n",
+                (3, Some(15)),
+            ),
+        ] {
+            assert_eq!(items_and_uid(b), want, "{}", b.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn fetch_heads_before_literals_table() {
+        // The first line of a response with a literal: the items before it,
+        // the literal's own item, and the UID when it comes first.
+        for (b, n, uid) in [
+            (&b"* 1 FETCH (UID 5 ENVELOPE ((NIL NIL \"g\" NIL)(NIL NIL NIL NIL)) BODY[] {300}\r\n"[..], 3, Some(5)),
+            (b"* 2 FETCH (UID 6 ENVELOPE (NIL {20}\r\n", 1, Some(6)),
+            (b"* 3 FETCH (UID 7 BODYSTRUCTURE ((\"a\" \"b\" NIL NIL NIL \"7bit\" 1)(\"a\" \"b\" NIL NIL NIL \"7bit\" 1) \"mixed\") BINARY[1] ~{9}\r\n", 3, Some(7)),
+            (b"* 4 FETCH (UID 8 RFC822.SIZE 868 BODY[] {868}\r\n", 3, Some(8)),
+            (b"* 5 FETCH (PREVIEW {10}\r\n", 1, None),
+        ] {
+            let r = Response::parse_fetch_head(b)
+                .unwrap_or_else(|e| panic!("{e} in {}", b.escape_ascii()));
+            assert_eq!(r.fetch_items().len(), n, "{}", b.escape_ascii());
+            assert_eq!(r.fetch_uid(), uid);
+        }
+    }
 }

@@ -12,7 +12,10 @@
 
 mod code;
 mod fetch;
+mod triage;
 mod untagged;
+
+pub use triage::{may_carry_uid, shape};
 
 pub(crate) use code::{code, status_word};
 
@@ -236,7 +239,9 @@ pub enum ResponseBody {
     MailboxStatus {
         /// The mailbox.
         mailbox: StrToken,
-        /// The items.
+        /// The items whose value is a number (UIDNEXT and UIDVALIDITY
+        /// must be one); the others (`APPENDLIMIT NIL`, `MAILBOXID (...)`)
+        /// are left out.
         items: Vec<StatusItem>,
     },
     /// `* CAPABILITY ...`: spans of the names.

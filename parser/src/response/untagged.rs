@@ -11,9 +11,36 @@ use crate::lexer::{Lexer, ParseError, Span, Upper};
 fn atoms_to_end(l: &mut Lexer<'_>) -> Result<Vec<Span>, ParseError> {
     let mut v = Vec::new();
     while l.eat(b' ') {
+        // Some servers end the list with a space.
+        if l.at_end() {
+            break;
+        }
         v.push(l.atom()?);
     }
     Ok(v)
+}
+
+/// The value of one STATUS item, the cursor after `name SP`: a number
+/// (MESSAGES, UIDNEXT, SIZE (RFC 8438), HIGHESTMODSEQ, DELETED (RFC
+/// 9051), ...), or, for an item that carries no UID, any value
+/// (`APPENDLIMIT NIL`, RFC 7889; `MAILBOXID (...)`, RFC 8474; Dovecot's
+/// `X-GUID`), which is skipped: `None`.
+fn status_item(l: &mut Lexer<'_>, name: Span) -> Result<Option<StatusItem>, ParseError> {
+    let upper = Upper::of(name.of(l.buf));
+    let uid_item = matches!(&upper[..], b"UIDNEXT" | b"UIDVALIDITY");
+    if uid_item {
+        let (value, span) = l.number64()?;
+        return Ok(Some(StatusItem { name, value, span }));
+    }
+    let start = l.pos;
+    if let Ok((value, span)) = l.number64() {
+        if l.at(b' ') || l.at(b')') {
+            return Ok(Some(StatusItem { name, value, span }));
+        }
+    }
+    l.pos = start;
+    l.value()?;
+    Ok(None)
 }
 
 fn esearch(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
@@ -166,8 +193,9 @@ pub(super) fn untagged(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
                 loop {
                     let name = l.atom()?;
                     l.sp()?;
-                    let (value, span) = l.number64()?;
-                    items.push(StatusItem { name, value, span });
+                    if let Some(item) = status_item(l, name)? {
+                        items.push(item);
+                    }
                     if l.eat(b')') {
                         break;
                     }
@@ -297,5 +325,90 @@ mod tests {
             ResponseBody::Vanished { earlier: false, .. }
         ));
         assert!(Response::parse(b"* VANISHED 1:*\r\n").is_err());
+    }
+
+    #[test]
+    fn status_items_of_every_extension() {
+        // RFC 9051 DELETED, RFC 8438 SIZE (64-bit), RFC 7889 APPENDLIMIT
+        // (number or NIL), RFC 8474 MAILBOXID, Dovecot's X-GUID.
+        let b = b"* STATUS INBOX (MESSAGES 7 SIZE 9223372036854775807 DELETED 0 APPENDLIMIT NIL MAILBOXID (F2212ea87) X-GUID 0c3e8e5e UIDNEXT 8 UIDVALIDITY 1796660872 HIGHESTMODSEQ 10)\r\n";
+        let ResponseBody::MailboxStatus { items, .. } = parse(b).body else {
+            panic!()
+        };
+        let names: Vec<&[u8]> = items.iter().map(|i| i.name.of(b)).collect();
+        assert_eq!(
+            names,
+            [&b"MESSAGES"[..], b"SIZE", b"DELETED", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
+        );
+        assert_eq!(items[1].value, i64::MAX as u64);
+        let b = b"* STATUS {5}\r\nIN BX (APPENDLIMIT 1000)\r\n";
+        assert!(matches!(parse(b).body, ResponseBody::MailboxStatus { .. }));
+        // An item that carries a UID must be a number.
+        assert!(Response::parse(b"* STATUS a (UIDNEXT NIL)\r\n").is_err());
+        assert!(Response::parse(b"* STATUS a (UIDVALIDITY \"1\")\r\n").is_err());
+    }
+
+    #[test]
+    fn responses_passed_whole_table() {
+        // RFC 5258 LIST-EXTENDED (CHILDINFO, OLDNAME), RFC 6154, RFC 2342
+        // NAMESPACE with extensions, RFC 2971 ID, RFC 9208 QUOTA, RFC 5464
+        // METADATA, RFC 4314 ACL, RFC 5255 LANGUAGE, RFC 5256 SORT/THREAD.
+        for b in [
+            &b"* LIST (\\Subscribed \\NonExistent) \"/\" \"Foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"[..],
+            b"* LIST (\\HasChildren) \"/\" \"a\" (\"CHILDINFO\" (\"SUBSCRIBED\") \"OLDNAME\" (\"b\"))\r\n",
+            b"* LIST () \"/\" foo[bar\r\n",
+            b"* LIST (\\Sent \\HasNoChildren) NIL {4}\r\nSent\r\n",
+            b"* LSUB () \".\" #news.comp.mail.misc\r\n",
+            b"* NAMESPACE ((\"\" \"/\")) ((\"~\" \"/\")) ((\"#shared/\" \"/\")(\"#public/\" \"/\" \"X-PARAM\" (\"FLAG1\" \"FLAG2\")))\r\n",
+            b"* ID (\"name\" \"Dovecot\" \"version\" NIL)\r\n",
+            b"* ID NIL\r\n",
+            b"* QUOTA \"\" (STORAGE 10 512 MESSAGE 3 100)\r\n",
+            b"* QUOTAROOT INBOX \"\"\r\n",
+            b"* METADATA \"\" (/shared/comment {11}\r\nhello\r\nthere)\r\n",
+            b"* METADATA INBOX /shared/comment /private/comment\r\n",
+            b"* ACL INBOX Fred rwipslxetad \"a b\" lr\r\n",
+            b"* MYRIGHTS INBOX rwiptsldaex\r\n",
+            b"* LISTRIGHTS ~/Mail/saved smith la r swicdkxte\r\n",
+            b"* LANGUAGE (EN DE IT i-default)\r\n",
+            b"* COMPARATOR i;basic\r\n",
+            b"* CONVERTED 2 (UID 5) BINARY[1] NIL\r\n",
+            b"* 3 XFOO bar\r\n",
+        ] {
+            assert!(
+                matches!(parse(b).body, ResponseBody::Other { .. }),
+                "{}",
+                b.escape_ascii()
+            );
+        }
+        // ENABLED and CAPABILITY with a trailing space.
+        assert!(matches!(parse(b"* ENABLED CONDSTORE \r\n").body, ResponseBody::Enabled(v) if v.len() == 1));
+        assert!(matches!(parse(b"* CAPABILITY IMAP4rev1 \r\n").body, ResponseBody::Capability(v) if v.len() == 1));
+        // SORT and THREAD carry UIDs after UID SORT / UID THREAD, which
+        // tandem refuses; they are passed whole.
+        for b in [&b"* SORT 2 3 6\r\n"[..], b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"] {
+            assert!(matches!(parse(b).body, ResponseBody::Other { .. }));
+        }
+    }
+
+    #[test]
+    fn status_responses_with_any_code() {
+        for b in [
+            &b"* OK [X_UNDERSCORE] x\r\n"[..],
+            b"* NO [BADCHARSET (UTF-8 US-ASCII)] x\r\n",
+            b"* OK [METADATA LONGENTRIES 2000] x\r\n",
+            b"* NO [OVERQUOTA] x\r\n",
+            b"t OK [CLIENTBUG] Status on selected mailbox completed\r\n",
+            b"t NO [CANNOT] Invalid mailbox name: Name must not have '/' characters\r\n",
+            b"* OK [NOMODSEQ] x\r\n",
+            b"* OK [CLOSED]\r\n",
+            b"* OK [MAILBOXID (F2212ea87)] Ok\r\n",
+            b"* OK [HIGHESTMODSEQ 715194045007]\r\n",
+        ] {
+            assert!(
+                matches!(parse(b).body, ResponseBody::Status { code: Some(_), .. }),
+                "{}",
+                b.escape_ascii()
+            );
+        }
     }
 }

@@ -477,6 +477,24 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A LIST or LSUB pattern, `list-mailbox = 1*list-char / string`,
+    /// where `list-char = ATOM-CHAR / list-wildcards / resp-specials`.
+    pub(crate) fn list_mailbox(&mut self) -> Result<StrToken, ParseError> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => self.string(),
+            _ => {
+                let raw = self.take_while1(
+                    |b| is_astring_char(b) || b == b'%' || b == b'*',
+                    "list-mailbox",
+                )?;
+                Ok(StrToken {
+                    raw,
+                    kind: StrKind::Atom,
+                })
+            }
+        }
+    }
+
     /// A mailbox name: an astring (`INBOX` in any case is INBOX).
     pub(crate) fn mailbox(&mut self) -> Result<StrToken, ParseError> {
         self.astring()

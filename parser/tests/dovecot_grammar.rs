@@ -433,7 +433,10 @@ fn streamed_fetch_responses_keep_their_items_and_uid() {
         // All lines without the literal data.
         let sk = Response::parse_skeleton(&skeleton)
             .unwrap_or_else(|e| panic!("{e} in {}", String::from_utf8_lossy(&skeleton)));
-        let ResponseBody::Fetch { items: sk_items, .. } = &sk.body else {
+        let ResponseBody::Fetch {
+            items: sk_items, ..
+        } = &sk.body
+        else {
             panic!("not a FETCH")
         };
         assert_eq!(sk_items.len(), items.len());

@@ -46,8 +46,7 @@ pub fn may_carry_uid(line: &[u8]) -> bool {
             if !(l.eat(b' ') && l.eat(b'[')) {
                 return false;
             }
-            let Ok(code) = l.take_while1(|b| b.is_ascii_alphanumeric() || b == b'-', "code")
-            else {
+            let Ok(code) = l.take_while1(|b| b.is_ascii_alphanumeric() || b == b'-', "code") else {
                 return false;
             };
             matches!(

@@ -338,7 +338,14 @@ mod tests {
         let names: Vec<&[u8]> = items.iter().map(|i| i.name.of(b)).collect();
         assert_eq!(
             names,
-            [&b"MESSAGES"[..], b"SIZE", b"DELETED", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"]
+            [
+                &b"MESSAGES"[..],
+                b"SIZE",
+                b"DELETED",
+                b"UIDNEXT",
+                b"UIDVALIDITY",
+                b"HIGHESTMODSEQ"
+            ]
         );
         assert_eq!(items[1].value, i64::MAX as u64);
         let b = b"* STATUS {5}\r\nIN BX (APPENDLIMIT 1000)\r\n";
@@ -381,11 +388,18 @@ mod tests {
             );
         }
         // ENABLED and CAPABILITY with a trailing space.
-        assert!(matches!(parse(b"* ENABLED CONDSTORE \r\n").body, ResponseBody::Enabled(v) if v.len() == 1));
-        assert!(matches!(parse(b"* CAPABILITY IMAP4rev1 \r\n").body, ResponseBody::Capability(v) if v.len() == 1));
+        assert!(
+            matches!(parse(b"* ENABLED CONDSTORE \r\n").body, ResponseBody::Enabled(v) if v.len() == 1)
+        );
+        assert!(
+            matches!(parse(b"* CAPABILITY IMAP4rev1 \r\n").body, ResponseBody::Capability(v) if v.len() == 1)
+        );
         // SORT and THREAD carry UIDs after UID SORT / UID THREAD, which
         // tandem refuses; they are passed whole.
-        for b in [&b"* SORT 2 3 6\r\n"[..], b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"] {
+        for b in [
+            &b"* SORT 2 3 6\r\n"[..],
+            b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n",
+        ] {
             assert!(matches!(parse(b).body, ResponseBody::Other { .. }));
         }
     }

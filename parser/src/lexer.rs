@@ -572,7 +572,7 @@ impl<'a> Lexer<'a> {
                     // Lists of lists are written without SP between them:
                     // an envelope's addresses (`1*address`), a multipart's
                     // parts (`1*body`), NAMESPACE's namespaces, THREAD.
-                    if !first && !(after_list && self.at(b'(')) {
+                    if !first && (!after_list || !self.at(b'(')) {
                         self.sp()?;
                     }
                     first = false;
@@ -775,13 +775,15 @@ mod tests {
 
     #[test]
     fn unclosed_brackets_cost_linear_time() {
+        // 200 KB of unclosed brackets: linear work is a fraction of a
+        // second, a quadratic retry would not finish (the parser has no
+        // clock to time itself with).
         for unit in [&b"["[..], b"x[ ", b"[(", b"[ a[ \"q\" "] {
-            let mut b = unit.repeat(20_000 / unit.len());
+            let mut b = unit.repeat(200_000 / unit.len());
             b.extend_from_slice(b"\r\n");
-            let start = std::time::Instant::now();
             let mut l = lx(&b);
             while l.value().is_ok() && l.eat(b' ') {}
-            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+            assert!(l.pos > 0);
         }
     }
 

@@ -391,6 +391,8 @@ impl<'a> Command<'a> {
                     let params = l.value()?;
                     CommandBody::Id { params }
                 }
+                b"LIST" => list_args(&mut l, false)?,
+                b"LSUB" => list_args(&mut l, true)?,
                 b"COMPRESS" => {
                     l.sp()?;
                     CommandBody::Compress {
@@ -865,6 +867,39 @@ fn search_key(l: &mut Lexer<'_>, uids: &mut Vec<SetArg>) -> Result<(), ParseErro
     Ok(())
 }
 
+/// The arguments of LIST (RFC 9051, with RFC 5258's selection options,
+/// several patterns and RETURN options) and LSUB, checked by their grammar
+/// and passed on whole (`Other`): a pattern is a `list-mailbox`, so `[`,
+/// `]`, `%` and `*` may stand unquoted (`LIST "" foo[bar`).
+fn list_args(l: &mut Lexer<'_>, lsub: bool) -> Result<CommandBody, ParseError> {
+    l.sp()?;
+    if !lsub && l.at(b'(') {
+        list(l)?;
+        l.sp()?;
+    }
+    l.mailbox()?;
+    l.sp()?;
+    if !lsub && l.eat(b'(') {
+        loop {
+            l.list_mailbox()?;
+            if l.eat(b')') {
+                break;
+            }
+            l.sp()?;
+        }
+    } else {
+        l.list_mailbox()?;
+    }
+    if !lsub && l.eat(b' ') {
+        if !l.keyword(b"RETURN") {
+            return Err(l.err("RETURN"));
+        }
+        l.sp()?;
+        list(l)?;
+    }
+    Ok(CommandBody::Other)
+}
+
 /// Arguments of a command tandem does not act on: well-formed tokens only.
 fn other(l: &mut Lexer<'_>) -> Result<CommandBody, ParseError> {
     while l.eat(b' ') {
@@ -1176,6 +1211,58 @@ mod tests {
         assert_eq!(parse(b"a UID XFOO 1\r\n").body, CommandBody::Other);
         assert!(Command::parse(b"a LIST \"unterminated\r\n").is_err());
         assert!(Command::parse(b"a XFOO ((\r\n").is_err());
+    }
+
+    #[test]
+    fn rfc9051_list_and_lsub_patterns_table() {
+        // list-mailbox = 1*list-char / string; list-char = ATOM-CHAR /
+        // list-wildcards / resp-specials: "[" and "]" stand unquoted.
+        for b in [
+            &b"a LIST \"\" foo[bar\r\n"[..],
+            b"a LIST \"\" \"foo[bar\"\r\n",
+            b"a LIST \"\" foo]bar\r\n",
+            b"a LIST \"\" [\r\n",
+            b"a LIST \"\" %[*]%\r\n",
+            b"a LIST ref[ *\r\n",
+            b"a LIST \"\" {7}\r\nfoo[bar\r\n",
+            b"a LSUB \"#news.\" comp.mail.*\r\n",
+            b"a LSUB \"\" foo[bar\r\n",
+            // RFC 5258 LIST-EXTENDED.
+            b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"*\" foo[ %) RETURN (CHILDREN STATUS (MESSAGES UIDNEXT))\r\n",
+            b"a LIST () \"\" (INBOX)\r\n",
+            b"a LIST \"\" \"%\" RETURN (SPECIAL-USE)\r\n",
+            // Other commands whose astrings hold "[" or "]".
+            b"a GETQUOTAROOT foo[bar\r\n",
+            b"a MYRIGHTS foo]bar\r\n",
+            b"a SETACL foo[bar fred +r\r\n",
+            b"a GETMETADATA foo[ (/shared/comment)\r\n",
+        ] {
+            assert_eq!(
+                Command::parse(b).map(|c| c.body),
+                Ok(CommandBody::Other),
+                "{}",
+                b.escape_ascii()
+            );
+        }
+        for b in [
+            &b"a LIST \"\"\r\n"[..],
+            b"a LIST \"\" foo bar\r\n",
+            b"a LIST \"\" foo(bar\r\n",
+            b"a LIST \"\" (foo\r\n",
+            b"a LIST \"\" * RETURN\r\n",
+            b"a LIST \"\" * EXTRA ()\r\n",
+            b"a LSUB () \"\" *\r\n",
+            b"a LIST () \"\" ()\r\n",
+            b"a LSUB \"\" * RETURN ()\r\n",
+        ] {
+            assert!(Command::parse(b).is_err(), "{}", b.escape_ascii());
+        }
+        // Mailbox names hold "[" and "]" as astrings (ASTRING-CHAR).
+        let b = b"a SELECT foo[bar]\r\n";
+        let CommandBody::Select { mailbox, .. } = parse(b).body else {
+            panic!()
+        };
+        assert_eq!(mailbox.raw.of(b), b"foo[bar]");
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct AppendItem<'a> {
     pub date: Option<&'a [u8]>,
     /// The message.
     pub message: &'a [u8],
+    /// Send it as a literal8 `~{n+}` (RFC 3516, with LITERAL+), as the
+    /// client did: a backend may store a literal8 differently.
+    pub literal8: bool,
 }
 
 /// `tag APPEND mailbox (flags) "date" {n+}` ... for one or more messages
@@ -125,6 +128,9 @@ pub fn append(
             out.push(b'"');
             out.extend_from_slice(d);
             out.extend_from_slice(b"\" ");
+        }
+        if m.literal8 {
+            out.push(b'~');
         }
         literal(&mut out, m.message);
     }
@@ -312,11 +318,27 @@ mod tests {
                 &[AppendItem {
                     flags: &[b"\\Seen"],
                     date: Some(b"05-Jan-2021 14:20:00 +0100"),
-                    message: b"hi\r\n"
+                    message: b"hi\r\n",
+                    literal8: false,
                 }]
             )
             .unwrap(),
             b"r4 APPEND INBOX (\\Seen) \"05-Jan-2021 14:20:00 +0100\" {4+}\r\nhi\r\n\r\n"
+        );
+        // RFC 3516 section 4.4: a literal8, non-synchronizing (RFC 7888).
+        assert_eq!(
+            append(
+                b"r5",
+                b"INBOX",
+                &[AppendItem {
+                    flags: &[],
+                    date: None,
+                    message: b"a\0b",
+                    literal8: true,
+                }]
+            )
+            .unwrap(),
+            b"r5 APPEND INBOX ~{3+}\r\na\0b\r\n"
         );
     }
 
@@ -347,14 +369,15 @@ mod tests {
         #[test]
         fn multiappend_round_trips(
             mailbox in proptest::collection::vec(any::<u8>(), 1..20),
-            msgs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..100), any::<bool>(), any::<bool>()), 1..4),
+            msgs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..100), any::<bool>(), any::<bool>(), any::<bool>()), 1..4),
         ) {
             let items: Vec<AppendItem<'_>> = msgs
                 .iter()
-                .map(|(m, seen, dated)| AppendItem {
+                .map(|(m, seen, dated, literal8)| AppendItem {
                     flags: if *seen { &[b"\\Seen", b"$X"] } else { &[] },
                     date: dated.then_some(&b"05-Jan-2021 14:20:00 +0100"[..]),
                     message: m,
+                    literal8: *literal8,
                 })
                 .collect();
             let b = append(b"a1", &mailbox, &items).unwrap();
@@ -365,8 +388,13 @@ mod tests {
             };
             prop_assert_eq!(&*mb.value(&b), &mailbox[..]);
             prop_assert_eq!(messages.len(), msgs.len());
-            for (got, (m, seen, dated)) in messages.iter().zip(&msgs) {
+            for (got, (m, seen, dated, literal8)) in messages.iter().zip(&msgs) {
                 prop_assert_eq!(&*got.message.value(&b), &m[..]);
+                let binary = match got.message.kind {
+                    crate::lexer::StrKind::Literal { binary, non_sync: true, .. } => Some(binary),
+                    _ => None,
+                };
+                prop_assert_eq!(binary, Some(*literal8));
                 prop_assert_eq!(got.flags.len(), if *seen { 2 } else { 0 });
                 prop_assert_eq!(got.date.is_some(), *dated);
             }

@@ -219,6 +219,8 @@ pub(crate) struct Lexer<'a> {
     /// Literal data is not in the buffer: a literal ends right after the
     /// CRLF of its announcement (see `Response::parse_skeleton`).
     pub(crate) elided_literals: bool,
+    /// Sections (`[...]`, `<...>`) the cursor is inside.
+    sections: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -229,6 +231,7 @@ impl<'a> Lexer<'a> {
             depth: 0,
             max_depth,
             elided_literals: false,
+            sections: 0,
         }
     }
 
@@ -474,6 +477,24 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A LIST or LSUB pattern, `list-mailbox = 1*list-char / string`,
+    /// where `list-char = ATOM-CHAR / list-wildcards / resp-specials`.
+    pub(crate) fn list_mailbox(&mut self) -> Result<StrToken, ParseError> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => self.string(),
+            _ => {
+                let raw = self.take_while1(
+                    |b| is_astring_char(b) || b == b'%' || b == b'*',
+                    "list-mailbox",
+                )?;
+                Ok(StrToken {
+                    raw,
+                    kind: StrKind::Atom,
+                })
+            }
+        }
+    }
+
     /// A mailbox name: an astring (`INBOX` in any case is INBOX).
     pub(crate) fn mailbox(&mut self) -> Result<StrToken, ParseError> {
         self.astring()
@@ -543,15 +564,20 @@ impl<'a> Lexer<'a> {
                 self.enter()?;
                 self.pos += 1;
                 let mut first = true;
+                let mut after_list = false;
                 loop {
                     if self.eat(b')') {
                         break;
                     }
-                    if !first {
+                    // Lists of lists are written without SP between them:
+                    // an envelope's addresses (`1*address`), a multipart's
+                    // parts (`1*body`), NAMESPACE's namespaces, THREAD.
+                    if !first && (!after_list || !self.at(b'(')) {
                         self.sp()?;
                     }
                     first = false;
-                    self.value()?;
+                    let v = self.value()?;
+                    after_list = self.buf[v.start] == b'(';
                 }
                 self.leave();
             }
@@ -570,9 +596,22 @@ impl<'a> Lexer<'a> {
                 loop {
                     match self.peek() {
                         Some(b'[') => {
-                            self.bracketed(b'[', b']')?;
+                            let (pos, depth, outer) = (self.pos, self.depth, self.sections);
+                            match self.bracketed(b'[', b']') {
+                                Ok(()) => after_section = true,
+                                // A `[` that closes nothing is an ATOM-CHAR
+                                // (`LIST "" foo[bar`). Only an outermost
+                                // section is retried so: a failed attempt
+                                // stops at the line's end or `max_depth`
+                                // levels in, so retries stay linear.
+                                Err(_) if outer == 0 => {
+                                    (self.pos, self.depth) = (pos + 1, depth);
+                                    self.sections = 0;
+                                    after_section = false;
+                                }
+                                Err(e) => return Err(e),
+                            }
                             any = true;
-                            after_section = true;
                         }
                         Some(b'<') if after_section => {
                             self.bracketed(b'<', b'>')?;
@@ -606,6 +645,7 @@ impl<'a> Lexer<'a> {
     /// quoted strings and literals.
     fn bracketed(&mut self, open: u8, close: u8) -> Result<(), ParseError> {
         self.enter()?;
+        self.sections += 1;
         self.expect(open, "opening bracket")?;
         loop {
             match self.peek() {
@@ -620,6 +660,7 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+        self.sections -= 1;
         self.leave();
         Ok(())
     }
@@ -685,6 +726,65 @@ mod tests {
         let b = b"(\"a\" (NIL {3}\r\nx y) b) rest";
         let mut l = lx(b);
         assert_eq!(l.value().unwrap().end, 22);
+    }
+
+    #[test]
+    fn lists_of_lists_may_touch_without_sp() {
+        // RFC 9051 env-to = "(" 1*address ")", body-type-mpart = 1*body SP
+        // media-subtype: the elements follow each other without SP.
+        for b in [
+            &b"((NIL NIL \"g\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL)) x"[..],
+            b"((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)(\"text\" \"html\" NIL NIL NIL \"7bit\" 1 1) \"alternative\") x",
+            b"((\"\" \".\")(\"#shared\" \".\")) x",
+            b"(3 6 (4 23)(44 7 96)) x",
+            b"() x",
+        ] {
+            let mut l = lx(b);
+            let s = l.value().unwrap_or_else(|e| panic!("{e} in {}", b.escape_ascii()));
+            assert_eq!(s.end, b.len() - 2, "{}", b.escape_ascii());
+        }
+        // Only a list may touch the list before it.
+        for b in [&b"((a)b)"[..], b"(a(b))", b"(\"a\"\"b\")", b"((a) )"] {
+            assert!(lx(b).value().is_err(), "{}", b.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn a_bracket_that_closes_nothing_is_an_atom_char() {
+        // RFC 9051: ATOM-CHAR excludes atom-specials, which hold "]" but
+        // not "["; a list-mailbox may hold both.
+        for (b, want) in [
+            (&b"foo[bar rest"[..], &b"foo[bar"[..]),
+            (b"[ x", b"["),
+            (b"a[b]c[ d", b"a[b]c["),
+            (b"foo]bar x", b"foo]bar"),
+            (
+                b"BODY[HEADER.FIELDS (A B)]<0> x",
+                b"BODY[HEADER.FIELDS (A B)]<0>",
+            ),
+            (b"x[[[ y", b"x[[["),
+        ] {
+            let mut l = lx(b);
+            assert_eq!(l.value().unwrap().of(b), want, "{}", b.escape_ascii());
+            assert_eq!(l.depth, 0);
+            assert_eq!(l.sections, 0);
+        }
+        // An unclosed "<" after a section is still an error.
+        assert!(lx(b"BODY[]<0 x").value().is_err());
+    }
+
+    #[test]
+    fn unclosed_brackets_cost_linear_time() {
+        // 200 KB of unclosed brackets: linear work is a fraction of a
+        // second, a quadratic retry would not finish (the parser has no
+        // clock to time itself with).
+        for unit in [&b"["[..], b"x[ ", b"[(", b"[ a[ \"q\" "] {
+            let mut b = unit.repeat(200_000 / unit.len());
+            b.extend_from_slice(b"\r\n");
+            let mut l = lx(&b);
+            while l.value().is_ok() && l.eat(b' ') {}
+            assert!(l.pos > 0);
+        }
     }
 
     #[test]

@@ -164,4 +164,19 @@ pub enum Op {
         /// Its backend's kind, as in the config.
         kind: String,
     },
+    /// APPEND of messages some of which came as a literal8 (RFC 3516
+    /// `~{n}`): every node sends each message as the client did, because a
+    /// backend may store a literal8 differently (Dovecot turns a
+    /// `Content-Transfer-Encoding: binary` part into base64, and only
+    /// then). Sessions propose this when a message came as a literal8 and
+    /// [`Op::Append`] otherwise. Last in the enum, so that older entries
+    /// decode as before.
+    AppendLiteral8 {
+        /// Mailbox name.
+        mailbox: String,
+        /// The messages, in order.
+        messages: Vec<NewMessage>,
+        /// `literal8[k]`: message `k` came as a literal8; one per message.
+        literal8: Vec<bool>,
+    },
 }

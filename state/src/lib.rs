@@ -159,7 +159,12 @@ impl StateMachine for Canon {
                 mailbox,
                 messages,
                 replaces,
-            } => messages::append(cx, mailbox, messages, replaces),
+            } => messages::append(cx, mailbox, messages, replaces, Vec::new()),
+            Op::AppendLiteral8 {
+                mailbox,
+                messages,
+                literal8,
+            } => messages::append(cx, mailbox, messages, None, literal8),
             Op::Copy {
                 from,
                 from_uidvalidity,

@@ -37,13 +37,18 @@ fn still(m: Option<Mailbox>, uidvalidity: u32) -> Result<Mailbox, Outcome> {
 /// APPEND: the messages get the next UIDs in order. Messages a Cyrus
 /// backend would refuse are refused once a Cyrus node registered, before
 /// anything is recorded; an adoption (`replaces`) is taken once per
-/// original.
+/// original. `literal8` says which messages came as a literal8 (empty:
+/// none).
 pub(crate) fn append(
     cx: Apply<'_>,
     mailbox: String,
     messages: Vec<NewMessage>,
     replaces: Option<Replaces>,
+    literal8: Vec<bool>,
 ) -> SmResult<Outcome> {
+    if !literal8.is_empty() && literal8.len() != messages.len() {
+        return Ok(no("CANNOT", "Literal kinds do not match the messages"));
+    }
     let mailbox = normalize(&mailbox);
     let user = cx.user.as_str();
     let mut boxes = cx.mailboxes()?;
@@ -89,14 +94,26 @@ pub(crate) fn append(
     m.uidnext = next;
     put_mailbox(&mut boxes, user, &mailbox, &m)?;
     drop(boxes);
-    let seq = cx.queue(&Work::Append {
-        user: cx.user.clone(),
-        mailbox,
-        uidvalidity: m.uidvalidity,
-        uids: uids.clone(),
-        messages,
-        replaces,
-    })?;
+    let work = if literal8.contains(&true) {
+        Work::AppendLiteral8 {
+            user: cx.user.clone(),
+            mailbox,
+            uidvalidity: m.uidvalidity,
+            uids: uids.clone(),
+            messages,
+            literal8,
+        }
+    } else {
+        Work::Append {
+            user: cx.user.clone(),
+            mailbox,
+            uidvalidity: m.uidvalidity,
+            uids: uids.clone(),
+            messages,
+            replaces,
+        }
+    };
+    let seq = cx.queue(&work)?;
     Ok(accepted(seq, m.uidvalidity, uids, Vec::new()))
 }
 

@@ -313,3 +313,39 @@ fn a_snapshot_restores_the_same_state() {
     // Both go on identically.
     assert_eq!(g.run(append("INBOX", 1)), f.run(append("INBOX", 1)));
 }
+
+#[test]
+fn a_literal8_append_queues_the_literal_kind_of_each_message() {
+    let mut f = Fixture::new();
+    ok_uids(&f.run(create("INBOX")));
+    let Op::Append { messages, .. } = append("INBOX", 2) else {
+        unreachable!()
+    };
+    let op = |literal8: Vec<bool>| Op::AppendLiteral8 {
+        mailbox: "INBOX".to_string(),
+        messages: messages.clone(),
+        literal8,
+    };
+    let queued = f.outbox_len();
+    assert!(matches!(f.run(op(vec![true])), Outcome::No { .. }));
+    assert_eq!(f.outbox_len(), queued, "a refusal queues nothing");
+    let (_, uids, _) = ok_uids(&f.run(op(vec![false, true])));
+    assert_eq!(uids, [1, 2]);
+    let Work::AppendLiteral8 { uids, literal8, .. } = f.last_work() else {
+        panic!()
+    };
+    assert_eq!((uids, literal8), (vec![1, 2], vec![false, true]));
+    // Without a literal8 it is a plain append.
+    ok_uids(&f.run(op(vec![false, false])));
+    assert!(matches!(f.last_work(), Work::Append { .. }));
+}
+
+impl Fixture {
+    fn last_work(&self) -> Work {
+        let txn = self.db.begin_read().unwrap();
+        let outbox = txn.open_table(OUTBOX).unwrap();
+        let last = outbox.iter().unwrap().next_back().unwrap().unwrap();
+        let (_, work): (u64, Work) = postcard::from_bytes(last.1.value()).unwrap();
+        work
+    }
+}

@@ -107,6 +107,24 @@ pub enum Work {
         /// Canonical UIDs.
         uids: Vec<(u32, u32)>,
     },
+    /// [`Work::Append`] of messages some of which came as a literal8
+    /// ([`crate::Op::AppendLiteral8`]): each is sent to the backend as the
+    /// client sent it. Last in the enum, so that older items decode as
+    /// before.
+    AppendLiteral8 {
+        /// User.
+        user: String,
+        /// Mailbox.
+        mailbox: String,
+        /// Canonical UIDVALIDITY.
+        uidvalidity: u32,
+        /// Canonical UIDs, one per message.
+        uids: Vec<u32>,
+        /// The messages.
+        messages: Vec<NewMessage>,
+        /// `literal8[k]`: message `k` came as a literal8.
+        literal8: Vec<bool>,
+    },
 }
 
 impl Work {
@@ -118,6 +136,7 @@ impl Work {
             | Work::Rename { user, .. }
             | Work::Subscribe { user, .. }
             | Work::Append { user, .. }
+            | Work::AppendLiteral8 { user, .. }
             | Work::Copy { user, .. }
             | Work::Store { user, .. }
             | Work::Expunge { user, .. } => user,

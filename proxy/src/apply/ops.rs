@@ -66,7 +66,23 @@ impl Worker {
                     name: mailbox,
                     uidvalidity: *uidvalidity,
                 };
-                self.append(t, uids, messages, replaces.as_ref(), doubt)
+                self.append(t, uids, (messages, &[]), replaces.as_ref(), doubt)
+                    .await
+            }
+            Work::AppendLiteral8 {
+                user,
+                mailbox,
+                uidvalidity,
+                uids,
+                messages,
+                literal8,
+            } => {
+                let t = Target {
+                    user,
+                    name: mailbox,
+                    uidvalidity: *uidvalidity,
+                };
+                self.append(t, uids, (messages, literal8), None, doubt)
                     .await
             }
             Work::Copy {
@@ -210,12 +226,13 @@ impl Worker {
     }
 
     /// APPEND under the canonical `uids`; an adoption's originals on this
-    /// node are expunged once their copies are there.
+    /// node are expunged once their copies are there. `literal8[k]`:
+    /// message `k` goes as a literal8, as the client sent it (empty: none).
     async fn append(
         &mut self,
         t: Target<'_>,
         uids: &[u32],
-        messages: &[NewMessage],
+        (messages, literal8): (&[NewMessage], &[bool]),
         replaces: Option<&Replaces>,
         doubt: bool,
     ) -> Result<Vec<Change>, ApplyError> {
@@ -264,10 +281,12 @@ impl Worker {
         let items: Vec<AppendItem<'_>> = messages
             .iter()
             .zip(flags.iter())
-            .map(|(m, f)| AppendItem {
+            .enumerate()
+            .map(|(k, (m, f))| AppendItem {
                 flags: f,
                 date: m.date.as_deref().map(str::as_bytes),
                 message: &m.body,
+                literal8: literal8.get(k).copied().unwrap_or(false),
             })
             .collect();
         self.additions.bump(user, name);

@@ -32,7 +32,10 @@ fn destroys_evidence(work: &Work, node: u64) -> bool {
         Work::Expunge { .. } | Work::Delete { .. } | Work::Rename { .. } => true,
         Work::Copy { remove, .. } => *remove,
         Work::Append { replaces, .. } => replaces.as_ref().is_some_and(|r| r.node == node),
-        Work::Create { .. } | Work::Subscribe { .. } | Work::Store { .. } => false,
+        Work::Create { .. }
+        | Work::Subscribe { .. }
+        | Work::Store { .. }
+        | Work::AppendLiteral8 { .. } => false,
     }
 }
 
@@ -40,6 +43,7 @@ fn destroys_evidence(work: &Work, node: u64) -> bool {
 fn single_mailbox(work: &Work) -> Option<&str> {
     match work {
         Work::Append { mailbox, .. }
+        | Work::AppendLiteral8 { mailbox, .. }
         | Work::Store { mailbox, .. }
         | Work::Expunge { mailbox, .. } => Some(mailbox),
         _ => None,
@@ -114,6 +118,12 @@ impl std::fmt::Display for Brief<'_> {
                     ""
                 }
             ),
+            Work::AppendLiteral8 {
+                user,
+                mailbox,
+                uids,
+                ..
+            } => write!(f, "{user}: APPEND {mailbox} {uids:?} (literal8)"),
             Work::Copy {
                 user,
                 from,

@@ -317,7 +317,14 @@ impl Session {
                     Response::parse(line)
                 };
                 let Ok(resp) = parsed else {
-                    tracing::warn!("unparsable backend response withheld");
+                    // A response that cannot hold a UID goes on as it is;
+                    // one that may is never guessed at: withheld, loudly.
+                    if !tandem_parser::response::may_carry_uid(line) {
+                        return Some(line.to_vec());
+                    }
+                    let shape = tandem_parser::response::shape(line);
+                    tracing::error!(%shape, "unparsable backend response withheld");
+                    crate::metrics::count_withheld("unparsable");
                     return None;
                 };
                 let Some(maps) = self.maps() else {
@@ -337,6 +344,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "response with an unmapped UID withheld");
+                    crate::metrics::count_withheld("unmapped");
                     // A message delivered straight into the backend: adopt it.
                     if let (true, Some(rep), Some(user), Some(s)) = (
                         selected_uid_error(&e),

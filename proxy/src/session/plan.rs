@@ -287,6 +287,17 @@ fn plan_append(
             return Err(format!("{tag} NO [CANNOT] {defect}\r\n"));
         }
     }
+    // A literal8 (RFC 3516) goes to every backend as a literal8: Dovecot
+    // stores a binary part differently when it comes as one.
+    let literal8: Vec<bool> = messages
+        .iter()
+        .map(|m| {
+            matches!(
+                m.message.kind,
+                tandem_parser::lexer::StrKind::Literal { binary: true, .. }
+            )
+        })
+        .collect();
     let messages = messages
         .iter()
         .map(|m| NewMessage {
@@ -305,10 +316,18 @@ fn plan_append(
     let into_selected = selected
         .is_some_and(|s| tandem_state::normalize(&s.name) == tandem_state::normalize(&name));
     Ok(Plan::Propose {
-        op: Op::Append {
-            mailbox: name,
-            messages,
-            replaces: None,
+        op: if literal8.contains(&true) {
+            Op::AppendLiteral8 {
+                mailbox: name,
+                messages,
+                literal8,
+            }
+        } else {
+            Op::Append {
+                mailbox: name,
+                messages,
+                replaces: None,
+            }
         },
         after: After::Append { into_selected },
     })
@@ -545,6 +564,7 @@ pub(super) fn undo(op: &Op, outcome: &Outcome, separator: Option<char>) -> Optio
     };
     match op {
         Op::Append { mailbox, .. }
+        | Op::AppendLiteral8 { mailbox, .. }
         | Op::Copy {
             to: mailbox,
             remove: false,

@@ -15,6 +15,8 @@
 //! - [`bench`](mod@bench): the side-by-side benchmark `make bench` runs (its driver
 //!   is `src/bin/bench.rs`).
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
+//! - [`conformance`]: the differential conformance suite: scripted sessions
+//!   run straight against a backend and through tandem, answers compared.
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
 //! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
@@ -35,6 +37,7 @@
 pub mod backend;
 pub mod bench;
 pub mod chaos;
+pub mod conformance;
 pub mod cluster;
 pub mod cutter;
 pub mod cyrus;

@@ -1,0 +1,214 @@
+//! Comparing a script's direct transcript with its tandem transcript, and
+//! the report a developer reads: every step, the differing ones with both
+//! answers side by side.
+
+use std::fmt::Write as _;
+
+use super::runner::Transcript;
+use super::script::{letter, Script};
+
+/// Column width of the direct side in a side-by-side table.
+const WIDTH: usize = 58;
+
+/// How a script fared.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The script's name.
+    pub script: String,
+    /// One short line per difference (empty: conforms).
+    pub differences: Vec<String>,
+    /// The whole report (every step; the differing ones side by side).
+    pub report: String,
+}
+
+impl Verdict {
+    /// Whether tandem answered as the backend did (up to the script's
+    /// documented differences).
+    pub fn conforms(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Compares `tandem` against `direct` for `script`.
+pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Verdict {
+    let mut diffs = Vec::new();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "==== {} ({}): {} vs {} ====",
+        script.name,
+        script.path.display(),
+        direct.target,
+        tandem.target
+    );
+    for c in &script.comments {
+        let _ = writeln!(out, "  # {c}");
+    }
+    if let Some((at, why)) = &direct.aborted {
+        diffs.push(format!("the script does not run {} (step {at}): {why}", direct.target));
+    }
+    if let Some((at, why)) = &tandem.aborted {
+        diffs.push(format!("stopped {} after step {at}: {why}", tandem.target));
+    }
+    for (s, g) in &direct.greetings {
+        let t = tandem
+            .greetings
+            .iter()
+            .find(|(ts, _)| ts == s)
+            .map(|x| x.1.clone())
+            .unwrap_or_default();
+        if &t != g {
+            diffs.push(format!("greeting of {}", letter(*s)));
+            let _ = writeln!(out, " DIFF  greeting of session {}", letter(*s));
+            side_by_side(&mut out, std::slice::from_ref(g), &[t], &direct.target, &tandem.target);
+        }
+    }
+    for (i, step) in script.steps.iter().enumerate() {
+        let d = direct.steps.get(i).map(|o| o.lines.clone());
+        let t = tandem.steps.get(i).map(|o| o.lines.clone());
+        let head = format!("#{:<2} {}: {}", i + 1, letter(step.session), step.command);
+        let (Some(d), Some(t)) = (d, t) else {
+            if d.is_some() || t.is_some() {
+                let _ = writeln!(out, "  --   {head}   (not run on one side)");
+            }
+            continue;
+        };
+        if let Some(diff) = &step.differs {
+            let tagged = t.last().cloned().unwrap_or_default();
+            let ok = diff
+                .tandem
+                .as_ref()
+                .is_none_or(|want| tagged.starts_with(want.as_str()));
+            if ok {
+                let _ = writeln!(out, "  ok   {head}   (documented difference: {})", diff.reason);
+            } else {
+                diffs.push(format!(
+                    "step {} {}: {}: tandem should answer {} ({}), answered {tagged}",
+                    i + 1,
+                    letter(step.session),
+                    step.command,
+                    diff.tandem.as_deref().unwrap_or(""),
+                    diff.reason
+                ));
+                let _ = writeln!(
+                    out,
+                    " DIFF  {head}   (documented difference not kept: tandem should answer {}: {})",
+                    diff.tandem.as_deref().unwrap_or(""),
+                    diff.reason
+                );
+                side_by_side(&mut out, &d, &t, &direct.target, &tandem.target);
+            }
+            continue;
+        }
+        if d == t {
+            let _ = writeln!(out, "  ok   {head}");
+        } else {
+            diffs.push(format!(
+                "step {} {}: {}",
+                i + 1,
+                letter(step.session),
+                step.command
+            ));
+            let _ = writeln!(out, " DIFF  {head}");
+            side_by_side(&mut out, &d, &t, &direct.target, &tandem.target);
+        }
+    }
+    // Every path to the capability list must give the same list.
+    let consistent = |t: &Transcript| t.capabilities.windows(2).all(|w| w[0].1 == w[1].1);
+    if !consistent(tandem) && consistent(direct) {
+        diffs.push("capabilities differ between paths (LOGIN code, CAPABILITY)".to_string());
+        let _ = writeln!(
+            out,
+            " DIFF  {} showed different capability lists after login:",
+            tandem.target
+        );
+        for (w, set) in &tandem.capabilities {
+            let _ = writeln!(
+                out,
+                "        {w}: {}",
+                set.iter().cloned().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    if let Some((at, why)) = &tandem.aborted {
+        let _ = writeln!(out, " STOP  {} after step {at}: {why}", tandem.target);
+    }
+    if let Some((at, why)) = &direct.aborted {
+        let _ = writeln!(out, " STOP  {} after step {at}: {why}", direct.target);
+    }
+    Verdict {
+        script: script.name.clone(),
+        differences: diffs,
+        report: out,
+    }
+}
+
+/// Both answers, aligned on their longest common subsequence, `!` where
+/// a line is on one side only or differs.
+fn side_by_side(out: &mut String, d: &[String], t: &[String], dl: &str, tl: &str) {
+    let _ = writeln!(out, "        {:<WIDTH$} | {}", format!("[{dl}]"), format!("[{tl}]"));
+    for (a, b) in align(d, t) {
+        let mark = if a == b { ' ' } else { '!' };
+        let a = a.unwrap_or("");
+        let b = b.unwrap_or("");
+        let _ = writeln!(out, "      {mark} {a:<WIDTH$} | {b}");
+    }
+}
+
+/// Pairs the lines of `a` and `b`: common ones side by side, the others
+/// against nothing (or against each other where both sides have one).
+fn align<'a>(a: &'a [String], b: &'a [String]) -> Vec<(Option<&'a str>, Option<&'a str>)> {
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut rows = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let mut left: Vec<&str> = Vec::new();
+    let mut right: Vec<&str> = Vec::new();
+    let flush = |rows: &mut Vec<_>, left: &mut Vec<&'a str>, right: &mut Vec<&'a str>| {
+        for k in 0..left.len().max(right.len()) {
+            rows.push((left.get(k).copied(), right.get(k).copied()));
+        }
+        left.clear();
+        right.clear();
+    };
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            flush(&mut rows, &mut left, &mut right);
+            rows.push((Some(a[i].as_str()), Some(b[j].as_str())));
+            i += 1;
+            j += 1;
+        } else if j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1]) {
+            left.push(&a[i]);
+            i += 1;
+        } else {
+            right.push(&b[j]);
+            j += 1;
+        }
+    }
+    flush(&mut rows, &mut left, &mut right);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_line_is_shown_against_nothing() {
+        let d: Vec<String> = ["* 1 EXPUNGE", "OK"].map(String::from).to_vec();
+        let t: Vec<String> = ["OK"].map(String::from).to_vec();
+        assert_eq!(
+            align(&d, &t),
+            vec![(Some("* 1 EXPUNGE"), None), (Some("OK"), Some("OK"))]
+        );
+    }
+}

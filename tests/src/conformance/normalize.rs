@@ -120,9 +120,7 @@ pub fn untagged(raw: &[u8], side: Side) -> String {
     if after.eq_ignore_ascii_case("RECENT") {
         return "* _ RECENT".to_string();
     }
-    let mut out = mask_numbers(&line);
-    out = sort_flag_lists(&out);
-    out
+    sort_flag_lists(&mask_numbers(&line))
 }
 
 /// A tagged status line's rest (after the tag), normalized: the status and

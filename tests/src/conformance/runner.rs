@@ -107,9 +107,8 @@ impl Target {
             return Ok(());
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let mut last = Vec::new();
         loop {
-            last = ids
+            let last = ids
                 .iter()
                 .map(|&id| node_progress(c.metrics_addr(id)))
                 .collect::<Vec<_>>();
@@ -402,10 +401,11 @@ fn one_step(
         so_far.lines.extend(rest.lines);
         return Ok(so_far);
     }
-    let Some(c) = session.client.as_mut() else {
+    if session.client.is_none() {
         return Err("session closed".to_string());
-    };
+    }
     let tag = session.tag(s);
+    let c = session.client.as_mut().expect("checked above");
     if upper == "IDLE" {
         c.write(format!("{tag} IDLE\r\n").as_bytes())
             .map_err(|e| e.to_string())?;

@@ -102,7 +102,11 @@ pub fn selected(kind: BackendKind) -> Vec<Script> {
 /// a fresh tandem cluster of `nodes` nodes (with the `tandem` at
 /// `binary`), and compares. Returns one verdict per script.
 pub fn run_suite(binary: &Path, kind: BackendKind, nodes: u64, scripts: &[Script]) -> Vec<Verdict> {
+    let users: Vec<String> = scripts.iter().map(Script::user).collect();
     let direct = Target::Direct(Backend::start(kind));
+    direct
+        .add_users(&users)
+        .unwrap_or_else(|e| panic!("adding users: {e}"));
     let direct_runs: Vec<Transcript> = scripts.iter().map(|s| run(&direct, s)).collect();
     drop(direct);
     let cluster = TandemCluster::builder()
@@ -111,6 +115,9 @@ pub fn run_suite(binary: &Path, kind: BackendKind, nodes: u64, scripts: &[Script
         .backend(kind)
         .start();
     let tandem = Target::Tandem(cluster);
+    tandem
+        .add_users(&users)
+        .unwrap_or_else(|e| panic!("adding users: {e}"));
     scripts
         .iter()
         .zip(&direct_runs)

@@ -67,7 +67,7 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         let d = direct.steps.get(i).map(|o| o.lines.clone());
         let t = tandem.steps.get(i).map(|o| o.lines.clone());
         let head = format!("#{:<2} {}: {}", i + 1, letter(step.session), step.command);
-        let (Some(d), Some(t)) = (d, t) else {
+        let (Some(d), Some(t)) = (d.clone(), t.clone()) else {
             if d.is_some() || t.is_some() {
                 let _ = writeln!(out, "  --   {head}   (not run on one side)");
             }

@@ -73,25 +73,38 @@ impl Target {
         }
     }
 
-    /// Makes `user` known to every backend, with the usual password.
-    pub fn add_user(&self, user: &str) -> Result<(), String> {
+    /// Makes `users` known to every backend, with the usual password.
+    /// Dovecot reads its passwd-file again at most once a second, when it
+    /// changed: this writes them all at once, then lets a second pass.
+    pub fn add_users(&self, users: &[String]) -> Result<(), String> {
+        let mut dovecot = false;
         for b in self.backends() {
             match b {
                 Backend::Dovecot(d) => {
                     use std::io::Write as _;
                     let path = d.dir().join("users");
                     let known = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-                    if known.lines().any(|l| l.starts_with(&format!("{user}:"))) {
-                        continue;
-                    }
                     let mut f = std::fs::OpenOptions::new()
                         .append(true)
                         .open(&path)
                         .map_err(|e| format!("{}: {e}", path.display()))?;
-                    writeln!(f, "{user}:{{PLAIN}}{USER_PASSWORD}").map_err(|e| e.to_string())?;
+                    for user in users {
+                        if !known.lines().any(|l| l.starts_with(&format!("{user}:"))) {
+                            writeln!(f, "{user}:{{PLAIN}}{USER_PASSWORD}")
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
+                    dovecot = true;
                 }
-                Backend::Cyrus(c) => add_cyrus_user(c, user)?,
+                Backend::Cyrus(c) => {
+                    for user in users {
+                        add_cyrus_user(c, user)?;
+                    }
+                }
             }
+        }
+        if dovecot {
+            std::thread::sleep(Duration::from_millis(1100));
         }
         Ok(())
     }
@@ -236,14 +249,15 @@ impl Session {
     }
 }
 
-/// Runs `script` against `target`.
+/// Runs `script` against `target`, whose backends must know the script's
+/// user ([`Target::add_users`]).
 pub fn run(target: &Target, script: &Script) -> Transcript {
     let mut t = Transcript {
         target: target.label(),
         ..Transcript::default()
     };
     let user = script.user();
-    if let Err(e) = target.add_user(&user).and_then(|()| setup(target, script, &user)) {
+    if let Err(e) = setup(target, script, &user) {
         t.aborted = Some((0, format!("setup: {e}")));
         return t;
     }
@@ -539,19 +553,27 @@ fn send(c: &mut ImapClient, tag: &str, e: &Expanded, side: Side) -> io::Result<O
     Ok(o)
 }
 
+/// Reads up to the tagged line of `tag`. A continuation request here
+/// (AUTHENTICATE asking for more) is answered with `*`, which cancels.
 fn finish(c: &mut ImapClient, tag: &str, side: Side) -> io::Result<Outcome> {
-    let reply = c.finish(tag)?;
     let mut o = Outcome::default();
-    for r in &reply.untagged {
-        push(&mut o, r, side);
+    loop {
+        let r = c.read_response()?;
+        if r.starts_with(b"* ") {
+            push(&mut o, &r, side);
+            continue;
+        }
+        if r.starts_with(b"+") {
+            push(&mut o, &r, side);
+            c.write(b"*\r\n")?;
+            continue;
+        }
+        let line = normalize::display(&r);
+        if !line.starts_with(&format!("{tag} ")) {
+            return Err(io::Error::other(format!("unexpected line {line:?}")));
+        }
+        o.raw.push(line.clone());
+        o.lines.push(tagged_line(&line, tag, side));
+        return Ok(o);
     }
-    let word = match reply.status {
-        Status::Ok => "OK",
-        Status::No => "NO",
-        Status::Bad => "BAD",
-    };
-    o.raw.push(format!("{tag} {word} {}", reply.text));
-    o.lines
-        .push(normalize::tagged(reply.status, &reply.text, side));
-    Ok(o)
 }

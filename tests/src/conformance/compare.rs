@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::normalize;
 use super::runner::Transcript;
 use super::script::{letter, Script};
 
@@ -64,8 +65,8 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         }
     }
     for (i, step) in script.steps.iter().enumerate() {
-        let d = direct.steps.get(i).map(|o| o.lines.clone());
-        let t = tandem.steps.get(i).map(|o| o.lines.clone());
+        let d = direct.steps.get(i).map(|o| comparable(&o.lines));
+        let t = tandem.steps.get(i).map(|o| comparable(&o.lines));
         let head = format!("#{:<2} {}: {}", i + 1, letter(step.session), step.command);
         let (Some(d), Some(t)) = (d.clone(), t.clone()) else {
             if d.is_some() || t.is_some() {
@@ -100,8 +101,14 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
             }
             continue;
         }
+        let (t, added_uid) = tolerate_added_uid(&d, t);
         if d == t {
-            let _ = writeln!(out, "  ok   {head}");
+            let note = if added_uid {
+                "   (tandem adds UID to a FETCH)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  ok   {head}{note}");
         } else {
             diffs.push(format!(
                 "step {} {}: {}",
@@ -141,6 +148,62 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         differences: diffs,
         report: out,
     }
+}
+
+/// The lines compared: all but `* n RECENT` (see [`normalize::RECENT`]).
+fn comparable(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.as_str() != normalize::RECENT)
+        .cloned()
+        .collect()
+}
+
+/// tandem's lines with a `UID n` item taken out of each FETCH response
+/// that the direct answer has without it: tandem asks its backend for
+/// UIDs (to rewrite them) and passes them on, which RFC 3501 (7.4.2)
+/// allows. Says whether it took any out.
+fn tolerate_added_uid(direct: &[String], tandem: Vec<String>) -> (Vec<String>, bool) {
+    let mut changed = false;
+    let lines = tandem
+        .into_iter()
+        .map(|l| {
+            if direct.contains(&l) || !l.contains(" FETCH (") {
+                return l;
+            }
+            match without_uid_item(&l) {
+                Some(stripped) if direct.contains(&stripped) => {
+                    changed = true;
+                    stripped
+                }
+                _ => l,
+            }
+        })
+        .collect();
+    (lines, changed)
+}
+
+/// A FETCH response without its `UID n` item, if it has one.
+fn without_uid_item(line: &str) -> Option<String> {
+    let open = line.find(" FETCH (")? + " FETCH (".len();
+    let items = &line[open..];
+    let at = if items.starts_with("UID ") {
+        0
+    } else {
+        items.find(" UID ")? + 1
+    };
+    let digits = items[at + 4..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut end = at + 4 + digits;
+    let mut start = at;
+    if items[end..].starts_with(' ') {
+        end += 1;
+    } else if start > 0 {
+        start -= 1;
+    }
+    Some(format!("{}{}{}", &line[..open], &items[..start], &items[end..]))
 }
 
 /// Both answers, aligned on their longest common subsequence, `!` where
@@ -201,6 +264,25 @@ fn align<'a>(a: &'a [String], b: &'a [String]) -> Vec<(Option<&'a str>, Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_added_uid_item_is_tolerated_only_where_direct_has_none() {
+        assert_eq!(
+            without_uid_item("* 2 FETCH (UID 3 FLAGS (\\Seen))").as_deref(),
+            Some("* 2 FETCH (FLAGS (\\Seen))")
+        );
+        assert_eq!(
+            without_uid_item("* 2 FETCH (FLAGS (\\Seen) UID 3)").as_deref(),
+            Some("* 2 FETCH (FLAGS (\\Seen))")
+        );
+        let d = vec!["* 2 FETCH (FLAGS (\\Seen))".to_string()];
+        let (t, changed) = tolerate_added_uid(&d, vec!["* 2 FETCH (UID 3 FLAGS (\\Seen))".into()]);
+        assert!(changed);
+        assert_eq!(t, d);
+        let d = vec!["* 2 FETCH (UID 4 FLAGS (\\Seen))".to_string()];
+        let (_, changed) = tolerate_added_uid(&d, vec!["* 2 FETCH (UID 3 FLAGS (\\Seen))".into()]);
+        assert!(!changed);
+    }
 
     #[test]
     fn a_missing_line_is_shown_against_nothing() {

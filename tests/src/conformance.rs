@@ -68,7 +68,9 @@ pub mod normalize;
 pub mod runner;
 pub mod script;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 pub use compare::{compare, Verdict};
 pub use runner::{run, Target, Transcript};
@@ -103,12 +105,7 @@ pub fn selected(kind: BackendKind) -> Vec<Script> {
 /// `binary`), and compares. Returns one verdict per script.
 pub fn run_suite(binary: &Path, kind: BackendKind, nodes: u64, scripts: &[Script]) -> Vec<Verdict> {
     let users: Vec<String> = scripts.iter().map(Script::user).collect();
-    let direct = Target::Direct(Backend::start(kind));
-    direct
-        .add_users(&users)
-        .unwrap_or_else(|e| panic!("adding users: {e}"));
-    let direct_runs: Vec<Transcript> = scripts.iter().map(|s| run(&direct, s)).collect();
-    drop(direct);
+    let direct_runs = direct_runs(kind, scripts);
     let cluster = TandemCluster::builder()
         .binary(binary)
         .nodes(nodes)
@@ -125,6 +122,33 @@ pub fn run_suite(binary: &Path, kind: BackendKind, nodes: u64, scripts: &[Script
         .collect()
 }
 
+/// The scripts' transcripts straight from a fresh backend of `kind`,
+/// run once per process and kind (the tests of several cluster sizes
+/// share them).
+fn direct_runs(kind: BackendKind, scripts: &[Script]) -> Vec<Transcript> {
+    type Cache = Mutex<HashMap<(String, Vec<String>), Vec<Transcript>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (
+        format!("{kind:?}"),
+        scripts.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+    );
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Some(runs) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return runs.clone();
+    }
+    let users: Vec<String> = scripts.iter().map(Script::user).collect();
+    let direct = Target::Direct(Backend::start(kind));
+    direct
+        .add_users(&users)
+        .unwrap_or_else(|e| panic!("adding users: {e}"));
+    let runs: Vec<Transcript> = scripts.iter().map(|s| run(&direct, s)).collect();
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, runs.clone());
+    runs
+}
+
 /// The report of a suite's run: every differing script's report (every
 /// script's with `CONFORMANCE_VERBOSE`), then the list of those that
 /// differ, one line each with their first differences.
@@ -137,6 +161,14 @@ pub fn report(label: &str, verdicts: &[Verdict]) -> String {
             out.push('\n');
         }
     }
+    let mut slow: Vec<&Verdict> = verdicts.iter().collect();
+    slow.sort_by_key(|v| std::cmp::Reverse(v.elapsed));
+    let total: std::time::Duration = verdicts.iter().map(|v| v.elapsed).sum();
+    out.push_str(&format!("{label}: scripts took {total:.1?} (direct and tandem); slowest:"));
+    for v in slow.iter().take(5) {
+        out.push_str(&format!(" {} {:.1?};", v.script, v.elapsed));
+    }
+    out.push('\n');
     let differing: Vec<&Verdict> = verdicts.iter().filter(|v| !v.conforms()).collect();
     out.push_str(&format!(
         "{label}: {} of {} scripts differ\n",

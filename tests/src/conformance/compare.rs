@@ -20,6 +20,8 @@ pub struct Verdict {
     pub differences: Vec<String>,
     /// The whole report (every step; the differing ones side by side).
     pub report: String,
+    /// How long both runs took.
+    pub elapsed: std::time::Duration,
 }
 
 impl Verdict {
@@ -147,6 +149,7 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         script: script.name.clone(),
         differences: diffs,
         report: out,
+        elapsed: direct.elapsed + tandem.elapsed,
     }
 }
 

@@ -5,7 +5,10 @@
 //! flag, which belongs to whichever session saw a message first: through
 //! tandem that is the applier's), flag lists are sorted, and capability
 //! lists become sorted sets, minus what tandem documents that it hides
-//! (direct side) or adds (tandem side).
+//! (direct side) or adds (tandem side). Cyrus's MAILBOXID code is masked
+//! (each server's own), and a HIGHESTMODSEQ code on a tagged line dropped
+//! (Cyrus sends it unasked; tandem, which hides CONDSTORE, does not pass
+//! it on).
 
 use std::collections::BTreeSet;
 
@@ -155,6 +158,9 @@ fn status_code(text: &str, side: Side, untagged: bool) -> String {
             format!(" [CAPABILITY {}]", join(&set))
         }
         "APPENDUID" | "COPYUID" => format!(" {}", mask_numbers(&format!("[{name} {args}]"))),
+        // Each server's own values (Cyrus sends them unasked).
+        "MAILBOXID" => " [MAILBOXID (_)]".to_string(),
+        "HIGHESTMODSEQ" if !untagged => String::new(),
         _ if untagged => {
             let code = if args.is_empty() {
                 format!("[{name}]")

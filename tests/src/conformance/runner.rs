@@ -20,13 +20,15 @@ use super::normalize::{self, Side};
 use super::script::{self, letter, Expanded, Script, MAX_SESSIONS};
 
 /// How long a session waits for one answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `DONE` waits for a first unprompted response of an IDLE.
 const IDLE_FIRST: Duration = Duration::from_millis(1500);
 /// How long `DONE` then waits for more, after the last one.
 const IDLE_QUIET: Duration = Duration::from_millis(300);
 /// How long a cluster may take to apply everything everywhere.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a backend may lag once every entry is applied to the state.
+const STUCK_LAG: Duration = Duration::from_secs(3);
 
 /// Where a script runs.
 #[derive(Debug)]
@@ -110,8 +112,11 @@ impl Target {
     }
 
     /// On a cluster of several nodes: waits until every node has applied
-    /// every committed entry to its backend.
-    pub fn settle(&self) -> Result<(), String> {
+    /// every committed entry to its canonical state and to its backend.
+    /// `Err` when that does not happen: a backend lag that stays after
+    /// everything is applied ([`STUCK_LAG`]) is a finding the caller
+    /// records; a log that does not catch up is fatal to the script.
+    pub fn settle(&self) -> Result<(), Unsettled> {
         let Target::Tandem(c) = self else {
             return Ok(());
         };
@@ -120,27 +125,47 @@ impl Target {
             return Ok(());
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut applied_since: Option<Instant> = None;
         loop {
-            let last = ids
+            let last: Vec<Option<(u64, u64, u64)>> = ids
                 .iter()
                 .map(|&id| node_progress(c.metrics_addr(id)))
-                .collect::<Vec<_>>();
-            let done = last.iter().all(Option::is_some) && {
-                let p: Vec<(u64, u64, u64)> = last.iter().flatten().copied().collect();
-                let committed = p.iter().map(|x| x.1).max().unwrap_or(0);
-                p.iter().all(|&(applied, _, lag)| applied == committed && lag == 0)
-            };
-            if done {
+                .collect();
+            let p: Vec<(u64, u64, u64)> = last.iter().flatten().copied().collect();
+            let committed = p.iter().map(|x| x.1).max().unwrap_or(0);
+            let applied = p.len() == ids.len() && p.iter().all(|&(a, _, _)| a == committed);
+            if applied && p.iter().all(|&(_, _, lag)| lag == 0) {
                 return Ok(());
             }
+            if applied {
+                let since = *applied_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > STUCK_LAG {
+                    return Err(Unsettled::Lag(format!(
+                        "a backend lags behind its applied log for over {STUCK_LAG:?}: \
+                         (applied, committed, lag entries) per node {last:?}"
+                    )));
+                }
+            } else {
+                applied_since = None;
+            }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "the cluster did not converge in {SETTLE_TIMEOUT:?}: (applied, committed, lag) {last:?}"
-                ));
+                return Err(Unsettled::Log(format!(
+                    "the cluster did not converge in {SETTLE_TIMEOUT:?}: \
+                     (applied, committed, lag entries) per node {last:?}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Why a cluster did not settle.
+#[derive(Debug, Clone)]
+pub enum Unsettled {
+    /// Everything committed is applied, but a backend still lags.
+    Lag(String),
+    /// The log itself is not applied everywhere.
+    Log(String),
 }
 
 /// A node's (applied, committed, backend lag in entries) from `/status`.
@@ -229,6 +254,8 @@ pub struct Transcript {
     pub greetings: Vec<(usize, String)>,
     /// One outcome per step run.
     pub steps: Vec<Outcome>,
+    /// How long the run took.
+    pub elapsed: Duration,
     /// Every capability list an authenticated session was shown (LOGIN's
     /// code, CAPABILITY), raw, as (where, set): they must all agree.
     pub capabilities: Vec<(String, BTreeSet<String>)>,
@@ -252,6 +279,13 @@ impl Session {
 /// Runs `script` against `target`, whose backends must know the script's
 /// user ([`Target::add_users`]).
 pub fn run(target: &Target, script: &Script) -> Transcript {
+    let started = Instant::now();
+    let mut t = run_steps(target, script);
+    t.elapsed = started.elapsed();
+    t
+}
+
+fn run_steps(target: &Target, script: &Script) -> Transcript {
     let mut t = Transcript {
         target: target.label(),
         ..Transcript::default()
@@ -287,9 +321,17 @@ pub fn run(target: &Target, script: &Script) -> Transcript {
             }
         };
         t.steps.push(outcome);
-        if let Err(e) = target.settle() {
-            t.aborted = Some((i + 1, e));
-            break;
+        match target.settle() {
+            Ok(()) => {}
+            Err(Unsettled::Lag(e)) => {
+                let last = t.steps.last_mut().expect("just pushed");
+                last.lines.push(format!("!! {e}"));
+                last.raw.push(format!("!! {e}"));
+            }
+            Err(Unsettled::Log(e)) => {
+                t.aborted = Some((i + 1, e));
+                break;
+            }
         }
     }
     for s in sessions.iter_mut().flatten() {
@@ -335,7 +377,7 @@ fn setup(target: &Target, script: &Script, user: &str) -> Result<(), String> {
         }
     }
     let _ = c.command("LOGOUT");
-    target.settle()
+    target.settle().map_err(|e| format!("{e:?}"))
 }
 
 fn login(addr: SocketAddr, user: &str) -> Result<ImapClient, String> {

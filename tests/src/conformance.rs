@@ -61,7 +61,8 @@
 //! `cargo test -p tandem-proxy --test conformance` runs every script
 //! direct and through tandem; `CONFORMANCE_SCRIPT=name1,name2` runs only
 //! the scripts whose names contain one of those; `CONFORMANCE_VERBOSE=1`
-//! prints the report of every script, not only of those that differ.
+//! prints the report of every script, not only of those that differ;
+//! `CONFORMANCE_LOGS=1` prints the tandem nodes' logs after the run.
 
 pub mod compare;
 pub mod normalize;
@@ -115,11 +116,19 @@ pub fn run_suite(binary: &Path, kind: BackendKind, nodes: u64, scripts: &[Script
     tandem
         .add_users(&users)
         .unwrap_or_else(|e| panic!("adding users: {e}"));
-    scripts
+    let verdicts = scripts
         .iter()
         .zip(&direct_runs)
         .map(|(s, d)| compare(s, d, &run(&tandem, s)))
-        .collect()
+        .collect();
+    if std::env::var_os("CONFORMANCE_LOGS").is_some() {
+        if let Target::Tandem(c) = &tandem {
+            for id in c.mail_ids() {
+                eprintln!("---- tandem node {id} ----\n{}", c.log(id));
+            }
+        }
+    }
+    verdicts
 }
 
 /// The scripts' transcripts straight from a fresh backend of `kind`,

@@ -6,9 +6,9 @@
 //! tandem that is the applier's), flag lists are sorted, and capability
 //! lists become sorted sets, minus what tandem documents that it hides
 //! (direct side) or adds (tandem side). Cyrus's MAILBOXID code is masked
-//! (each server's own), and a HIGHESTMODSEQ code on a tagged line dropped
-//! (Cyrus sends it unasked; tandem, which hides CONDSTORE, does not pass
-//! it on).
+//! (each server's own), and a HIGHESTMODSEQ or MAILBOXID code on a tagged
+//! line dropped (Cyrus sends them unasked; tandem, which hides CONDSTORE
+//! and OBJECTID, does not pass them on).
 
 use std::collections::BTreeSet;
 
@@ -159,7 +159,8 @@ fn status_code(text: &str, side: Side, untagged: bool) -> String {
         }
         "APPENDUID" | "COPYUID" => format!(" {}", mask_numbers(&format!("[{name} {args}]"))),
         // Each server's own values (Cyrus sends them unasked).
-        "MAILBOXID" => " [MAILBOXID (_)]".to_string(),
+        "MAILBOXID" if untagged => " [MAILBOXID (_)]".to_string(),
+        "MAILBOXID" => String::new(),
         "HIGHESTMODSEQ" if !untagged => String::new(),
         _ if untagged => {
             let code = if args.is_empty() {

@@ -69,7 +69,17 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
     for (i, step) in script.steps.iter().enumerate() {
         let d = direct.steps.get(i).map(|o| comparable(&o.lines));
         let t = tandem.steps.get(i).map(|o| comparable(&o.lines));
-        let head = format!("#{:<2} {}: {}", i + 1, letter(step.session), step.command);
+        let mut head = format!("#{:<2} {}: {}", i + 1, letter(step.session), step.command);
+        let slow = |o: Option<&super::runner::Outcome>| {
+            o.map(|o| o.elapsed)
+                .filter(|e| *e > std::time::Duration::from_secs(1))
+        };
+        if let Some(e) = slow(direct.steps.get(i)) {
+            let _ = write!(head, "   [{} took {e:.1?}]", direct.target);
+        }
+        if let Some(e) = slow(tandem.steps.get(i)) {
+            let _ = write!(head, "   [{} took {e:.1?}]", tandem.target);
+        }
         let (Some(d), Some(t)) = (d.clone(), t.clone()) else {
             if d.is_some() || t.is_some() {
                 let _ = writeln!(out, "  --   {head}   (not run on one side)");

@@ -259,6 +259,8 @@ pub struct Outcome {
     pub raw: Vec<String>,
     /// Each response normalized; the tagged one last, without its tag.
     pub lines: Vec<String>,
+    /// How long the step took (IDLE's DONE: with the wait for responses).
+    pub elapsed: Duration,
 }
 
 /// Everything a script's run produced.
@@ -330,8 +332,12 @@ fn run_steps(target: &Target, script: &Script) -> Transcript {
         let session = sessions[step.session]
             .as_mut()
             .expect("every session of the script is open");
+        let began = Instant::now();
         let outcome = match one_step(session, step.session, &step.command, &user, side, &mut t) {
-            Ok(o) => o,
+            Ok(o) => Outcome {
+                elapsed: began.elapsed(),
+                ..o
+            },
             Err(e) => {
                 let mut o = Outcome::default();
                 o.lines.push(format!("!! {e}"));

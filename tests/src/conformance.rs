@@ -173,7 +173,9 @@ pub fn report(label: &str, verdicts: &[Verdict]) -> String {
     let mut slow: Vec<&Verdict> = verdicts.iter().collect();
     slow.sort_by_key(|v| std::cmp::Reverse(v.elapsed));
     let total: std::time::Duration = verdicts.iter().map(|v| v.elapsed).sum();
-    out.push_str(&format!("{label}: scripts took {total:.1?} (direct and tandem); slowest:"));
+    out.push_str(&format!(
+        "{label}: scripts took {total:.1?} (direct and tandem); slowest:"
+    ));
     for v in slow.iter().take(5) {
         out.push_str(&format!(" {} {:.1?};", v.script, v.elapsed));
     }

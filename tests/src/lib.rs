@@ -15,10 +15,10 @@
 //! - [`bench`](mod@bench): the side-by-side benchmark `make bench` runs (its driver
 //!   is `src/bin/bench.rs`).
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
-//! - [`conformance`]: the differential conformance suite: scripted sessions
-//!   run straight against a backend and through tandem, answers compared.
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
+//! - [`conformance`]: the differential conformance suite: scripted sessions
+//!   run straight against a backend and through tandem, answers compared.
 //! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
 //! - [`cyrus`]: start, stop and restart real Cyrus IMAP 3.6 instances.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
@@ -37,8 +37,8 @@
 pub mod backend;
 pub mod bench;
 pub mod chaos;
-pub mod conformance;
 pub mod cluster;
+pub mod conformance;
 pub mod cutter;
 pub mod cyrus;
 pub mod dovecot;

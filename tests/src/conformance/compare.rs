@@ -48,7 +48,10 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         let _ = writeln!(out, "  # {c}");
     }
     if let Some((at, why)) = &direct.aborted {
-        diffs.push(format!("the script does not run {} (step {at}): {why}", direct.target));
+        diffs.push(format!(
+            "the script does not run {} (step {at}): {why}",
+            direct.target
+        ));
     }
     if let Some((at, why)) = &tandem.aborted {
         diffs.push(format!("stopped {} after step {at}: {why}", tandem.target));
@@ -63,7 +66,13 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
         if &t != g {
             diffs.push(format!("greeting of {}", letter(*s)));
             let _ = writeln!(out, " DIFF  greeting of session {}", letter(*s));
-            side_by_side(&mut out, std::slice::from_ref(g), &[t], &direct.target, &tandem.target);
+            side_by_side(
+                &mut out,
+                std::slice::from_ref(g),
+                &[t],
+                &direct.target,
+                &tandem.target,
+            );
         }
     }
     for (i, step) in script.steps.iter().enumerate() {
@@ -93,7 +102,11 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
                 .as_ref()
                 .is_none_or(|want| tagged.starts_with(want.as_str()));
             if ok {
-                let _ = writeln!(out, "  ok   {head}   (documented difference: {})", diff.reason);
+                let _ = writeln!(
+                    out,
+                    "  ok   {head}   (documented difference: {})",
+                    diff.reason
+                );
             } else {
                 diffs.push(format!(
                     "step {} {}: {}: tandem should answer {} ({}), answered {tagged}",
@@ -224,7 +237,10 @@ fn without_uid_item(line: &str) -> Option<String> {
     } else {
         items.find(" UID ")? + 1
     };
-    let digits = items[at + 4..].bytes().take_while(u8::is_ascii_digit).count();
+    let digits = items[at + 4..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
     if digits == 0 {
         return None;
     }
@@ -232,16 +248,22 @@ fn without_uid_item(line: &str) -> Option<String> {
     let mut start = at;
     if items[end..].starts_with(' ') {
         end += 1;
-    } else if start > 0 {
-        start -= 1;
+    } else {
+        start = start.saturating_sub(1);
     }
-    Some(format!("{}{}{}", &line[..open], &items[..start], &items[end..]))
+    Some(format!(
+        "{}{}{}",
+        &line[..open],
+        &items[..start],
+        &items[end..]
+    ))
 }
 
 /// Both answers, aligned on their longest common subsequence, `!` where
 /// a line is on one side only or differs.
 fn side_by_side(out: &mut String, d: &[String], t: &[String], dl: &str, tl: &str) {
-    let _ = writeln!(out, "        {:<WIDTH$} | {}", format!("[{dl}]"), format!("[{tl}]"));
+    let dl = format!("[{dl}]");
+    let _ = writeln!(out, "        {dl:<WIDTH$} | [{tl}]");
     for (a, b) in align(d, t) {
         let mark = if a == b { ' ' } else { '!' };
         let a = a.unwrap_or("");

@@ -220,10 +220,7 @@ fn mask_after(line: &str, key: &str) -> String {
     while let Some(found) = upper[at..].find(key) {
         let start = at + found + key.len();
         out.push_str(&line[at..start]);
-        let digits = line[start..]
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
+        let digits = line[start..].bytes().take_while(u8::is_ascii_digit).count();
         if digits > 0 {
             out.push('_');
         }
@@ -268,16 +265,27 @@ mod tests {
             "* OK [UIDVALIDITY _]"
         );
         assert_eq!(
-            untagged(b"* OK [PERMANENTFLAGS (\\Seen \\Answered \\*)] Ok\r\n", Side::Direct),
+            untagged(
+                b"* OK [PERMANENTFLAGS (\\Seen \\Answered \\*)] Ok\r\n",
+                Side::Direct
+            ),
             "* OK [PERMANENTFLAGS (\\* \\Answered \\Seen)]"
         );
         assert_eq!(untagged(b"* BYE Logging out\r\n", Side::Direct), "* BYE");
         assert_eq!(
-            tagged(Status::Ok, "[READ-WRITE] Select completed (0.001 secs).", Side::Direct),
+            tagged(
+                Status::Ok,
+                "[READ-WRITE] Select completed (0.001 secs).",
+                Side::Direct
+            ),
             "OK [READ-WRITE]"
         );
         assert_eq!(
-            tagged(Status::Ok, "[APPENDUID 1700000000 4] Append completed.", Side::Tandem),
+            tagged(
+                Status::Ok,
+                "[APPENDUID 1700000000 4] Append completed.",
+                Side::Tandem
+            ),
             "OK [APPENDUID _ 4]"
         );
         assert_eq!(tagged(Status::No, "Nope", Side::Tandem), "NO");
@@ -309,15 +317,25 @@ mod tests {
     #[test]
     fn capability_lists_are_sets_minus_documented_differences() {
         assert_eq!(
-            untagged(b"* CAPABILITY IMAP4rev1 SORT IDLE CONDSTORE AUTH=LOGIN\r\n", Side::Direct),
+            untagged(
+                b"* CAPABILITY IMAP4rev1 SORT IDLE CONDSTORE AUTH=LOGIN\r\n",
+                Side::Direct
+            ),
             "* CAPABILITY IDLE IMAP4REV1"
         );
         assert_eq!(
-            untagged(b"* CAPABILITY IDLE APPENDLIMIT=10 CONDSTORE IMAP4rev1\r\n", Side::Tandem),
+            untagged(
+                b"* CAPABILITY IDLE APPENDLIMIT=10 CONDSTORE IMAP4rev1\r\n",
+                Side::Tandem
+            ),
             "* CAPABILITY CONDSTORE IDLE IMAP4REV1"
         );
         assert_eq!(
-            tagged(Status::Ok, "[CAPABILITY IMAP4rev1 SORT] Logged in", Side::Direct),
+            tagged(
+                Status::Ok,
+                "[CAPABILITY IMAP4rev1 SORT] Logged in",
+                Side::Direct
+            ),
             "OK [CAPABILITY IMAP4REV1]"
         );
     }

@@ -347,6 +347,9 @@ fn run_steps(target: &Target, script: &Script) -> Transcript {
             }
         };
         t.steps.push(outcome);
+        if !may_change(&step.command) {
+            continue;
+        }
         match target.settle(tolerated) {
             Ok(()) => {}
             Err(Unsettled::Lag(e)) => {
@@ -370,6 +373,31 @@ fn run_steps(target: &Target, script: &Script) -> Transcript {
         }
     }
     t
+}
+
+/// Whether a command may change what other sessions see (so that, on
+/// several nodes, the next step must wait until every node applied it):
+/// everything but the commands that only read, and a FETCH that sets no
+/// `\Seen` (only PEEK sections, no RFC822 or RFC822.TEXT).
+fn may_change(command: &str) -> bool {
+    let upper = command.to_ascii_uppercase();
+    let mut words = upper.split_whitespace();
+    let mut verb = words.next().unwrap_or("");
+    if verb == "UID" {
+        verb = words.next().unwrap_or("");
+    }
+    match verb {
+        "NOOP" | "CHECK" | "CAPABILITY" | "SELECT" | "EXAMINE" | "LIST" | "LSUB" | "STATUS"
+        | "SEARCH" | "NAMESPACE" | "ID" | "ENABLE" | "LOGIN" | "AUTHENTICATE" | "IDLE"
+        | "LOGOUT" | "UNSELECT" => false,
+        "FETCH" => {
+            let unpeeked = upper.replace(".PEEK[", "").replace("RFC822.SIZE", "");
+            ["BODY[", "BINARY[", "RFC822"]
+                .iter()
+                .any(|k| unpeeked.contains(k))
+        }
+        _ => true,
+    }
 }
 
 /// Runs the `setup:` lines through a session of their own (on session A's
@@ -437,7 +465,8 @@ fn open(
         c.set_read_timeout(READ_TIMEOUT)
             .map_err(|e| format!("timeout: {e}"))?;
         let g = format!("{}\r\n", c.greeting);
-        t.greetings.push((s, normalize::untagged(g.as_bytes(), side)));
+        t.greetings
+            .push((s, normalize::untagged(g.as_bytes(), side)));
         c
     } else {
         let mut c = ImapClient::connect(addr).map_err(|e| format!("connect: {e}"))?;
@@ -477,7 +506,10 @@ fn one_step(
     let upper = command.trim().to_ascii_uppercase();
     if let Some((tag, mut so_far)) = session.idle.take() {
         if upper != "DONE" {
-            return Err(format!("session {} is idling: only DONE may follow", letter(s)));
+            return Err(format!(
+                "session {} is idling: only DONE may follow",
+                letter(s)
+            ));
         }
         let c = session.client.as_mut().ok_or("session closed")?;
         collect_unprompted(c, &mut so_far, side).map_err(|e| format!("during IDLE: {e}"))?;
@@ -647,5 +679,31 @@ fn finish(c: &mut ImapClient, tag: &str, side: Side) -> io::Result<Outcome> {
         o.raw.push(line.clone());
         o.lines.push(tagged_line(&line, tag, side));
         return Ok(o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_change;
+
+    #[test]
+    fn only_reads_go_on_without_waiting_for_the_cluster() {
+        for c in [
+            "NOOP",
+            "UID SEARCH ALL",
+            "FETCH 1 (BODY.PEEK[] RFC822.SIZE)",
+            "SELECT INBOX",
+        ] {
+            assert!(!may_change(c), "{c}");
+        }
+        for c in [
+            "FETCH 1 (BODY[])",
+            "UID FETCH 1 RFC822",
+            "STORE 1 +FLAGS (\\Seen)",
+            "DONE",
+            "CLOSE",
+        ] {
+            assert!(may_change(c), "{c}");
+        }
     }
 }

@@ -215,9 +215,8 @@ pub struct Expanded {
 /// - `{msg+:NAME}`, `{mime+:NAME}`, `{lit+:TEXT}`: the same as a
 ///   non-synchronizing literal (LITERAL+).
 pub fn expand(command: &str, user: &str) -> Result<Expanded, String> {
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!(
-        "\0{user}\0{USER_PASSWORD}"
-    ));
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{USER_PASSWORD}"));
     let command = command
         .replace("$USER", user)
         .replace("$PASS", USER_PASSWORD)
@@ -228,7 +227,7 @@ pub fn expand(command: &str, user: &str) -> Result<Expanded, String> {
     let mut rest = command.as_str();
     let mut current = Vec::new();
     while let Some(open) = find_placeholder(rest) {
-        current.extend_from_slice(rest[..open].as_bytes());
+        current.extend_from_slice(&rest.as_bytes()[..open]);
         let after = &rest[open + 1..];
         let close = after
             .find('}')
@@ -339,7 +338,10 @@ mod tests {
         assert_eq!(e.parts[0], b"APPEND INBOX ".to_vec());
         assert_eq!(e.parts[2], b"".to_vec());
         let e = expand("LOGIN $USER $PASS", "u").unwrap();
-        assert_eq!(e.parts, vec![format!("LOGIN u {USER_PASSWORD}").into_bytes()]);
+        assert_eq!(
+            e.parts,
+            vec![format!("LOGIN u {USER_PASSWORD}").into_bytes()]
+        );
         assert_eq!(setup_commands("fill INBOX 2").unwrap().len(), 2);
     }
 }

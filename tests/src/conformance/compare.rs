@@ -126,6 +126,7 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
             }
             continue;
         }
+        let shown = t.clone();
         let (t, added_uid) = tolerate_added_uid(&d, t);
         let (t, added_code) = tolerate_added_code(&d, t);
         if d == t {
@@ -143,7 +144,7 @@ pub fn compare(script: &Script, direct: &Transcript, tandem: &Transcript) -> Ver
                 step.command
             ));
             let _ = writeln!(out, " DIFF  {head}");
-            side_by_side(&mut out, &d, &t, &direct.target, &tandem.target);
+            side_by_side(&mut out, &d, &shown, &direct.target, &tandem.target);
         }
     }
     // Every path to the capability list must give the same list.

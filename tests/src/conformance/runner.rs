@@ -20,7 +20,7 @@ use super::normalize::{self, Side};
 use super::script::{self, letter, Expanded, Script, MAX_SESSIONS};
 
 /// How long a session waits for one answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `DONE` waits for a first unprompted response of an IDLE.
 const IDLE_FIRST: Duration = Duration::from_millis(1500);
 /// How long `DONE` then waits for more, after the last one.
@@ -143,7 +143,7 @@ impl Target {
             if applied {
                 let since = *applied_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > STUCK_LAG {
-                    return Err(Unsettled::Lag(format!(
+                    return Err(Unsettled::Lag(lag, format!(
                         "a backend lags behind its applied log for over {STUCK_LAG:?}: \
                          (applied, committed, lag entries) per node {last:?}"
                     )));
@@ -181,8 +181,9 @@ impl Target {
 /// Why a cluster did not settle.
 #[derive(Debug, Clone)]
 pub enum Unsettled {
-    /// Everything committed is applied, but a backend still lags.
-    Lag(String),
+    /// Everything committed is applied, but a backend still lags (by so
+    /// many entries, summed over the nodes).
+    Lag(u64, String),
     /// The log itself is not applied everywhere.
     Log(String),
 }
@@ -312,7 +313,7 @@ fn run_steps(target: &Target, script: &Script) -> Transcript {
         ..Transcript::default()
     };
     let user = script.user();
-    let tolerated = target.lag();
+    let mut tolerated = target.lag();
     if let Err(e) = setup(target, script, &user, tolerated) {
         t.aborted = Some((0, format!("setup: {e}")));
         return t;
@@ -352,7 +353,9 @@ fn run_steps(target: &Target, script: &Script) -> Transcript {
         }
         match target.settle(tolerated) {
             Ok(()) => {}
-            Err(Unsettled::Lag(e)) => {
+            Err(Unsettled::Lag(lag, e)) => {
+                // Reported once: later steps answer for new lag only.
+                tolerated = lag;
                 let last = t.steps.last_mut().expect("just pushed");
                 last.lines.push(format!("!! {e}"));
                 last.raw.push(format!("!! {e}"));
@@ -434,7 +437,7 @@ fn setup(target: &Target, script: &Script, user: &str, tolerated: u64) -> Result
     match target.settle(tolerated) {
         Err(Unsettled::Log(e)) => Err(e),
         // A lag the setup leaves is the first step's to report.
-        Ok(()) | Err(Unsettled::Lag(_)) => Ok(()),
+        Ok(()) | Err(Unsettled::Lag(..)) => Ok(()),
     }
 }
 

@@ -143,10 +143,13 @@ impl Target {
             if applied {
                 let since = *applied_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > STUCK_LAG {
-                    return Err(Unsettled::Lag(lag, format!(
-                        "a backend lags behind its applied log for over {STUCK_LAG:?}: \
+                    return Err(Unsettled::Lag(
+                        lag,
+                        format!(
+                            "a backend lags behind its applied log for over {STUCK_LAG:?}: \
                          (applied, committed, lag entries) per node {last:?}"
-                    )));
+                        ),
+                    ));
                 }
             } else {
                 applied_since = None;

@@ -196,6 +196,39 @@ impl ImapClient {
         }
     }
 
+    /// Sets how long a read may wait (the default is 30 s).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))
+    }
+
+    /// Waits up to `timeout` for a response to start arriving and then
+    /// reads it whole (with its literals); `None` if nothing came. For
+    /// responses a server sends unprompted, as during IDLE.
+    pub fn poll_response(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        if self.reader.buffer().is_empty() {
+            let old = self.reader.get_ref().read_timeout()?;
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            let filled = self.reader.fill_buf().map(|b| b.len());
+            self.reader.get_ref().set_read_timeout(old)?;
+            match filled {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.read_response().map(Some)
+    }
+
     fn tag(&mut self) -> String {
         let tag = format!("A{:03}", self.next_tag);
         self.next_tag += 1;

@@ -17,6 +17,8 @@
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
+//! - [`conformance`]: the differential conformance suite: scripted sessions
+//!   run straight against a backend and through tandem, answers compared.
 //! - [`cutter`]: a TCP relay that loses one command's answer on purpose.
 //! - [`cyrus`]: start, stop and restart real Cyrus IMAP 3.6 instances.
 //! - [`dovecot`]: start, stop and restart real Dovecot instances.
@@ -39,6 +41,7 @@ pub mod backend;
 pub mod bench;
 pub mod chaos;
 pub mod cluster;
+pub mod conformance;
 pub mod cutter;
 pub mod cyrus;
 pub mod dovecot;

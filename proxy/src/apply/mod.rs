@@ -108,6 +108,19 @@ enum ApplyError {
     Refused(String),
 }
 
+impl ApplyError {
+    /// The backend's answer to a command it did not carry out. A BAD says
+    /// the command is wrong and always will be: it is final at once, never
+    /// retried like a NO that may be passing.
+    fn refused(status: crate::backend::Status, text: String) -> ApplyError {
+        if status == crate::backend::Status::Bad {
+            ApplyError::Refused(format!("[CLIENTBUG] {text}"))
+        } else {
+            ApplyError::Refused(text)
+        }
+    }
+}
+
 impl From<BackendError> for ApplyError {
     fn from(e: BackendError) -> Self {
         ApplyError::Transient(e.to_string())

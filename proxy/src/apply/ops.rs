@@ -294,7 +294,7 @@ impl Worker {
             .send(user, |tag| encode::append(tag, name.as_bytes(), &items))
             .await?;
         if r.status != Status::Ok {
-            return Err(ApplyError::Refused(r.text));
+            return Err(ApplyError::refused(r.status, r.text));
         }
         let Some((_, local)) = appenduid(&r) else {
             return Err(ApplyError::Refused(
@@ -380,7 +380,7 @@ impl Worker {
             })
             .await?;
         if r.status != Status::Ok {
-            return Err(ApplyError::Refused(r.text));
+            return Err(ApplyError::refused(r.status, r.text));
         }
         // No COPYUID: the backend copied nothing (the messages were gone
         // here); `tandem check` makes sure it has UIDPLUS.
@@ -429,7 +429,7 @@ impl Worker {
             })
             .await?;
         if r.status != Status::Ok {
-            return Err(ApplyError::Refused(r.text));
+            return Err(ApplyError::refused(r.status, r.text));
         }
         Ok(Vec::new())
     }
@@ -587,11 +587,11 @@ impl Worker {
             })
             .await?;
         if r.status != Status::Ok {
-            return Err(ApplyError::Refused(r.text));
+            return Err(ApplyError::refused(r.status, r.text));
         }
         let r = self.send(user, |t| encode::uid_expunge(t, &set)).await?;
         if r.status != Status::Ok {
-            return Err(ApplyError::Refused(r.text));
+            return Err(ApplyError::refused(r.status, r.text));
         }
         Ok(())
     }

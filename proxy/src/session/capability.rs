@@ -142,6 +142,16 @@ pub(super) fn uses_modseq(cmd: &Command<'_>) -> bool {
     }
 }
 
+/// Whether `cmd` asks the server to keep a search result (`RETURN (SAVE)`,
+/// RFC 5182 SEARCHRES): `$` would then name backend-local state, and
+/// SEARCHRES is not advertised.
+pub(super) fn saves_search(cmd: &Command<'_>) -> bool {
+    match &cmd.body {
+        CommandBody::Search { ret: Some(r), .. } => has_atom(r.of(cmd.buf), b"SAVE"),
+        _ => false,
+    }
+}
+
 /// Whether `raw` holds the atom `word` (any case) outside quoted strings
 /// and literals.
 fn has_atom(raw: &[u8], word: &[u8]) -> bool {
@@ -215,6 +225,13 @@ mod tests {
             ("a STATUS INBOX (MESSAGES UIDNEXT)", false),
             ("a NOOP", false),
         ];
+        let saves = |l: &str| {
+            let raw = format!("{l}\r\n");
+            saves_search(&Command::parse(raw.as_bytes()).unwrap())
+        };
+        assert!(saves("a SEARCH RETURN (SAVE) ALL"));
+        assert!(saves("a UID SEARCH RETURN (MIN save) SEEN"));
+        assert!(!saves("a SEARCH RETURN (MIN) SUBJECT SAVE"));
         for (line, want) in table {
             let raw = format!("{line}\r\n");
             let cmd = Command::parse(raw.as_bytes()).expect(line);

@@ -602,6 +602,26 @@ impl Session {
         })
     }
 
+    /// A SELECT or EXAMINE that fails leaves no mailbox selected (RFC 9051
+    /// section 6.3.2): the backend connection leaves the one it has, and
+    /// the client is told so as Dovecot tells it (`[CLOSED]`).
+    async fn close_selected<S>(&mut self, client: &mut S, backend: &mut Stream) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if self.selected.take().is_none() {
+            return Ok(());
+        }
+        self.internal(client, backend, b"UNSELECT", Keep::Nothing)
+            .await?;
+        self.view.reset();
+        self.reply(
+            client,
+            "* OK [CLOSED] Previous mailbox closed.\r\n".to_string(),
+        )
+        .await
+    }
+
     /// Passes on what the backend reported during tandem's own commands
     /// ([`Session::held`]), in order.
     async fn flush_held<S>(&mut self, client: &mut S) -> Result<(), End>
@@ -823,8 +843,20 @@ impl Session {
         q.extend_from_slice(&set);
         q.extend_from_slice(b" (FLAGS)");
         let (_, _, untagged) = self.internal(client, backend, &q, Keep::All).await?;
-        let mut lines = std::mem::take(&mut self.held);
-        lines.extend(untagged);
+        // What the backend reported before (other sessions' changes) the
+        // client gets even for a .SILENT STORE, as from Dovecot; only the
+        // STORE's own results are silent.
+        let held = std::mem::take(&mut self.held);
+        let lines = if silent {
+            for line in held {
+                self.relay_untagged(client, line).await?;
+            }
+            untagged
+        } else {
+            let mut lines = held;
+            lines.extend(untagged);
+            lines
+        };
         // By number, the backend reports changes before it answers: the
         // last FETCH of a message is the newest. By UID, its unasked
         // report may follow its answer, which carries the UID.
@@ -899,6 +931,14 @@ impl Session {
         let (Some(rep), Some(user)) = (self.rep.clone(), self.user.clone()) else {
             return Ok(Some((Vec::new(), Pending::Other)));
         };
+        if super::capability::saves_search(cmd) {
+            self.reply(
+                client,
+                format!("{tag} BAD [CANNOT] SEARCHRES is not available through tandem\r\n"),
+            )
+            .await?;
+            return Ok(None);
+        }
         if super::capability::uses_modseq(cmd) {
             self.reply(
                 client,
@@ -923,6 +963,7 @@ impl Session {
             CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
                 self.drain(client, backend).await?;
                 let Ok(name) = name_of(cmd.buf, mailbox) else {
+                    self.close_selected(client, backend).await?;
                     self.reply(client, format!("{tag} BAD Mailbox names must be UTF-8\r\n"))
                         .await?;
                     return Ok(None);
@@ -932,7 +973,7 @@ impl Session {
                     self.ensure_inbox().await;
                 }
                 let Some(m) = rep.mailbox(&user, &name) else {
-                    self.selected = None;
+                    self.close_selected(client, backend).await?;
                     let line = if tandem_state::normalize(&name) == "INBOX" {
                         format!("{tag} NO [UNAVAILABLE] INBOX is not registered yet, try again\r\n")
                     } else {
@@ -942,7 +983,7 @@ impl Session {
                     return Ok(None);
                 };
                 if rep.wait_map(&user, m.uidvalidity).await.is_none() {
-                    self.selected = None;
+                    self.close_selected(client, backend).await?;
                     self.reply(
                         client,
                         format!("{tag} NO [UNAVAILABLE] This node has not caught up yet\r\n"),

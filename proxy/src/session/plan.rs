@@ -12,6 +12,8 @@ use tandem_state::{FlagMode, NewMessage, Op, Outcome};
 
 use super::Selected;
 
+mod validate;
+
 /// What a mutation's answer needs once its entry is through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum After {
@@ -216,7 +218,14 @@ fn plan_mailbox(tag: &str, cmd: &Command<'_>, facts: &Facts) -> Result<Plan, Str
     let raw = cmd.buf;
     let separator = facts.separator;
     let (op, verb) = match &cmd.body {
-        CommandBody::Create { mailbox, .. } => {
+        CommandBody::Create { mailbox, params } => {
+            // RFC 4466 parameters (CREATE-SPECIAL-USE's USE) are not
+            // replicated, and tandem does not advertise them.
+            if params.is_some() {
+                return Err(format!(
+                    "{tag} BAD [CANNOT] CREATE parameters are not available through tandem\r\n"
+                ));
+            }
             let mut name = name_of(tag, raw, mailbox)?;
             if let Some(sep) = separator {
                 while name.len() > 1 && name.ends_with(sep) {
@@ -275,6 +284,14 @@ fn plan_append(
     // state machine decides; this saves a proposal). An empty message no
     // backend takes, whatever the cluster.
     for m in messages {
+        if let Some(flag) = validate::bad_flag(m.flags.iter().map(|f| f.of(raw))) {
+            return Err(format!("{tag} BAD Invalid flag {flag}\r\n"));
+        }
+        if let Some(date) = &m.date {
+            if !validate::is_date_time(&String::from_utf8_lossy(&date.value(raw))) {
+                return Err(format!("{tag} BAD Invalid date-time\r\n"));
+            }
+        }
         let body = m.message.value(raw);
         let verdict = if facts.strict {
             tandem_parser::message::check(&body)
@@ -386,6 +403,9 @@ fn plan_store(
     let s = writable(tag, selected)?;
     if modifiers.is_some() {
         return Err(format!("{tag} BAD STORE modifiers are not supported\r\n"));
+    }
+    if let Some(flag) = validate::bad_flag(flags.iter().map(|f| f.of(cmd.buf))) {
+        return Err(format!("{tag} BAD Invalid flag {flag}\r\n"));
     }
     let uids = canonical(tag, facts)?;
     Ok(Plan::Propose {

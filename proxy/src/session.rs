@@ -591,9 +591,13 @@ impl Session {
                 return Ok(Action::Done);
             }
             let translated = self.translate(&cmd, client, backend).await;
+            // What tandem's own commands brought, before the client's
+            // command goes on (its answer must follow it).
+            let flushed = self.flush_held(client).await;
             self.answering = None;
             self.answering_policy = None;
             let translated = translated?;
+            flushed?;
             let Some((edits, k)) = translated else {
                 return Ok(Action::Done);
             };

@@ -162,6 +162,84 @@ pub(super) fn with_flags(line: &[u8], flags: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What the backend reported during one command, as Dovecot reports a
+/// sync: a flag report of a message expunged later in the same batch is
+/// left out, and each run of EXPUNGEs is sent highest number first. Lines
+/// are in the backend's numbering and order; the result names the same
+/// messages gone.
+pub(super) fn as_one_sync(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let kinds: Vec<Option<(u32, Numbered)>> = lines
+        .iter()
+        .map(|l| numbered(l).map(|(n, k, _)| (n, k)))
+        .collect();
+    if !kinds
+        .iter()
+        .any(|k| matches!(k, Some((_, Numbered::Expunge))))
+    {
+        return lines;
+    }
+    // Each line's message as its number before the batch: follow every
+    // number back through the EXPUNGEs before it.
+    let mut removed: Vec<u32> = Vec::new(); // original numbers, in order
+    let original = |n: u32, removed: &[u32]| {
+        let mut sorted: Vec<u32> = removed.to_vec();
+        sorted.sort_unstable();
+        let mut o = n;
+        for r in sorted {
+            if r <= o {
+                o += 1;
+            }
+        }
+        o
+    };
+    let mut origin: Vec<Option<u32>> = Vec::with_capacity(lines.len());
+    for k in &kinds {
+        match k {
+            Some((n, Numbered::Expunge)) => {
+                let o = original(*n, &removed);
+                removed.push(o);
+                origin.push(Some(o));
+            }
+            Some((n, _)) => origin.push(Some(original(*n, &removed))),
+            None => origin.push(None),
+        }
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    let mut gone_before: Vec<u32> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        match kinds[i] {
+            Some((_, Numbered::Expunge)) => {
+                // A run of EXPUNGEs: highest original number first.
+                let mut run: Vec<u32> = Vec::new();
+                while i < lines.len() && matches!(kinds[i], Some((_, Numbered::Expunge))) {
+                    run.extend(origin[i]);
+                    i += 1;
+                }
+                run.sort_unstable_by(|a, b| b.cmp(a));
+                for o in run {
+                    let below = gone_before.iter().filter(|&&g| g < o).count() as u32;
+                    out.push(format!("* {} EXPUNGE\r\n", o - below).into_bytes());
+                    gone_before.push(o);
+                }
+            }
+            Some((_, Numbered::Fetch)) => {
+                let o = origin[i].unwrap_or(0);
+                let later = removed.contains(&o) && !gone_before.contains(&o);
+                if !(later && flag_report(&lines[i]).is_some()) {
+                    out.push(lines[i].clone());
+                }
+                i += 1;
+            }
+            _ => {
+                out.push(lines[i].clone());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// `* SEARCH` numbers in the client's numbering (backend numbers the view
 /// does not know are left out).
 fn search_to_client(line: &[u8], view: &View) -> Option<Vec<u8>> {
@@ -402,6 +480,45 @@ mod tests {
         for (line, flags, want) in table {
             assert_eq!(with_flags(line, flags), want.to_vec());
         }
+    }
+
+    fn text(lines: &[&str]) -> Vec<Vec<u8>> {
+        lines
+            .iter()
+            .map(|l| format!("{l}\r\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_reads_as_one_sync() {
+        // Messages 2 and 3 go, reported one at a time: 2 then 2 again.
+        assert_eq!(
+            as_one_sync(text(&["* 2 EXPUNGE", "* 2 EXPUNGE"])),
+            text(&["* 3 EXPUNGE", "* 2 EXPUNGE"])
+        );
+        // A flag report of a message that goes later is left out; one of
+        // a message that stays is kept.
+        assert_eq!(
+            as_one_sync(text(&[
+                "* 4 FETCH (FLAGS (\\Deleted))",
+                "* 2 FETCH (FLAGS (\\Seen))",
+                "* 1 EXPUNGE",
+                "* 3 EXPUNGE",
+            ])),
+            text(&["* 2 FETCH (FLAGS (\\Seen))", "* 4 EXPUNGE", "* 1 EXPUNGE"])
+        );
+        // Between runs, numbers are as the client reads them.
+        assert_eq!(
+            as_one_sync(text(&[
+                "* 1 EXPUNGE",
+                "* 5 EXISTS",
+                "* 1 EXPUNGE",
+                "* 3 EXPUNGE"
+            ])),
+            text(&["* 1 EXPUNGE", "* 5 EXISTS", "* 4 EXPUNGE", "* 1 EXPUNGE"])
+        );
+        let plain = text(&["* 1 FETCH (FLAGS ())", "* 3 EXISTS"]);
+        assert_eq!(as_one_sync(plain.clone()), plain);
     }
 
     #[test]

@@ -402,18 +402,15 @@ impl Session {
     /// Sends one of the session's own commands on its backend connection
     /// (after [`Session::drain`]) and reads to its tagged response. The
     /// untagged responses that are its answer (`keep`) are returned; every
-    /// other one goes to the client through [`Session::deliver`], so that
-    /// no EXISTS, EXPUNGE or flag change the backend reports is lost.
-    async fn internal<S>(
+    /// other one is held for the client ([`Session::held`]), who gets it
+    /// through [`Session::deliver`] before the tagged line, so that no
+    /// EXISTS, EXPUNGE or flag change the backend reports is lost.
+    async fn internal(
         &mut self,
-        client: &mut S,
         backend: &mut Stream,
         cmd: &[u8],
         keep: Keep,
-    ) -> Result<(bool, String, Vec<Vec<u8>>), End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    ) -> Result<(bool, String, Vec<Vec<u8>>), End> {
         self.internal += 1;
         let tag = format!("tandem{}", self.internal);
         let mut line = Vec::with_capacity(cmd.len() + 16);
@@ -444,7 +441,8 @@ impl Session {
                     if keep.keeps(&resp) {
                         untagged.push(resp);
                     } else {
-                        self.relay_untagged(client, resp).await?;
+                        // Passed on with the command's answer, as one sync.
+                        self.held.push(resp);
                     }
                     continue;
                 }
@@ -495,19 +493,12 @@ impl Session {
         }
     }
 
-    async fn separator<S>(
-        &mut self,
-        client: &mut S,
-        backend: &mut Stream,
-    ) -> Result<Option<char>, End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    async fn separator(&mut self, backend: &mut Stream) -> Result<Option<char>, End> {
         if let Some(s) = self.separator {
             return Ok(s);
         }
         let (_, _, untagged) = self
-            .internal(client, backend, b"LIST \"\" \"\"", Keep::List)
+            .internal(backend, b"LIST \"\" \"\"", Keep::List)
             .await?;
         let mut sep = None;
         for line in &untagged {
@@ -520,16 +511,12 @@ impl Session {
     }
 
     /// The canonical UIDs a set argument names in the selected mailbox.
-    async fn canonical_set<S>(
+    async fn canonical_set(
         &mut self,
         cmd: &Command<'_>,
         set: &SetArg,
-        client: &mut S,
         backend: &mut Stream,
-    ) -> Result<Result<Ranges, &'static str>, End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    ) -> Result<Result<Ranges, &'static str>, End> {
         let SetArg::Set { set, span } = set else {
             return Ok(Err("the saved search result ($) is not supported"));
         };
@@ -552,7 +539,7 @@ impl Session {
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
         q.extend_from_slice(b" (UID)");
-        let (ok, text, untagged) = self.internal(client, backend, &q, Keep::All).await?;
+        let (ok, text, untagged) = self.internal(backend, &q, Keep::All).await?;
         // What else the backend reported meanwhile (flag changes, new
         // mail) reaches the client with the answer, in order, so that a
         // STORE's answer has one FETCH per message.
@@ -588,12 +575,13 @@ impl Session {
 
     /// The canonical UIDs of the messages marked \Deleted in the selected
     /// mailbox, as this session's backend sees them.
-    async fn deleted<S>(&mut self, client: &mut S, backend: &mut Stream) -> Result<Ranges, End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    async fn deleted(&mut self, backend: &mut Stream) -> Result<Ranges, End> {
+        // The backend searches its connection's view, which may not yet
+        // have other sessions' latest flags: bring it up to date first
+        // (EXPUNGE may report what that brings).
+        self.internal(backend, b"NOOP", Keep::Nothing).await?;
         let (_, _, untagged) = self
-            .internal(client, backend, b"UID SEARCH DELETED", Keep::Search)
+            .internal(backend, b"UID SEARCH DELETED", Keep::Search)
             .await?;
         let local = search_result(&untagged);
         Ok(match self.maps().and_then(|m| m.selected) {
@@ -612,8 +600,7 @@ impl Session {
         if self.selected.take().is_none() {
             return Ok(());
         }
-        self.internal(client, backend, b"UNSELECT", Keep::Nothing)
-            .await?;
+        self.internal(backend, b"UNSELECT", Keep::Nothing).await?;
         self.view.reset();
         self.reply(
             client,
@@ -624,21 +611,26 @@ impl Session {
 
     /// Passes on what the backend reported during tandem's own commands
     /// ([`Session::held`]), in order.
-    async fn flush_held<S>(&mut self, client: &mut S) -> Result<(), End>
+    pub(super) async fn flush_held<S>(&mut self, client: &mut S) -> Result<(), End>
     where
         S: AsyncWrite + Unpin,
     {
-        for line in std::mem::take(&mut self.held) {
+        let held = std::mem::take(&mut self.held);
+        for line in super::deliver::as_one_sync(held) {
             self.relay_untagged(client, line).await?;
         }
         Ok(())
     }
 
+    /// Writes a line the session makes itself; before a tagged one, what
+    /// the backend reported meanwhile ([`Session::flush_held`]).
     async fn reply<S>(&mut self, client: &mut S, line: String) -> Result<(), End>
     where
         S: AsyncWrite + Unpin,
     {
-        self.flush_held(client).await?;
+        if !line.starts_with('*') {
+            self.flush_held(client).await?;
+        }
         // The tagged answer of a command the session answers itself.
         if let Some((tag, label)) = &self.answering {
             if reply::tag(line.as_bytes()) == Some(tag.as_slice()) {
@@ -673,13 +665,12 @@ impl Session {
         let selected = self.selected.clone();
         self.store = StoreAnswer::default();
         let needs = plan::needs(cmd, selected.as_ref());
-        let facts = self.gather(cmd, &needs, &rep, client, backend).await?;
+        let facts = self.gather(cmd, &needs, &rep, backend).await?;
         let (op, after) = match plan::plan(cmd, selected.as_ref(), &facts) {
             Plan::NotMine => return Ok(()),
             Plan::Refuse(line) => return self.reply(client, line).await,
             Plan::CloseReadOnly => {
-                self.internal(client, backend, b"CLOSE", Keep::Nothing)
-                    .await?;
+                self.internal(backend, b"CLOSE", Keep::Nothing).await?;
                 self.selected = None;
                 self.view.reset();
                 return self
@@ -717,29 +708,25 @@ impl Session {
     }
 
     /// Learns from the backend what [`plan::needs`] asked for.
-    async fn gather<S>(
+    async fn gather(
         &mut self,
         cmd: &Command<'_>,
         needs: &plan::Needs<'_>,
         rep: &Replication,
-        client: &mut S,
         backend: &mut Stream,
-    ) -> Result<Facts, End>
-    where
-        S: AsyncWrite + Unpin,
-    {
+    ) -> Result<Facts, End> {
         let mut facts = Facts::default();
         if needs.separator {
-            facts.separator = self.separator(client, backend).await?;
+            facts.separator = self.separator(backend).await?;
         }
         if needs.strict {
             facts.strict = rep.strict_messages();
         }
         if needs.deleted {
-            facts.deleted = Some(self.deleted(client, backend).await?);
+            facts.deleted = Some(self.deleted(backend).await?);
         }
         if let Some(set) = needs.set {
-            facts.set = Some(self.canonical_set(cmd, set, client, backend).await?);
+            facts.set = Some(self.canonical_set(cmd, set, backend).await?);
         }
         Ok(facts)
     }
@@ -758,17 +745,13 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
-        if !matches!(answer.then, Then::FetchFlags { .. }) {
-            self.flush_held(client).await?;
-        }
         if let Some(line) = answer.untagged {
             self.reply(client, line).await?;
         }
         match answer.then {
             Then::Nothing => {}
             Then::Noop => {
-                self.internal(client, backend, b"NOOP", Keep::Nothing)
-                    .await?;
+                self.internal(backend, b"NOOP", Keep::Nothing).await?;
             }
             Then::FetchFlags { uids, silent } => {
                 self.store_flags(&uids, silent, client, backend).await?;
@@ -781,9 +764,10 @@ impl Session {
                 }
             }
             Then::Unselect => {
+                // CLOSE reports nothing of the mailbox it leaves.
+                self.held.clear();
                 // Expunged through the log; leave without expunging again.
-                self.internal(client, backend, b"UNSELECT", Keep::Nothing)
-                    .await?;
+                self.internal(backend, b"UNSELECT", Keep::Nothing).await?;
                 self.selected = None;
                 self.view.reset();
             }
@@ -836,13 +820,12 @@ impl Session {
                 .map(|local| (b"UID FETCH ".to_vec(), local.to_bytes(), Named::Uids(local))),
         };
         let Some((mut q, set, named)) = query else {
-            self.internal(client, backend, b"NOOP", Keep::Nothing)
-                .await?;
+            self.internal(backend, b"NOOP", Keep::Nothing).await?;
             return Ok(());
         };
         q.extend_from_slice(&set);
         q.extend_from_slice(b" (FLAGS)");
-        let (_, _, untagged) = self.internal(client, backend, &q, Keep::All).await?;
+        let (_, _, untagged) = self.internal(backend, &q, Keep::All).await?;
         // What the backend reported before (other sessions' changes) the
         // client gets even for a .SILENT STORE, as from Dovecot; only the
         // STORE's own results are silent.
@@ -861,7 +844,22 @@ impl Session {
         // last FETCH of a message is the newest. By UID, its unasked
         // report may follow its answer, which carries the UID.
         let by_uid = matches!(named, Named::Uids(_));
-        for line in without_superseded_fetches(lines, by_uid) {
+        let lines = without_superseded_fetches(lines, by_uid);
+        // As Dovecot answers: the STORE's own FETCHes by message number,
+        // then what the sync brought (unless EXPUNGEs renumber).
+        let lines = if silent || lines.iter().any(|l| is_expunge(l)) {
+            super::deliver::as_one_sync(lines)
+        } else {
+            let (mut own, rest): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| {
+                Response::parse(l)
+                    .ok()
+                    .and_then(|r| Some(named.holds(r.fetch_seq()?, r.fetch_uid())))
+                    .unwrap_or(false)
+            });
+            own.sort_by_key(|l| Response::parse(l).ok().and_then(|r| r.fetch_seq()));
+            own.into_iter().chain(rest).collect()
+        };
+        for line in lines {
             let ours = Response::parse(&line).ok().and_then(|r| {
                 let n = r.fetch_seq()?;
                 named.holds(n, r.fetch_uid()).then_some(n)
@@ -1150,6 +1148,11 @@ fn flags_between(line: &[u8]) -> Option<Vec<u8>> {
     let open = upper.windows(7).position(|w| w == b"FLAGS (")? + 7;
     let len = line[open..].iter().position(|&b| b == b')')?;
     Some(line[open..open + len].to_vec())
+}
+
+/// Whether `line` is `* n EXPUNGE`.
+fn is_expunge(line: &[u8]) -> bool {
+    Response::parse(line).is_ok_and(|r| r.removes_messages())
 }
 
 /// Whether `resp` is `* n FETCH (UID u)` and nothing more.

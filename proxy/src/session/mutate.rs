@@ -22,7 +22,7 @@ use std::time::Duration;
 use tandem_parser::command::{Command, CommandBody, SetArg};
 use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
 use tandem_parser::reply::{self, Reply};
-use tandem_parser::response::{FetchItem, Response, ResponseBody};
+use tandem_parser::response::{Response, ResponseBody};
 use tandem_parser::rewrite::{return_with_all, rewrite_response, Edit, ResponseMaps, Scope};
 use tandem_parser::seqset::{Ranges, SequenceSet};
 use tandem_parser::uidmap::{map_ranges, UidMap};
@@ -538,14 +538,24 @@ impl Session {
         };
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
-        q.extend_from_slice(b" (UID)");
+        q.extend_from_slice(b" (UID FLAGS)");
         let (ok, text, untagged) = self.internal(backend, &q, Keep::All).await?;
         // What else the backend reported meanwhile (flag changes, new
         // mail) reaches the client with the answer, in order, so that a
         // STORE's answer has one FETCH per message.
-        let (answer, other): (Vec<_>, Vec<_>) =
-            untagged.into_iter().partition(|l| is_uid_only_fetch(l));
+        let (answer, other): (Vec<_>, Vec<_>) = untagged
+            .into_iter()
+            .partition(|l| Response::parse(l).is_ok_and(|r| r.fetch_uid().is_some()));
         self.held.extend(other);
+        // The flags before the STORE: a message it does not change is
+        // not in its answer, as from Dovecot.
+        self.store.before = answer
+            .iter()
+            .filter_map(|l| {
+                let seq = Response::parse(l).ok()?.fetch_seq()?;
+                Some((seq, super::deliver::fetched_flags(l)?.0))
+            })
+            .collect();
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
             return Ok(Err("invalid message numbers"));
@@ -668,7 +678,13 @@ impl Session {
         let facts = self.gather(cmd, &needs, &rep, backend).await?;
         let (op, after) = match plan::plan(cmd, selected.as_ref(), &facts) {
             Plan::NotMine => return Ok(()),
-            Plan::Refuse(line) => return self.reply(client, line).await,
+            Plan::Refuse(line) => {
+                if facts.gone && self.policy().expunges {
+                    // COPY and MOVE report what is gone, as Dovecot does.
+                    self.internal(backend, b"NOOP", Keep::Nothing).await?;
+                }
+                return self.reply(client, line).await;
+            }
             Plan::CloseReadOnly => {
                 self.internal(backend, b"CLOSE", Keep::Nothing).await?;
                 self.selected = None;
@@ -727,6 +743,7 @@ impl Session {
         }
         if let Some(set) = needs.set {
             facts.set = Some(self.canonical_set(cmd, set, backend).await?);
+            facts.gone = self.store.numbered.iter().any(|(_, c)| c.is_none());
         }
         Ok(facts)
     }
@@ -847,17 +864,28 @@ impl Session {
         let lines = without_superseded_fetches(lines, by_uid);
         // As Dovecot answers: the STORE's own FETCHes by message number,
         // then what the sync brought (unless EXPUNGEs renumber).
+        let before = std::mem::take(&mut self.store.before);
         let lines = if silent || lines.iter().any(|l| is_expunge(l)) {
             super::deliver::as_one_sync(lines)
         } else {
-            let (mut own, rest): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| {
-                Response::parse(l)
-                    .ok()
-                    .and_then(|r| Some(named.holds(r.fetch_seq()?, r.fetch_uid())))
-                    .unwrap_or(false)
+            // As Dovecot answers: what the sync brought (other sessions'
+            // flags, FLAGS, PERMANENTFLAGS), the STORE's own FETCHes by
+            // number (those it changed), then new mail.
+            let own_seq = |l: &Vec<u8>| {
+                let r = Response::parse(l).ok()?;
+                let n = r.fetch_seq()?;
+                named.holds(n, r.fetch_uid()).then_some(n)
+            };
+            let (mut own, rest): (Vec<_>, Vec<_>) =
+                lines.into_iter().partition(|l| own_seq(l).is_some());
+            own.sort_by_key(|l| own_seq(l));
+            own.retain(|l| {
+                let was = own_seq(l).and_then(|n| before.get(&n));
+                let now = super::deliver::fetched_flags(l).map(|f| f.0);
+                !(was.is_some() && was == now.as_ref() && !gone.contains(&own_seq(l).unwrap_or(0)))
             });
-            own.sort_by_key(|l| Response::parse(l).ok().and_then(|r| r.fetch_seq()));
-            own.into_iter().chain(rest).collect()
+            let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
+            early.into_iter().chain(own).chain(late).collect()
         };
         for line in lines {
             let ours = Response::parse(&line).ok().and_then(|r| {
@@ -1112,6 +1140,9 @@ pub(super) struct StoreAnswer {
     numbers: Option<Vec<u8>>,
     /// Each one's canonical UID, if it still has one.
     numbered: Vec<(u32, Option<u32>)>,
+    /// Each one's flags before the STORE (as [`super::deliver::flag_report`]
+    /// writes them), by backend number.
+    before: HashMap<u32, Vec<u8>>,
     /// The change, for the messages gone.
     change: Option<(FlagMode, Vec<String>)>,
 }
@@ -1150,19 +1181,15 @@ fn flags_between(line: &[u8]) -> Option<Vec<u8>> {
     Some(line[open..open + len].to_vec())
 }
 
+/// Whether `line` is `* n EXISTS` or `* n RECENT`.
+fn is_new_mail(line: &[u8]) -> bool {
+    let upper = line.to_ascii_uppercase();
+    line.starts_with(b"* ") && (upper.ends_with(b" EXISTS\r\n") || upper.ends_with(b" RECENT\r\n"))
+}
+
 /// Whether `line` is `* n EXPUNGE`.
 fn is_expunge(line: &[u8]) -> bool {
     Response::parse(line).is_ok_and(|r| r.removes_messages())
-}
-
-/// Whether `resp` is `* n FETCH (UID u)` and nothing more.
-fn is_uid_only_fetch(resp: &[u8]) -> bool {
-    Response::parse(resp).is_ok_and(|r| {
-        r.fetch_seq().is_some()
-            && r.fetch_items()
-                .iter()
-                .all(|i| matches!(i, FetchItem::Uid { .. }))
-    })
 }
 
 /// The messages a STORE named on the backend connection.

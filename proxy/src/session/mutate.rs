@@ -847,6 +847,13 @@ impl Session {
         // client gets even for a .SILENT STORE, as from Dovecot; only the
         // STORE's own results are silent.
         let held = std::mem::take(&mut self.held);
+        // Messages whose flags the sync reported (another session changed
+        // them): the client hears of them even if the STORE changed nothing.
+        let reported: Vec<u32> = held
+            .iter()
+            .filter(|l| super::deliver::fetched_flags(l).is_some())
+            .filter_map(|l| Response::parse(l).ok()?.fetch_seq())
+            .collect();
         let lines = if silent {
             for line in held {
                 self.relay_untagged(client, line).await?;
@@ -882,7 +889,11 @@ impl Session {
             own.retain(|l| {
                 let was = own_seq(l).and_then(|n| before.get(&n));
                 let now = super::deliver::fetched_flags(l).map(|f| f.0);
-                !(was.is_some() && was == now.as_ref() && !gone.contains(&own_seq(l).unwrap_or(0)))
+                let n = own_seq(l).unwrap_or(0);
+                !(was.is_some()
+                    && was == now.as_ref()
+                    && !gone.contains(&n)
+                    && !reported.contains(&n))
             });
             let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
             early.into_iter().chain(own).chain(late).collect()

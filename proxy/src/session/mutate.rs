@@ -854,16 +854,35 @@ impl Session {
             .filter(|l| super::deliver::fetched_flags(l).is_some())
             .filter_map(|l| Response::parse(l).ok()?.fetch_seq())
             .collect();
-        let lines = if silent {
-            for line in held {
+        let ours = |l: &Vec<u8>| {
+            let r = Response::parse(l).ok()?;
+            let n = r.fetch_seq()?;
+            named.holds(n, r.fetch_uid()).then_some(n)
+        };
+        if silent {
+            // The STORE's own results only teach what the client has; the
+            // rest goes out as one sync.
+            let (own, others): (Vec<_>, Vec<_>) =
+                untagged.into_iter().partition(|l| ours(l).is_some());
+            for line in own {
+                let n = ours(&line).unwrap_or(0);
+                let line = self.store_answer(line, n, &gone, change.as_ref());
+                self.told_store_answer(&line, n);
+            }
+            let mut lines = held;
+            lines.extend(others);
+            let lines = if lines.iter().any(|l| is_expunge(l)) {
+                super::deliver::as_one_sync(lines)
+            } else {
+                without_superseded_fetches(lines, false)
+            };
+            for line in lines {
                 self.relay_untagged(client, line).await?;
             }
-            untagged
-        } else {
-            let mut lines = held;
-            lines.extend(untagged);
-            lines
-        };
+            return Ok(());
+        }
+        let mut lines = held;
+        lines.extend(untagged);
         // By number, the backend reports changes before it answers: the
         // last FETCH of a message is the newest. By UID, its unasked
         // report may follow its answer, which carries the UID.
@@ -872,7 +891,15 @@ impl Session {
         // As Dovecot answers: the STORE's own FETCHes by message number,
         // then what the sync brought (unless EXPUNGEs renumber).
         let before = std::mem::take(&mut self.store.before);
-        let lines = if silent || lines.iter().any(|l| is_expunge(l)) {
+        // Dovecot reports another session's flag change on its own line
+        // before it answers, so a message the STORE did not change can be
+        // left out of the answer, as Dovecot does; Cyrus folds the change
+        // into the answer, so every message stays in it.
+        let drop_unchanged = self
+            .config
+            .backend()
+            .is_some_and(|b| b.kind == crate::config::BackendKind::Dovecot);
+        let lines = if lines.iter().any(|l| is_expunge(l)) {
             super::deliver::as_one_sync(lines)
         } else {
             // As Dovecot answers: what the sync brought (other sessions'
@@ -890,45 +917,63 @@ impl Session {
                 let was = own_seq(l).and_then(|n| before.get(&n));
                 let now = super::deliver::fetched_flags(l).map(|f| f.0);
                 let n = own_seq(l).unwrap_or(0);
-                !(was.is_some()
-                    && was == now.as_ref()
-                    && !gone.contains(&n)
-                    && !reported.contains(&n))
+                !drop_unchanged
+                    || was.is_none()
+                    || was != now.as_ref()
+                    || gone.contains(&n)
+                    || reported.contains(&n)
             });
             let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
             early.into_iter().chain(own).chain(late).collect()
         };
         for line in lines {
-            let ours = Response::parse(&line).ok().and_then(|r| {
-                let n = r.fetch_seq()?;
-                named.holds(n, r.fetch_uid()).then_some(n)
-            });
-            let line = match (ours, &change) {
-                (Some(n), Some((mode, flags))) if gone.contains(&n) => {
-                    // Gone elsewhere: answered as if the STORE worked, and
-                    // every later FETCH of it agrees until it is reported.
-                    let c = self.view.to_client(n);
-                    let had = c.and_then(|c| self.view.kept_flags(c));
-                    let line = had.map_or(line.clone(), |f| super::deliver::with_flags(&line, f));
-                    let now = super::deliver::stored_flags(&line, *mode, flags);
-                    if let (Some(c), Some(now)) = (c, now.as_ref().and_then(|l| flags_between(l))) {
-                        self.view.keep_flags(c, &now);
-                    }
-                    now.unwrap_or(line)
+            match ours(&line) {
+                Some(n) => {
+                    let line = self.store_answer(line, n, &gone, change.as_ref());
+                    self.relay_untagged(client, line.clone()).await?;
+                    self.told_store_answer(&line, n);
                 }
-                _ => line,
-            };
-            let told = ours
-                .and_then(|n| self.view.to_client(n))
-                .zip(super::deliver::flag_report(&line));
-            if told.is_none() || !silent {
-                self.relay_untagged(client, line).await?;
-            }
-            if let Some((c, flags)) = told {
-                self.view.told_flags(c, &flags);
+                None => self.relay_untagged(client, line).await?,
             }
         }
         Ok(())
+    }
+
+    /// One FETCH of a STORE's own answer (backend message `n`): what the
+    /// client is told, and what the view remembers of it. A message gone
+    /// elsewhere is answered as if the STORE worked, and every later FETCH
+    /// of it agrees until its EXPUNGE is reported.
+    fn store_answer(
+        &mut self,
+        line: Vec<u8>,
+        n: u32,
+        gone: &[u32],
+        change: Option<&(FlagMode, Vec<String>)>,
+    ) -> Vec<u8> {
+        let c = self.view.to_client(n);
+        let line = match change {
+            Some((mode, flags)) if gone.contains(&n) => {
+                let had = c.and_then(|c| self.view.kept_flags(c));
+                let line = had.map_or(line.clone(), |f| super::deliver::with_flags(&line, f));
+                let now = super::deliver::stored_flags(&line, *mode, flags);
+                if let (Some(c), Some(f)) = (c, now.as_ref().and_then(|l| flags_between(l))) {
+                    self.view.keep_flags(c, &f);
+                }
+                now.unwrap_or(line)
+            }
+            _ => line,
+        };
+        line
+    }
+
+    /// Remembers that the client was told the flags in `line`, a FETCH of
+    /// backend message `n` in a STORE's answer (after it is sent: until
+    /// then it would be taken for a repeat of itself).
+    fn told_store_answer(&mut self, line: &[u8], n: u32) {
+        if let (Some(c), Some(flags)) = (self.view.to_client(n), super::deliver::flag_report(line))
+        {
+            self.view.told_flags(c, &flags);
+        }
     }
 
     /// Undoes, through the log, what the other nodes applied of a mutation

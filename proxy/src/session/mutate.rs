@@ -538,7 +538,7 @@ impl Session {
         };
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
-        q.extend_from_slice(b" (UID FLAGS)");
+        q.extend_from_slice(b" (UID)");
         let (ok, text, untagged) = self.internal(backend, &q, Keep::All).await?;
         // What else the backend reported meanwhile (flag changes, new
         // mail) reaches the client with the answer, in order, so that a
@@ -547,15 +547,7 @@ impl Session {
             .into_iter()
             .partition(|l| Response::parse(l).is_ok_and(|r| r.fetch_uid().is_some()));
         self.held.extend(other);
-        // The flags before the STORE: a message it does not change is
-        // not in its answer, as from Dovecot.
-        self.store.before = answer
-            .iter()
-            .filter_map(|l| {
-                let seq = Response::parse(l).ok()?.fetch_seq()?;
-                Some((seq, super::deliver::fetched_flags(l)?.0))
-            })
-            .collect();
+
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
             return Ok(Err("invalid message numbers"));
@@ -847,13 +839,7 @@ impl Session {
         // client gets even for a .SILENT STORE, as from Dovecot; only the
         // STORE's own results are silent.
         let held = std::mem::take(&mut self.held);
-        // Messages whose flags the sync reported (another session changed
-        // them): the client hears of them even if the STORE changed nothing.
-        let reported: Vec<u32> = held
-            .iter()
-            .filter(|l| super::deliver::fetched_flags(l).is_some())
-            .filter_map(|l| Response::parse(l).ok()?.fetch_seq())
-            .collect();
+
         let ours = |l: &Vec<u8>| {
             let r = Response::parse(l).ok()?;
             let n = r.fetch_seq()?;
@@ -890,21 +876,16 @@ impl Session {
         let lines = without_superseded_fetches(lines, by_uid);
         // As Dovecot answers: the STORE's own FETCHes by message number,
         // then what the sync brought (unless EXPUNGEs renumber).
-        let before = std::mem::take(&mut self.store.before);
-        // Dovecot reports another session's flag change on its own line
-        // before it answers, so a message the STORE did not change can be
-        // left out of the answer, as Dovecot does; Cyrus folds the change
-        // into the answer, so every message stays in it.
-        let drop_unchanged = self
-            .config
-            .backend()
-            .is_some_and(|b| b.kind == crate::config::BackendKind::Dovecot);
+
         let lines = if lines.iter().any(|l| is_expunge(l)) {
             super::deliver::as_one_sync(lines)
         } else {
             // As Dovecot answers: what the sync brought (other sessions'
             // flags, FLAGS, PERMANENTFLAGS), the STORE's own FETCHes by
-            // number (those it changed), then new mail.
+            // number, then new mail. (Dovecot leaves out a message the
+            // STORE did not change; tandem reports each, as RFC 9051
+            // 6.4.6 asks: it cannot tell a change another session made,
+            // which the client must hear of, from none.)
             let own_seq = |l: &Vec<u8>| {
                 let r = Response::parse(l).ok()?;
                 let n = r.fetch_seq()?;
@@ -913,16 +894,7 @@ impl Session {
             let (mut own, rest): (Vec<_>, Vec<_>) =
                 lines.into_iter().partition(|l| own_seq(l).is_some());
             own.sort_by_key(|l| own_seq(l));
-            own.retain(|l| {
-                let was = own_seq(l).and_then(|n| before.get(&n));
-                let now = super::deliver::fetched_flags(l).map(|f| f.0);
-                let n = own_seq(l).unwrap_or(0);
-                !drop_unchanged
-                    || was.is_none()
-                    || was != now.as_ref()
-                    || gone.contains(&n)
-                    || reported.contains(&n)
-            });
+
             let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
             early.into_iter().chain(own).chain(late).collect()
         };
@@ -1196,9 +1168,7 @@ pub(super) struct StoreAnswer {
     numbers: Option<Vec<u8>>,
     /// Each one's canonical UID, if it still has one.
     numbered: Vec<(u32, Option<u32>)>,
-    /// Each one's flags before the STORE (as [`super::deliver::flag_report`]
-    /// writes them), by backend number.
-    before: HashMap<u32, Vec<u8>>,
+
     /// The change, for the messages gone.
     change: Option<(FlagMode, Vec<String>)>,
 }

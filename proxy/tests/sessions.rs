@@ -397,31 +397,3 @@ fn a_session_on_another_node_hears_of_changes_in_idle_and_at_noop() {
         "{r:?}"
     );
 }
-
-#[test]
-#[ignore]
-fn probe_direct() {
-    let direct = Dovecot::start();
-    let who = direct.user("alice");
-    let addr = direct.imap_addr();
-    let mut s: Vec<ImapClient> = (0..2)
-        .map(|_| ImapClient::login(addr, &who.user, &who.password))
-        .collect();
-    for n in 0..3 {
-        s[0].append("INBOX", &message(n + 1)).unwrap().ok();
-    }
-    for (w, c) in [
-        (0, "SELECT INBOX"),
-        (1, "SELECT INBOX"),
-        (0, "STORE 1 +FLAGS.SILENT (\\Deleted)"),
-        (0, "EXPUNGE"),
-        (1, "STORE 1 +FLAGS ($s1 \\Flagged)"),
-        (1, "STORE 1:3 +FLAGS ($s2)"),
-        (1, "FETCH 1:3 (FLAGS)"),
-        (1, "UID STORE 1:3 +FLAGS ($s3)"),
-        (1, "NOOP"),
-    ] {
-        let r = s[w].command(c).unwrap();
-        eprintln!("{w}: {c} -> {:?} {:?} {}", r.lines(), r.status, r.text);
-    }
-}

@@ -850,11 +850,6 @@ impl Session {
             // rest goes out as one sync.
             let (own, others): (Vec<_>, Vec<_>) =
                 untagged.into_iter().partition(|l| ours(l).is_some());
-            for line in own {
-                let n = ours(&line).unwrap_or(0);
-                let line = self.store_answer(line, n, &gone, change.as_ref());
-                self.told_store_answer(&line, n);
-            }
             let mut lines = held;
             lines.extend(others);
             let lines = if lines.iter().any(|l| is_expunge(l)) {
@@ -864,6 +859,12 @@ impl Session {
             };
             for line in lines {
                 self.relay_untagged(client, line).await?;
+            }
+            // After what went out: it is news, not a repeat of these.
+            for line in own {
+                let n = ours(&line).unwrap_or(0);
+                let line = self.store_answer(line, n, &gone, change.as_ref());
+                self.told_store_answer(&line, n);
             }
             return Ok(());
         }

@@ -848,8 +848,16 @@ impl Session {
         if silent {
             // The STORE's own results only teach what the client has; the
             // rest goes out as one sync.
-            let (own, others): (Vec<_>, Vec<_>) =
-                untagged.into_iter().partition(|l| ours(l).is_some());
+            // By UID, the backend's unasked report of the applier's change
+            // has no UID: it is the STORE's own too when its number is.
+            let own_numbers: Vec<u32> = untagged.iter().filter_map(&ours).collect();
+            let (own, others): (Vec<_>, Vec<_>) = untagged.into_iter().partition(|l| {
+                ours(l).is_some()
+                    || Response::parse(l).is_ok_and(|r| {
+                        r.fetch_uid().is_none()
+                            && r.fetch_seq().is_some_and(|n| own_numbers.contains(&n))
+                    })
+            });
             let mut lines = held;
             lines.extend(others);
             let lines = if lines.iter().any(|l| is_expunge(l)) {
@@ -862,7 +870,9 @@ impl Session {
             }
             // After what went out: it is news, not a repeat of these.
             for line in own {
-                let n = ours(&line).unwrap_or(0);
+                let n = ours(&line)
+                    .or_else(|| Response::parse(&line).ok()?.fetch_seq())
+                    .unwrap_or(0);
                 let line = self.store_answer(line, n, &gone, change.as_ref());
                 self.told_store_answer(&line, n);
             }

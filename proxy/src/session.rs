@@ -38,6 +38,7 @@ mod capability;
 mod deliver;
 mod mutate;
 mod plan;
+mod store;
 mod view;
 
 use crate::tls::{connect_backend, BackendTls, Stream};
@@ -130,7 +131,7 @@ struct Session {
     /// The client's numbering of the selected mailbox (replicating only).
     view: view::View,
     /// What the answer of the STORE being answered needs.
-    store: mutate::StoreAnswer,
+    store: store::StoreAnswer,
     /// Untagged responses the backend sent during tandem's own commands,
     /// for the client before the tagged line of the command it is
     /// answering (with a STORE's answer, merged with it).
@@ -226,7 +227,7 @@ pub async fn serve(
         answering: None,
         answering_policy: None,
         view: view::View::default(),
-        store: mutate::StoreAnswer::default(),
+        store: store::StoreAnswer::default(),
         held: Vec::new(),
         candidate_user: None,
         user: None,

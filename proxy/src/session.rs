@@ -36,9 +36,12 @@ use crate::replication::Replication;
 
 mod capability;
 mod deliver;
+mod internal;
+mod maps;
 mod mutate;
 mod plan;
 mod store;
+mod translate;
 mod view;
 
 use crate::tls::{connect_backend, BackendTls, Stream};
@@ -154,7 +157,7 @@ struct Session {
     separator: Option<Option<char>>,
     /// Counter for the session's own commands to the backend.
     internal: u64,
-    selected_cache: std::sync::Mutex<mutate::SelectedCache>,
+    selected_cache: std::sync::Mutex<maps::SelectedCache>,
     commands: u64,
     bytes_in: u64,
     bytes_out: u64,

@@ -15,7 +15,7 @@ use tandem_parser::response::{FetchItem, Response};
 use tandem_parser::seqset::SequenceSet;
 use tandem_state::FlagMode;
 
-use super::mutate::needs_rewrite;
+use super::maps::needs_rewrite;
 use super::view::{asks_fetch, reports_expunges, View};
 use super::Session;
 use tandem_parser::command::Command;

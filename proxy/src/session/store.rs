@@ -10,7 +10,7 @@ use tandem_parser::uidmap::map_ranges;
 use tandem_state::FlagMode;
 use tokio::io::AsyncWrite;
 
-use super::mutate::Keep;
+use super::internal::Keep;
 use super::{End, Session};
 use crate::tls::Stream;
 

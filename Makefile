@@ -94,7 +94,7 @@ demo: deps
 	./target/debug/tandem demo $(DEMO_ARGS)
 
 # The micro-benchmarks (parser, replicated log, the proxy's memory per
-# session), then the side-by-side report (tests/src/bin/bench.rs, release
+# session), then the side-by-side report (bench/src/bin/bench.rs, release
 # builds): direct Dovecot, Dovecot's proxy, tandem in four layouts and
 # Dovecot's dsync replication. It prints the table and writes
 # bench/results.json and bench/latency.png. BENCH_SECONDS per round
@@ -106,7 +106,7 @@ bench: deps
 	$(CARGO) bench -p tandem-replicator --bench commit
 	$(CARGO) bench -p tandem-proxy --bench proxy
 	$(CARGO) build --release -p tandem-proxy --bin tandem
-	$(CARGO) build --release -p tandem-tests --bin bench
+	$(CARGO) build --release -p tandem-bench --bin bench
 	TANDEM_BIN=$(CURDIR)/target/release/tandem ./target/release/bench --out bench
 
 # The chaos campaign: CHAOS_SECONDS of faults (default 600) from CHAOS_SEED

@@ -6,14 +6,15 @@
 //! their addresses and credentials, and stops them by PID when dropped, also
 //! when a test panics, printing the server's log so a failure can be read.
 //!
+//! The side-by-side benchmark (`make bench`) is a crate of its own,
+//! `tandem-bench` (`bench/`), that starts its servers with this harness.
+//!
 //! What this crate never does: it never mocks a server, never binds a fixed
 //! port (the demo's ports, n143, n144, n993, n024, n090, n700, are left
 //! alone), and never sends traffic beyond 127.0.0.0/8.
 //!
 //! # Layout
 //! - [`backend`]: a Dovecot or a Cyrus behind the same calls.
-//! - [`bench`](mod@bench): the side-by-side benchmark `make bench` runs (its driver
-//!   is `src/bin/bench.rs`).
 //! - [`chaos`]: the chaos campaign (workload, faults, checker).
 //! - [`cluster`]: a tandem cluster as processes (`tandem run` in front of
 //!   real Dovecots): kill, restart, stop a backend.
@@ -38,7 +39,6 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod conformance;

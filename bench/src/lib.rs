@@ -1,7 +1,10 @@
+//! # tandem-bench
+//!
 //! The side-by-side benchmark (`make bench`): what a replicated tandem
 //! costs and gains next to a single Dovecot, Dovecot's own proxy, and
 //! Dovecot's own (asynchronous) replication, measured the same way in one
-//! run on one machine.
+//! run on one machine. The servers are started with the test harness
+//! (`tandem-tests`); the driver is `src/bin/bench.rs`.
 //!
 //! - [`procs`]: CPU time and peak memory of process trees, from /proc.
 //! - [`report`]: the table, `bench/results.json` and the PNG chart.
@@ -17,7 +20,7 @@ pub mod report;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::{ImapClient, Status, USER_PASSWORD};
+use tandem_tests::{ImapClient, Status, USER_PASSWORD};
 
 /// One configuration under test.
 #[derive(Debug, Clone)]

@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tandem_tests::bench::report::{self, Row};
-use tandem_tests::bench::{self, Sample, Target, Workload};
+use tandem_bench::report::{self, Row};
+use tandem_bench::{self as bench, Sample, Target, Workload};
 use tandem_tests::dovecot_proxy::DovecotProxy;
 use tandem_tests::dsync::DsyncPair;
 use tandem_tests::{Dovecot, ImapClient, Status, TandemCluster, USER_PASSWORD};

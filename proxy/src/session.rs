@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_parser::command::{is_idle_done, sasl_plain, Command, CommandBody};
+use tandem_parser::command::{is_idle_done, Command};
 use tandem_parser::frame::{
     CommandFramer, CommandProgress, FrameError, Limits, LineProgress, ResponseFramer,
     ResponseProgress, Segment,
@@ -36,6 +36,7 @@ use crate::replication::Replication;
 
 mod capability;
 mod deliver;
+mod front;
 mod internal;
 mod maps;
 mod mutate;
@@ -47,6 +48,7 @@ mod view;
 use crate::tls::{connect_backend, BackendTls, Stream};
 pub use capability::is_filtered_capability;
 use deliver::Policy;
+use front::{tag_or_star, Door, Entering, Front};
 
 /// What the session must do after a command was handled.
 #[derive(Debug)]
@@ -272,38 +274,7 @@ impl Session {
         let command_timeout = self.config.backend().map(|b| b.command_timeout());
         let command_timeout = command_timeout.unwrap_or(Duration::from_secs(30));
 
-        // Greeting, then ID with the client's address so the backend logs
-        // and rate-limits the real client (needs login_trusted_networks).
-        let mut bbuf = std::mem::take(&mut self.bbuf);
-        let mut handshake = ResponseFramer::new(Limits {
-            max_message: 1024 * 1024,
-            ..Limits::responses()
-        });
-        let greeting = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
-        let welcome = tandem_parser::reply::Reply::parse(&greeting)
-            .is_ok_and(|r| r.tag().is_none() && r.status() == tandem_parser::response::Status::Ok);
-        if !welcome {
-            client
-                .write_all(b"* BYE [UNAVAILABLE] Mail backend refused the connection\r\n")
-                .await?;
-            return Err(End::Protocol("backend greeting is not OK".to_string()));
-        }
-        let id = format!(
-            "tandem-id ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")\r\n",
-            self.peer.ip(),
-            self.peer.port()
-        );
-        backend.write_all(id.as_bytes()).await?;
-        loop {
-            let line = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
-            if tandem_parser::reply::tag(&line) == Some(b"tandem-id") {
-                break;
-            }
-        }
-        self.bbuf = bbuf;
-        let greeting = self.filter_single(&greeting);
-        client.write_all(&greeting).await?;
-        self.bytes_out += greeting.len() as u64;
+        self.handshake(client, backend, command_timeout).await?;
 
         // Small fixed read buffers; the frame buffers grow only while a
         // command or response is in flight (memory per idle client counts).
@@ -389,6 +360,49 @@ impl Session {
         }
     }
 
+    /// Passes the backend's greeting on once the backend was told, with
+    /// ID, the client's address (so it logs and rate-limits the real
+    /// client; needs login_trusted_networks).
+    async fn handshake(
+        &mut self,
+        client: &mut Stream,
+        backend: &mut Stream,
+        command_timeout: Duration,
+    ) -> Result<(), End> {
+        let mut bbuf = std::mem::take(&mut self.bbuf);
+        let mut handshake = ResponseFramer::new(Limits {
+            max_message: 1024 * 1024,
+            ..Limits::responses()
+        });
+        let greeting = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
+        let welcome = tandem_parser::reply::Reply::parse(&greeting)
+            .is_ok_and(|r| r.tag().is_none() && r.status() == tandem_parser::response::Status::Ok);
+        if !welcome {
+            client
+                .write_all(b"* BYE [UNAVAILABLE] Mail backend refused the connection\r\n")
+                .await?;
+            return Err(End::Protocol("backend greeting is not OK".to_string()));
+        }
+        let id = format!(
+            "tandem-id ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")\r\n",
+            self.peer.ip(),
+            self.peer.port()
+        );
+        backend.write_all(id.as_bytes()).await?;
+        loop {
+            let line = read_response(backend, &mut bbuf, &mut handshake, command_timeout).await?;
+            if tandem_parser::reply::tag(&line) == Some(b"tandem-id") {
+                break;
+            }
+        }
+        self.bbuf = bbuf;
+        let greeting = self.filter_single(&greeting);
+        client.write_all(&greeting).await?;
+        self.bytes_out += greeting.len() as u64;
+
+        Ok(())
+    }
+
     /// Frames and handles every complete client command in `cbuf`.
     async fn pump_client(
         &mut self,
@@ -406,7 +420,8 @@ impl Session {
                     };
                     let line: Vec<u8> = cbuf.drain(..len).collect();
                     if self.mode == Mode::Authenticating {
-                        if let Some(user) = plain_user(line.strip_suffix(b"\r\n").unwrap_or(&line))
+                        if let Some(user) =
+                            front::plain_user(line.strip_suffix(b"\r\n").unwrap_or(&line))
                         {
                             self.candidate_user = Some(user);
                         }
@@ -495,106 +510,83 @@ impl Session {
         let cmd = match Command::parse(raw) {
             Ok(c) => c,
             Err(e) => {
-                let tag = leading_tag(raw);
-                let msg = format!("{} BAD Command not understood: {e}\r\n", tag_or_star(&tag));
+                let tag = front::leading_tag(raw);
+                let tag = front::tag_or_star(&tag);
+                let msg = format!("{tag} BAD Command not understood: {e}\r\n");
                 client.write_all(msg.as_bytes()).await?;
                 return Ok(Action::Done);
             }
         };
         let tag = cmd.tag().to_vec();
-        let tag_str = String::from_utf8_lossy(&tag).to_string();
+        let kind = match front::door(&cmd, raw, self.front()) {
+            Door::Answer(text) => {
+                client.write_all(text.as_bytes()).await?;
+                return Ok(Action::Done);
+            }
+            Door::StartTls => {
+                let tag = String::from_utf8_lossy(&tag).to_string();
+                return Ok(Action::StartTls { tag });
+            }
+            Door::Enable(line) => {
+                self.pending
+                    .push_back((tag, Pending::Other, "ENABLE", Policy::default()));
+                backend.write_all(&line).await?;
+                return Ok(Action::Done);
+            }
+            Door::Pass {
+                kind,
+                candidate,
+                entering,
+            } => {
+                if let Some(user) = candidate {
+                    self.candidate_user = user;
+                }
+                match entering {
+                    Some(Entering::Authenticating) => self.mode = Mode::Authenticating,
+                    Some(Entering::Idle) => {
+                        self.mode = Mode::Idling {
+                            since: Instant::now(),
+                        }
+                    }
+                    None => {}
+                }
+                kind
+            }
+        };
+        self.forward(&cmd, marks, kind, client, backend).await?;
+        Ok(Action::Done)
+    }
+
+    /// Sends a command that passed the front door on: a replicating
+    /// session's mutation through the log, anything else to the backend
+    /// (its UID sets made local).
+    async fn forward<S>(
+        &mut self,
+        cmd: &Command<'_>,
+        marks: &[usize],
+        mut kind: Pending,
+        client: &mut S,
+        backend: &mut Stream,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let raw = cmd.buf;
+        let tag = cmd.tag().to_vec();
         let label = crate::metrics::command_label(cmd.name());
-        let mut kind = Pending::Other;
-        match &cmd.body {
-            CommandBody::StartTls => {
-                if self.tls.is_none() || self.secure {
-                    let msg = format!("{tag_str} BAD STARTTLS is not available here\r\n");
-                    client.write_all(msg.as_bytes()).await?;
-                    return Ok(Action::Done);
-                }
-                return Ok(Action::StartTls { tag: tag_str });
-            }
-            CommandBody::Login { .. } | CommandBody::Authenticate { .. }
-                if self.login_disabled() =>
-            {
-                let msg = format!(
-                    "{tag_str} NO [PRIVACYREQUIRED] Log in over TLS (STARTTLS or IMAPS)\r\n"
-                );
-                client.write_all(msg.as_bytes()).await?;
-                return Ok(Action::Done);
-            }
-            CommandBody::Compress { .. } => {
-                let msg = format!(
-                    "{tag_str} NO [CANNOT] COMPRESS is not available through this proxy\r\n"
-                );
-                client.write_all(msg.as_bytes()).await?;
-                return Ok(Action::Done);
-            }
-            CommandBody::Enable { capabilities } => {
-                let kept: Vec<&[u8]> = capabilities
-                    .iter()
-                    .map(|c| c.of(raw))
-                    .filter(|c| !is_filtered_capability(c))
-                    .collect();
-                if kept.len() != capabilities.len() {
-                    if kept.is_empty() {
-                        // RFC 5161: unknown capabilities are ignored; none left.
-                        let msg = format!(
-                            "* ENABLED\r\n{tag_str} OK ENABLE completed (nothing enabled)\r\n"
-                        );
-                        client.write_all(msg.as_bytes()).await?;
-                        return Ok(Action::Done);
-                    }
-                    let mut line = tag.clone();
-                    line.extend_from_slice(b" ENABLE");
-                    for c in kept {
-                        line.push(b' ');
-                        line.extend_from_slice(c);
-                    }
-                    line.extend_from_slice(b"\r\n");
-                    self.pending
-                        .push_back((tag, Pending::Other, "ENABLE", Policy::default()));
-                    backend.write_all(&line).await?;
-                    return Ok(Action::Done);
-                }
-            }
-            CommandBody::Login { user, .. } => {
-                kind = Pending::Login;
-                self.candidate_user = Some(String::from_utf8_lossy(&user.value(raw)).to_string());
-            }
-            CommandBody::Authenticate { mechanism, initial } => {
-                if !mechanism.of(raw).eq_ignore_ascii_case(b"PLAIN") {
-                    let msg =
-                        format!("{tag_str} NO [CANNOT] Only AUTHENTICATE PLAIN is offered\r\n");
-                    client.write_all(msg.as_bytes()).await?;
-                    return Ok(Action::Done);
-                }
-                kind = Pending::Authenticate;
-                self.candidate_user = initial.and_then(|i| plain_user(i.of(raw)));
-                self.mode = Mode::Authenticating;
-            }
-            CommandBody::Idle => {
-                self.mode = Mode::Idling {
-                    since: Instant::now(),
-                };
-            }
-            CommandBody::Logout => kind = Pending::Logout,
-            _ => {}
-        }
-        let policy = Policy::of(&cmd);
+        let policy = Policy::of(cmd);
         if self.rep.is_some() && self.user.is_some() {
             self.answering = Some((tag.clone(), label));
             self.answering_policy = Some(policy);
             if cmd.is_mutation() {
                 self.ensure_inbox().await;
                 self.drain(client, backend).await?;
-                let done = self.mutation(&cmd, client, backend).await;
+                let done = self.mutation(cmd, client, backend).await;
                 self.answering = None;
                 self.answering_policy = None;
-                done?;
-                return Ok(Action::Done);
+                return done;
             }
-            let translated = self.translate(&cmd, client, backend).await;
+            let translated = self.translate(cmd, client, backend).await;
             // What tandem's own commands brought, before the client's
             // command goes on (its answer must follow it).
             let flushed = self.flush_held(client).await;
@@ -603,40 +595,35 @@ impl Session {
             let translated = translated?;
             flushed?;
             let Some((edits, k)) = translated else {
-                return Ok(Action::Done);
+                return Ok(());
             };
             if kind == Pending::Other {
                 kind = k;
             }
             if !edits.is_empty() {
                 let rewritten = apply(raw, &edits);
-                let marks: Vec<usize> = marks
-                    .iter()
-                    .map(|&m| {
-                        let mut at = m as isize;
-                        for e in edits.iter().filter(|e| e.span.end <= m) {
-                            at += e.bytes.len() as isize - (e.span.end - e.span.start) as isize;
-                        }
-                        at as usize
-                    })
-                    .collect();
+                let marks = front::shifted_marks(marks, &edits);
                 self.pending.push_back((tag, kind, label, policy));
-                for piece in nonsync_pieces(&rewritten, &marks) {
+                for piece in front::nonsync_pieces(&rewritten, &marks) {
                     backend.write_all(piece).await?;
                 }
-                return Ok(Action::Done);
+                return Ok(());
             }
         }
         self.pending.push_back((tag, kind, label, policy));
-        for piece in nonsync_pieces(raw, marks) {
+        for piece in front::nonsync_pieces(raw, marks) {
             backend.write_all(piece).await?;
         }
-        Ok(Action::Done)
+        Ok(())
     }
 
-    /// Whether LOGIN and AUTHENTICATE are refused until TLS.
-    fn login_disabled(&self) -> bool {
-        !self.secure && !self.plaintext_ok
+    /// What the front door knows of the client connection.
+    fn front(&self) -> Front {
+        Front {
+            tls_offered: self.tls.is_some(),
+            secure: self.secure,
+            plaintext_ok: self.plaintext_ok,
+        }
     }
 
     /// Answers STARTTLS and upgrades the client connection. Bytes the
@@ -811,7 +798,7 @@ impl Session {
             line,
             capability::Added {
                 starttls: self.tls.is_some() && !self.secure,
-                login_disabled: self.login_disabled(),
+                login_disabled: self.front().login_disabled(),
                 append_limit: self.config.limits.max_literal_bytes,
             },
         )
@@ -836,49 +823,6 @@ fn needs_parsing(line: &[u8]) -> bool {
     }
     line.windows(10)
         .any(|w| w.eq_ignore_ascii_case(b"CAPABILITY"))
-}
-
-/// The user a SASL PLAIN response names (authzid if given, else authcid).
-fn plain_user(b64: &[u8]) -> Option<String> {
-    let p = sasl_plain(b64).ok()?;
-    let who = if p.authzid.is_empty() {
-        p.authcid
-    } else {
-        p.authzid
-    };
-    Some(String::from_utf8_lossy(&who).to_string())
-}
-
-/// `raw` as pieces to write in order, with a `+` before each `}` at
-/// `marks` (`{n}` -> `{n+}`), without copying `raw`.
-fn nonsync_pieces<'a>(raw: &'a [u8], marks: &[usize]) -> Vec<&'a [u8]> {
-    let mut out = Vec::with_capacity(2 * marks.len() + 1);
-    let mut from = 0;
-    for &m in marks {
-        if m < raw.len() && raw[m] == b'}' && m >= from {
-            out.push(&raw[from..m]);
-            out.push(b"+");
-            from = m;
-        }
-    }
-    out.push(&raw[from..]);
-    out
-}
-
-fn leading_tag(raw: &[u8]) -> Vec<u8> {
-    raw.iter()
-        .take_while(|b| b.is_ascii_graphic() && **b != b'{' && **b != b'*')
-        .take(64)
-        .copied()
-        .collect()
-}
-
-fn tag_or_star(tag: &[u8]) -> String {
-    if tag.is_empty() || tag.len() > 64 || !tag.iter().all(u8::is_ascii_graphic) {
-        "*".to_string()
-    } else {
-        String::from_utf8_lossy(tag).to_string()
-    }
 }
 
 /// Reads one whole response from the backend (greeting, ID reply) with a
@@ -920,20 +864,5 @@ mod tests {
         assert!(needs_parsing(b"* capability IMAP4rev1\r\n"));
         assert!(!needs_parsing(b"* 3 EXISTS\r\n"));
         assert!(!needs_parsing(b"* OK [UIDNEXT 4] next\r\n"));
-    }
-
-    #[test]
-    fn sync_literals_become_nonsync() {
-        let raw = b"a LOGIN {5}\r\nalice {4}\r\npass\r\n";
-        let marks: Vec<usize> = raw
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'}')
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(
-            nonsync_pieces(raw, &marks).concat(),
-            b"a LOGIN {5+}\r\nalice {4+}\r\npass\r\n".to_vec()
-        );
     }
 }

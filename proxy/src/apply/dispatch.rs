@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use redb::{Durability, ReadableTable};
 use tandem_replicator::LocalTables;
+
+use super::seam::AdminLogin;
 use tandem_state::{Work, OUTBOX};
 use tokio::sync::{mpsc, watch};
 
@@ -71,8 +73,7 @@ impl Applier {
         Applier {
             template: Worker {
                 db,
-                backend,
-                password,
+                connect: Arc::new(AdminLogin { backend, password }),
                 maps,
                 progress,
                 conns: HashMap::new(),

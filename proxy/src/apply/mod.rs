@@ -35,6 +35,8 @@
 //! - `doubt`: items in doubt after a crash or a lost answer: barriers, MOVE
 //!   evidence, and the pure look-ups of what already reached the backend.
 //! - `reading`: what the applier reads out of the backend's answers.
+//! - `seam`: the backend sessions the workers use (`BackendConn` with the
+//!   admin's login; a scripted backend in unit tests).
 
 mod dispatch;
 mod doubt;
@@ -42,6 +44,9 @@ mod maps;
 mod ops;
 mod progress;
 mod reading;
+#[cfg(test)]
+mod scripted;
+mod seam;
 mod worker;
 
 pub use dispatch::Applier;

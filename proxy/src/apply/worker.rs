@@ -17,10 +17,9 @@ use tokio::sync::mpsc;
 use super::doubt::Evidence;
 use super::maps::{MailboxMap, Maps};
 use super::progress::{Additions, Progress, UserLocks};
+use super::seam::{BackendSession, Connect};
 use super::{ApplyError, Change, StoreError};
-use crate::backend::{BackendConn, Reply, Status};
-use crate::config::BackendConfig;
-use crate::secret::Secret;
+use crate::backend::{Reply, Status};
 
 /// Most parallel backend sessions (one per mailbox) a user's worker keeps.
 const MAX_LANES: usize = 8;
@@ -83,7 +82,7 @@ const WORKER_IDLE: Duration = Duration::from_secs(60);
 
 /// A backend session of the admin acting as one user.
 pub(super) struct UserConn {
-    pub(super) conn: BackendConn,
+    pub(super) conn: Box<dyn BackendSession>,
     pub(super) selected: Option<String>,
     /// The [`Additions`] count of the selected mailbox when this session
     /// last synchronized its view of it.
@@ -158,8 +157,8 @@ impl std::fmt::Display for Brief<'_> {
 /// Applies one user's items, in order, over that user's backend session.
 pub(super) struct Worker {
     pub(super) db: LocalTables,
-    pub(super) backend: BackendConfig,
-    pub(super) password: Secret<String>,
+    /// Opens the backend sessions (the admin acting as each user).
+    pub(super) connect: Arc<dyn Connect>,
     pub(super) maps: Arc<Maps>,
     pub(super) progress: Arc<Progress>,
     pub(super) conns: HashMap<String, UserConn>,
@@ -182,8 +181,7 @@ impl Worker {
     pub(super) fn fork(&self) -> Worker {
         Worker {
             db: self.db.clone(),
-            backend: self.backend.clone(),
-            password: self.password.clone(),
+            connect: self.connect.clone(),
             maps: self.maps.clone(),
             progress: self.progress.clone(),
             conns: HashMap::new(),
@@ -386,14 +384,7 @@ impl Worker {
             if self.conns.len() >= MAX_CONNS {
                 self.conns.clear();
             }
-            let mut conn = BackendConn::connect(&self.backend).await?;
-            let reply = conn.login_as(&self.backend, &self.password, user).await?;
-            if reply.status != Status::Ok {
-                return Err(ApplyError::Transient(format!(
-                    "admin login as {user} refused: {}",
-                    reply.text
-                )));
-            }
+            let conn = self.connect.open(user).await?;
             self.conns.insert(
                 user.to_string(),
                 UserConn {

@@ -239,6 +239,12 @@ pub struct NodeStatus {
 pub struct LocalTables(Arc<redb::Database>);
 
 impl LocalTables {
+    /// Tables over a database of their own, outside a node (the
+    /// application's unit tests and tools).
+    pub fn standalone(db: redb::Database) -> LocalTables {
+        LocalTables(Arc::new(db))
+    }
+
     /// A read transaction (sees committed state, the state machine's too).
     pub fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
         use redb::ReadableDatabase;

@@ -1002,13 +1002,18 @@ impl Session {
         let mut uids = Vec::new();
         let mut unknown = shifted.is_some_and(|t| t.contains(&None));
         for (i, m) in sel.msgs.iter_mut().enumerate() {
-            let target = match (by_uid, m.uid, shifted) {
-                (true, Some(u), _) => in_set(set, u),
-                (true, None, _) => false,
-                (false, Some(u), Some(t)) => t.contains(&Some(u)),
-                (false, None, Some(_)) => false,
-                (false, _, None) => in_set(set, i as u32 + 1),
+            // `maybe`: the message may be a target, the session cannot
+            // tell (its UID is unknown): what it knew of it is forgotten.
+            let (target, maybe) = match (by_uid, m.uid, shifted) {
+                (true, Some(u), _) => (in_set(set, u), false),
+                (true, None, _) => (false, true),
+                (false, Some(u), Some(t)) => (t.contains(&Some(u)), false),
+                (false, None, Some(t)) => (false, t.contains(&None)),
+                (false, _, None) => (in_set(set, i as u32 + 1), false),
             };
+            if maybe {
+                m.own = None;
+            }
             if target {
                 m.own = after;
                 uids.extend(m.uid);
@@ -1021,6 +1026,17 @@ impl Session {
             let known: HashSet<u32> = sel.msgs.iter().filter_map(|m| m.uid).collect();
             self.own
                 .retain(|(m, v, u), _| m != mailbox || v != uv || known.contains(u));
+        }
+        if by_uid {
+            // UIDs the session saw before, out of view now: the STORE
+            // reached them if they still exist.
+            uids.extend(
+                self.own
+                    .keys()
+                    .filter(|(m, v, u)| m == mailbox && v == uv && in_set(set, *u))
+                    .map(|k| k.2)
+                    .collect::<Vec<_>>(),
+            );
         }
         for uid in uids {
             let key = (mailbox.clone(), *uv, uid);

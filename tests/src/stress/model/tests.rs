@@ -479,6 +479,68 @@ fn a_uid_store_covers_only_messages_the_session_knows() {
     assert_eq!(t.kinds(), Vec::<&str>::new());
 }
 
+/// Found by a direct run: a UID STORE names a message whose UID the
+/// session does not know yet; what an earlier STORE by number told of it
+/// no longer holds once a FETCH names its UID.
+#[test]
+fn a_uid_store_overrides_a_store_by_number_of_a_message_not_yet_named() {
+    let mut t = T::new();
+    t.selected(&[1]);
+    confirm(&mut t, &[2, 3]);
+    t.cmd(Cmd::Noop).recv("* 3 EXISTS").ok();
+    t.cmd(Cmd::Store {
+        uid: false,
+        set: vec![(1, 3)],
+        op: FlagOp::Remove,
+        flags: vec!["$s1".into()],
+        silent: true,
+    })
+    .ok();
+    t.cmd(Cmd::Store {
+        uid: true,
+        set: vec![(2, 3)],
+        op: FlagOp::Add,
+        flags: vec!["$s1".into()],
+        silent: true,
+    })
+    .ok();
+    t.cmd(fetch(false, 1, 3))
+        .recv("* 1 FETCH (UID 1 FLAGS ())")
+        .recv("* 2 FETCH (UID 2 FLAGS ($s1))")
+        .recv("* 3 FETCH (UID 3 FLAGS ($s1))")
+        .ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}
+
+/// A UID STORE reaches UIDs the session saw before a SELECT (out of
+/// view now).
+#[test]
+fn a_uid_store_updates_what_was_known_out_of_view() {
+    let mut t = T::new();
+    t.selected(&[1, 2])
+        .cmd(store(true, 2, FlagOp::Add))
+        .recv("* 2 FETCH (UID 2 FLAGS ($s1))")
+        .ok();
+    t.cmd(Cmd::Select {
+        mailbox: "INBOX".into(),
+    })
+    .recv("* 2 EXISTS")
+    .recv("* OK [UIDVALIDITY 7] ok")
+    .ok();
+    t.cmd(Cmd::Store {
+        uid: true,
+        set: vec![(2, 2)],
+        op: FlagOp::Remove,
+        flags: vec!["$s1".into()],
+        silent: true,
+    })
+    .ok();
+    t.cmd(fetch(false, 2, 2))
+        .recv("* 2 FETCH (UID 2 FLAGS ())")
+        .ok();
+    assert_eq!(t.kinds(), Vec::<&str>::new());
+}
+
 /// Found by the first direct run: a STORE by number on a message whose
 /// UID the session no longer knew (after a SELECT) replaces what it knew
 /// of that UID once a FETCH names it.

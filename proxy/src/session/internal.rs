@@ -187,15 +187,23 @@ impl Session {
             return Ok(Err("invalid message numbers"));
         }
         let local = fetched_uids(&answer);
+        // A message the applier has put into the backend but not yet
+        // recorded has no canonical UID: wait for it briefly, or the
+        // change would leave it out.
+        self.wait_mapped(&local).await;
         // Which message each number is, canonically: one expunged
         // elsewhere that this session still shows is out of the STORE's
-        // reach, and its answer says what it would be.
+        // reach, and its answer says what it would be. That includes one
+        // expunged canonically that this node's applier has not removed
+        // from the backend yet.
         if let Some(now) = self.maps().and_then(|m| m.selected) {
+            let present = now.1.uid_set();
             self.store.numbered = answer
                 .iter()
                 .filter_map(|l| {
                     let r = Response::parse(l).ok()?;
                     let canonical = now.0.to_canon.map_one(r.fetch_uid()?);
+                    let canonical = canonical.filter(|&c| present.contains(c));
                     Some((r.fetch_seq()?, canonical))
                 })
                 .collect();
@@ -209,6 +217,30 @@ impl Session {
         Ok(Ok(map_ranges(&local, &map.to_canon)))
     }
 
+    /// Waits (at most a second) until every UID of `local` in the selected
+    /// mailbox has its canonical one.
+    async fn wait_mapped(&self, local: &Ranges) {
+        let Some(mut changes) = self.rep.as_ref().and_then(|r| r.map_changes()) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let Some((map, _)) = self.maps().and_then(|m| m.selected) else {
+                return;
+            };
+            if map_ranges(local, &map.to_canon).len() == local.len() {
+                return;
+            }
+            tracing::debug!("waiting for the applier to map a message named by number");
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return;
+            }
+        }
+    }
+
     /// The canonical UIDs of the messages marked \Deleted in the selected
     /// mailbox, as this session's backend sees them.
     pub(super) async fn deleted(&mut self, backend: &mut Stream) -> Result<Ranges, End> {
@@ -220,6 +252,7 @@ impl Session {
             .internal(backend, b"UID SEARCH DELETED", Keep::Search)
             .await?;
         let local = search_result(&untagged);
+        self.wait_mapped(&local).await;
         Ok(match self.maps().and_then(|m| m.selected) {
             Some((map, _)) => map_ranges(&local, &map.to_canon),
             None => Ranges::new(),

@@ -74,6 +74,12 @@ pub fn count_withheld(what: &'static str) {
     metrics::counter!("tandem_responses_withheld_total", "what" => what).increment(1);
 }
 
+/// Counts one FETCH whose implicit `\Seen` could not be committed (no
+/// quorum): this node's backend has the flag, the others do not.
+pub fn count_seen_not_replicated() {
+    metrics::counter!("tandem_seen_not_replicated_total").increment(1);
+}
+
 /// Installs the process-wide Prometheus recorder (once) and returns the
 /// handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -168,6 +174,10 @@ pub fn describe() {
     describe_counter!(
         "tandem_responses_withheld_total",
         "Backend responses a client did not get, by what: fetch (a number it was not told), expunge (beyond the backend's count), unmapped (a UID without a canonical one), unparsable."
+    );
+    describe_counter!(
+        "tandem_seen_not_replicated_total",
+        "FETCHes that set \\Seen on this node's backend whose change could not be committed to the log (no quorum)."
     );
     describe_counter!(
         "tandem_limit_rejections_total",

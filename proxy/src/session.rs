@@ -27,6 +27,7 @@ use tandem_parser::frame::{
 };
 use tandem_parser::response::{Response, ResponseBody};
 use tandem_parser::rewrite::apply;
+use tandem_parser::seqset::Ranges;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -41,6 +42,7 @@ mod internal;
 mod maps;
 mod mutate;
 mod plan;
+mod seen;
 mod store;
 mod translate;
 mod view;
@@ -141,6 +143,10 @@ struct Session {
     /// for the client before the tagged line of the command it is
     /// answering (with a STORE's answer, merged with it).
     held: Vec<Vec<u8>>,
+    /// A FETCH that sets `\Seen` (a body without PEEK): its tag and the
+    /// canonical UIDs it names that had no `\Seen` before it, replicated
+    /// when its tagged OK comes and before the client gets it.
+    seen: Option<(Vec<u8>, Ranges)>,
     /// The user named by the LOGIN or AUTHENTICATE in flight.
     candidate_user: Option<String>,
     user: Option<String>,
@@ -234,6 +240,7 @@ pub async fn serve(
         view: view::View::default(),
         store: store::StoreAnswer::default(),
         held: Vec::new(),
+        seen: None,
         candidate_user: None,
         user: None,
         stream: ResponseStream::Between,

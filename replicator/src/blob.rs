@@ -23,6 +23,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::transport::{BlobStore, PeerClient, Request, Response};
+
+/// Why a large payload did not reach a majority of the nodes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReplicateError {
+    /// This node could not store it.
+    #[error("cannot store the payload: {0}")]
+    Store(#[source] Arc<std::io::Error>),
+    /// The request to the peers could not be encoded.
+    #[error("cannot encode the payload: {0}")]
+    Codec(#[source] postcard::Error),
+    /// Fewer nodes than a majority hold it.
+    #[error("the payload reached {have} of the {quorum} nodes a majority needs")]
+    Short {
+        /// Nodes that hold it, this one included.
+        have: usize,
+        /// Nodes a majority needs.
+        quorum: usize,
+    },
+    /// The runtime is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
 use crate::types::NodeId;
 
 pub use crate::types::Hash;
@@ -158,7 +180,7 @@ impl Blobs {
         data: Arc<Vec<u8>>,
         quorum: usize,
         transfer: Duration,
-    ) -> Result<Hash, String> {
+    ) -> Result<Hash, ReplicateError> {
         let local = data.clone();
         let timeout = self.rpc_timeout + transfer;
         let dir_blobs = Blobs {
@@ -170,8 +192,8 @@ impl Blobs {
         };
         let h = tokio::task::spawn_blocking(move || dir_blobs.put(&local))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot store the payload: {e}"))?;
+            .map_err(|_| ReplicateError::Stopped)?
+            .map_err(|e| ReplicateError::Store(Arc::new(e)))?;
         let mut have = 1;
         if have >= quorum {
             return Ok(h);
@@ -181,7 +203,7 @@ impl Blobs {
             hash: h,
             data: data.as_ref().clone(),
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(ReplicateError::Codec)?;
         drop(data);
         let request = Arc::new(request);
         let mut pushes = tokio::task::JoinSet::new();
@@ -205,9 +227,7 @@ impl Blobs {
                 }
             }
         }
-        Err(format!(
-            "the payload reached {have} of the {quorum} nodes a majority needs"
-        ))
+        Err(ReplicateError::Short { have, quorum })
     }
 
     /// The blob's bytes (`len` of them): from this node, else from the

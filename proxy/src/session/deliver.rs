@@ -289,6 +289,9 @@ impl Session {
             if policy.expunges {
                 self.pay_expunges(&mut out);
             }
+            if !literal {
+                self.replicate_seen(line).await;
+            }
             if !literal && super::needs_parsing(line) {
                 self.on_response(line);
                 out.extend_from_slice(&self.filter_single(line));

@@ -13,6 +13,7 @@ use tandem_parser::seqset::Ranges;
 use tandem_parser::uidmap::{map_ranges, UidMap};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::plan::SetError;
 use super::{End, Session};
 use crate::tls::Stream;
 
@@ -150,15 +151,17 @@ impl Session {
         cmd: &Command<'_>,
         set: &SetArg,
         backend: &mut Stream,
-    ) -> Result<Result<Ranges, &'static str>, End> {
+    ) -> Result<Result<Ranges, SetError>, End> {
         let SetArg::Set { set, span } = set else {
-            return Ok(Err("the saved search result ($) is not supported"));
+            return Ok(Err(SetError::Bad(
+                "the saved search result ($) is not supported",
+            )));
         };
         let Some(maps) = self.maps() else {
-            return Ok(Err("no mailbox selected"));
+            return Ok(Err(SetError::Bad("no mailbox selected")));
         };
         let Some((map, _)) = maps.selected else {
-            return Ok(Err("no mailbox selected"));
+            return Ok(Err(SetError::Bad("no mailbox selected")));
         };
         if cmd.uid {
             let star = map.to_local.max_from().unwrap_or(0);
@@ -168,7 +171,7 @@ impl Session {
         // are; ask it for their UIDs with a FETCH, during which it reports
         // no expunge (a UID SEARCH would, and renumber first).
         let Some(numbers) = self.backend_numbers(set, span.of(cmd.buf)) else {
-            return Ok(Err("no such message"));
+            return Ok(Err(SetError::Bad("no such message")));
         };
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
@@ -184,13 +187,15 @@ impl Session {
 
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
-            return Ok(Err("invalid message numbers"));
+            return Ok(Err(SetError::Bad("invalid message numbers")));
         }
         let local = fetched_uids(&answer);
         // A message the applier has put into the backend but not yet
         // recorded has no canonical UID: wait for it briefly, or the
         // change would leave it out.
-        self.wait_mapped(&local).await;
+        if !self.wait_mapped(&local).await {
+            return Ok(Err(SetError::NotYet));
+        }
         // Which message each number is, canonically: one expunged
         // elsewhere that this session still shows is out of the STORE's
         // reach, and its answer says what it would be. That includes one
@@ -218,25 +223,27 @@ impl Session {
     }
 
     /// Waits (at most a second) until every UID of `local` in the selected
-    /// mailbox has its canonical one.
-    async fn wait_mapped(&self, local: &Ranges) {
-        let Some(mut changes) = self.rep.as_ref().and_then(|r| r.map_changes()) else {
-            return;
-        };
+    /// mailbox has its canonical one (messages expunged since the SELECT
+    /// keep theirs); `false` if some still have none.
+    async fn wait_mapped(&self, local: &Ranges) -> bool {
+        let mut changes = self.rep.as_ref().and_then(|r| r.map_changes());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
-            let Some((map, _)) = self.maps().and_then(|m| m.selected) else {
-                return;
+            let Some(map) = self.maps().and_then(|m| m.remembered) else {
+                return true;
             };
-            if map_ranges(local, &map.to_canon).len() == local.len() {
-                return;
+            if map_ranges(local, &map).len() == local.len() {
+                return true;
             }
             tracing::debug!("waiting for the applier to map a message named by number");
-            if tokio::time::timeout_at(deadline, changes.changed())
+            let Some(rx) = changes.as_mut() else {
+                return false;
+            };
+            if tokio::time::timeout_at(deadline, rx.changed())
                 .await
                 .map_or(true, |r| r.is_err())
             {
-                return;
+                return false;
             }
         }
     }
@@ -252,6 +259,7 @@ impl Session {
             .internal(backend, b"UID SEARCH DELETED", Keep::Search)
             .await?;
         let local = search_result(&untagged);
+        // One not mapped yet stays; its EXPUNGE comes with a later one.
         self.wait_mapped(&local).await;
         Ok(match self.maps().and_then(|m| m.selected) {
             Some((map, _)) => map_ranges(&local, &map.to_canon),

@@ -52,7 +52,7 @@ pub(super) struct Facts {
     /// The backend's hierarchy separator.
     pub(super) separator: Option<char>,
     /// The set argument in canonical UIDs, or why it cannot be.
-    pub(super) set: Option<Result<Ranges, &'static str>>,
+    pub(super) set: Option<Result<Ranges, SetError>>,
     /// The canonical UIDs marked `\Deleted` in this session's view.
     pub(super) deleted: Option<Ranges>,
     /// APPENDs are held to Cyrus's rules (a Cyrus node is in the cluster).
@@ -154,9 +154,24 @@ fn writable(tag: &str, selected: Option<&Selected>) -> Result<Selected, String> 
 fn canonical(tag: &str, facts: &Facts) -> Result<Ranges, String> {
     match &facts.set {
         Some(Ok(set)) => Ok(set.clone()),
-        Some(Err(why)) => Err(format!("{tag} BAD {why}\r\n")),
+        Some(Err(SetError::Bad(why))) => Err(format!("{tag} BAD {why}\r\n")),
+        Some(Err(SetError::NotYet)) => Err(format!(
+            "{tag} NO [UNAVAILABLE] Some of the messages are not replicated to this node yet, try again\r\n"
+        )),
         None => Err(format!("{tag} BAD no mailbox selected\r\n")),
     }
+}
+
+/// Why a set argument has no canonical UIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SetError {
+    /// The client's mistake: `BAD` with this text.
+    Bad(&'static str),
+    /// A message it names is on this node's backend without a canonical
+    /// UID yet (the applier is recording it, or it came behind tandem's
+    /// back and awaits adoption): `NO [UNAVAILABLE]`, never a change that
+    /// silently leaves it out.
+    NotYet,
 }
 
 /// What a replicated command becomes, given what [`needs`] asked for.
@@ -701,7 +716,7 @@ mod tests {
         let rw = selected(false);
         let ro = selected(true);
         let none = Facts::default();
-        let cases: [(&str, Option<&Selected>, Facts, &str); 9] = [
+        let cases: [(&str, Option<&Selected>, Facts, &str); 10] = [
             (
                 "a STORE 1 +FLAGS (\\Seen)\r\n",
                 None,
@@ -742,10 +757,19 @@ mod tests {
                 "a STORE 9 +FLAGS (\\Seen)\r\n",
                 Some(&rw),
                 Facts {
-                    set: Some(Err("invalid message numbers")),
+                    set: Some(Err(SetError::Bad("invalid message numbers"))),
                     ..Facts::default()
                 },
                 "a BAD invalid message numbers\r\n",
+            ),
+            (
+                "a STORE 2 +FLAGS (\\Seen)\r\n",
+                Some(&rw),
+                Facts {
+                    set: Some(Err(SetError::NotYet)),
+                    ..Facts::default()
+                },
+                "a NO [UNAVAILABLE] Some of the messages are not replicated to this node yet, try again\r\n",
             ),
             (
                 "a APPEND INBOX {0+}\r\n\r\n",

@@ -40,12 +40,52 @@ impl Session {
             .map(|(n, _)| n)
             .collect();
         let change = self.store.change.take();
-        let query = match self.store.numbers.take() {
+        let Some((mut q, named)) = self.store_query(uids) else {
+            self.internal(backend, b"NOOP", Keep::Nothing).await?;
+            return Ok(());
+        };
+        q.extend_from_slice(b" (FLAGS)");
+        let (_, _, untagged) = self.internal(backend, &q, Keep::All).await?;
+        // What the backend reported before (other sessions' changes) the
+        // client gets even for a .SILENT STORE, as from Dovecot; only the
+        // STORE's own results are silent.
+        let held = std::mem::take(&mut self.held);
+        let ours = |l: &Vec<u8>| {
+            let r = Response::parse(l).ok()?;
+            let n = r.fetch_seq()?;
+            named.holds(n, r.fetch_uid()).then_some(n)
+        };
+        if silent {
+            return self
+                .store_silent(held, untagged, &named, (&gone, change.as_ref()), client)
+                .await;
+        }
+        let mut lines = held;
+        lines.extend(untagged);
+        for line in in_answer_order(lines, &named) {
+            match ours(&line) {
+                Some(n) => {
+                    let line = self.store_answer(line, n, &gone, change.as_ref());
+                    self.relay_untagged(client, line.clone()).await?;
+                    self.told_store_answer(&line, n);
+                }
+                None => self.relay_untagged(client, line).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The FETCH that asks the backend for the new flags of the messages
+    /// a STORE named (without its items), and how they are named.
+    fn store_query(&mut self, uids: &[u32]) -> Option<(Vec<u8>, Named)> {
+        match self.store.numbers.take() {
             Some(numbers) => {
                 let set = SequenceSet::parse(&numbers)
                     .map(|s| s.resolve(self.view.client_count()))
                     .unwrap_or_default();
-                Some((b"FETCH ".to_vec(), numbers, Named::Numbers(set)))
+                let mut q = b"FETCH ".to_vec();
+                q.extend_from_slice(&numbers);
+                Some((q, Named::Numbers(set)))
             }
             None => self
                 .maps()
@@ -57,98 +97,59 @@ impl Session {
                     )
                 })
                 .filter(|l| !l.is_empty())
-                .map(|local| (b"UID FETCH ".to_vec(), local.to_bytes(), Named::Uids(local))),
-        };
-        let Some((mut q, set, named)) = query else {
-            self.internal(backend, b"NOOP", Keep::Nothing).await?;
-            return Ok(());
-        };
-        q.extend_from_slice(&set);
-        q.extend_from_slice(b" (FLAGS)");
-        let (_, _, untagged) = self.internal(backend, &q, Keep::All).await?;
-        // What the backend reported before (other sessions' changes) the
-        // client gets even for a .SILENT STORE, as from Dovecot; only the
-        // STORE's own results are silent.
-        let held = std::mem::take(&mut self.held);
+                .map(|local| {
+                    let mut q = b"UID FETCH ".to_vec();
+                    q.extend_from_slice(&local.to_bytes());
+                    (q, Named::Uids(local))
+                }),
+        }
+    }
 
+    /// A `.SILENT` STORE's answer: the STORE's own results only teach what
+    /// the client has; the rest goes out as one sync. By UID, the
+    /// backend's unasked report of the applier's change has no UID: it is
+    /// the STORE's own too when its number is.
+    async fn store_silent<S>(
+        &mut self,
+        held: Vec<Vec<u8>>,
+        untagged: Vec<Vec<u8>>,
+        named: &Named,
+        (gone, change): (&[u32], Option<&(FlagMode, Vec<String>)>),
+        client: &mut S,
+    ) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
         let ours = |l: &Vec<u8>| {
             let r = Response::parse(l).ok()?;
             let n = r.fetch_seq()?;
             named.holds(n, r.fetch_uid()).then_some(n)
         };
-        if silent {
-            // The STORE's own results only teach what the client has; the
-            // rest goes out as one sync.
-            // By UID, the backend's unasked report of the applier's change
-            // has no UID: it is the STORE's own too when its number is.
-            let own_numbers: Vec<u32> = untagged.iter().filter_map(&ours).collect();
-            let (own, others): (Vec<_>, Vec<_>) = untagged.into_iter().partition(|l| {
-                ours(l).is_some()
-                    || Response::parse(l).is_ok_and(|r| {
-                        r.fetch_uid().is_none()
-                            && r.fetch_seq().is_some_and(|n| own_numbers.contains(&n))
-                    })
-            });
-            let mut lines = held;
-            lines.extend(others);
-            let lines = if lines.iter().any(|l| is_expunge(l)) {
-                super::deliver::as_one_sync(lines)
-            } else {
-                without_superseded_fetches(lines, false)
-            };
-            for line in lines {
-                self.relay_untagged(client, line).await?;
-            }
-            // After what went out: it is news, not a repeat of these.
-            for line in own {
-                let n = ours(&line)
-                    .or_else(|| Response::parse(&line).ok()?.fetch_seq())
-                    .unwrap_or(0);
-                let line = self.store_answer(line, n, &gone, change.as_ref());
-                self.told_store_answer(&line, n);
-            }
-            return Ok(());
-        }
+        let own_numbers: Vec<u32> = untagged.iter().filter_map(&ours).collect();
+        let (own, others): (Vec<_>, Vec<_>) = untagged.into_iter().partition(|l| {
+            ours(l).is_some()
+                || Response::parse(l).is_ok_and(|r| {
+                    r.fetch_uid().is_none()
+                        && r.fetch_seq().is_some_and(|n| own_numbers.contains(&n))
+                })
+        });
         let mut lines = held;
-        lines.extend(untagged);
-        // By number, the backend reports changes before it answers: the
-        // last FETCH of a message is the newest. By UID, its unasked
-        // report may follow its answer, which carries the UID.
-        let by_uid = matches!(named, Named::Uids(_));
-        let lines = without_superseded_fetches(lines, by_uid);
-        // As Dovecot answers: the STORE's own FETCHes by message number,
-        // then what the sync brought (unless EXPUNGEs renumber).
-
+        lines.extend(others);
         let lines = if lines.iter().any(|l| is_expunge(l)) {
             super::deliver::as_one_sync(lines)
         } else {
-            // As Dovecot answers: what the sync brought (other sessions'
-            // flags, FLAGS, PERMANENTFLAGS), the STORE's own FETCHes by
-            // number, then new mail. (Dovecot leaves out a message the
-            // STORE did not change; tandem reports each, as RFC 9051
-            // 6.4.6 asks: it cannot tell a change another session made,
-            // which the client must hear of, from none.)
-            let own_seq = |l: &Vec<u8>| {
-                let r = Response::parse(l).ok()?;
-                let n = r.fetch_seq()?;
-                named.holds(n, r.fetch_uid()).then_some(n)
-            };
-            let (mut own, rest): (Vec<_>, Vec<_>) =
-                lines.into_iter().partition(|l| own_seq(l).is_some());
-            own.sort_by_key(|l| own_seq(l));
-
-            let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
-            early.into_iter().chain(own).chain(late).collect()
+            without_superseded_fetches(lines, false)
         };
         for line in lines {
-            match ours(&line) {
-                Some(n) => {
-                    let line = self.store_answer(line, n, &gone, change.as_ref());
-                    self.relay_untagged(client, line.clone()).await?;
-                    self.told_store_answer(&line, n);
-                }
-                None => self.relay_untagged(client, line).await?,
-            }
+            self.relay_untagged(client, line).await?;
+        }
+        // After what went out: it is news, not a repeat of these.
+        for line in own {
+            let n = ours(&line)
+                .or_else(|| Response::parse(&line).ok()?.fetch_seq())
+                .unwrap_or(0);
+            let line = self.store_answer(line, n, gone, change);
+            self.told_store_answer(&line, n);
         }
         Ok(())
     }
@@ -189,6 +190,33 @@ impl Session {
             self.view.told_flags(c, &flags);
         }
     }
+}
+
+/// A STORE's answer (what was held, then the backend's answer) in the
+/// order Dovecot gives it. By number, the backend reports changes before
+/// it answers: the last FETCH of a message is the newest. By UID, its
+/// unasked report may follow its answer, which carries the UID. Unless
+/// EXPUNGEs renumber (then one sync): what the sync brought (other
+/// sessions' flags, FLAGS, PERMANENTFLAGS), the STORE's own FETCHes by
+/// number, then new mail. (Dovecot leaves out a message the STORE did not
+/// change; tandem reports each, as RFC 9051 6.4.6 asks: it cannot tell a
+/// change another session made, which the client must hear of, from
+/// none.)
+fn in_answer_order(lines: Vec<Vec<u8>>, named: &Named) -> Vec<Vec<u8>> {
+    let by_uid = matches!(named, Named::Uids(_));
+    let lines = without_superseded_fetches(lines, by_uid);
+    if lines.iter().any(|l| is_expunge(l)) {
+        return super::deliver::as_one_sync(lines);
+    }
+    let own_seq = |l: &Vec<u8>| {
+        let r = Response::parse(l).ok()?;
+        let n = r.fetch_seq()?;
+        named.holds(n, r.fetch_uid()).then_some(n)
+    };
+    let (mut own, rest): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| own_seq(l).is_some());
+    own.sort_by_key(|l| own_seq(l));
+    let (late, early): (Vec<_>, Vec<_>) = rest.into_iter().partition(|l| is_new_mail(l));
+    early.into_iter().chain(own).chain(late).collect()
 }
 
 /// `lines` with one `* n FETCH` per message: the last one that carries a
@@ -282,7 +310,8 @@ impl Named {
 
 #[cfg(test)]
 mod tests {
-    use super::without_superseded_fetches;
+    use super::{in_answer_order, without_superseded_fetches, Named};
+    use tandem_parser::seqset::Ranges;
 
     fn without_superseded_fetches_by_uid(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         without_superseded_fetches(lines, true)
@@ -307,6 +336,39 @@ mod tests {
 
     fn lines(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|l| format!("{l}\r\n").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_store_answer_is_in_dovecots_order() {
+        let named = Named::Numbers(Ranges::from_ranges([(2, 3)]));
+        let got = in_answer_order(
+            lines(&[
+                "* 3 FETCH (FLAGS (\\Seen))",
+                "* 5 EXISTS",
+                "* 1 FETCH (FLAGS ($other))",
+                "* 2 FETCH (FLAGS (\\Seen))",
+                "* FLAGS (\\Seen $other)",
+            ]),
+            &named,
+        );
+        assert_eq!(
+            got,
+            lines(&[
+                "* 1 FETCH (FLAGS ($other))",
+                "* FLAGS (\\Seen $other)",
+                "* 2 FETCH (FLAGS (\\Seen))",
+                "* 3 FETCH (FLAGS (\\Seen))",
+                "* 5 EXISTS",
+            ])
+        );
+        // An EXPUNGE among them: one sync, in the backend's order.
+        let with_expunge = lines(&[
+            "* 3 FETCH (FLAGS ())",
+            "* 1 EXPUNGE",
+            "* 2 FETCH (FLAGS ())",
+        ]);
+        let got = in_answer_order(with_expunge.clone(), &named);
+        assert!(got.iter().any(|l| l.starts_with(b"* 1 EXPUNGE")), "{got:?}");
     }
 
     #[test]

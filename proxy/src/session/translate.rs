@@ -83,6 +83,15 @@ impl Session {
                 .await?;
             return Ok(None);
         }
+        if let CommandBody::Fetch { set, items, .. } = &cmd.body {
+            if super::seen::sets_seen(items.of(cmd.buf))
+                && self.selected.as_ref().is_some_and(|s| !s.read_only)
+            {
+                self.drain(client, backend).await?;
+                let unseen = self.unseen(cmd, set, backend).await?;
+                self.seen = unseen.map(|u| (cmd.tag().to_vec(), u));
+            }
+        }
         let mut kind = Pending::Other;
         let mut ret_edit = None;
         match &cmd.body {

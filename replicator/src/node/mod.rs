@@ -173,7 +173,7 @@ pub enum ProposeError {
     /// A large payload could not be stored on a majority; nothing was
     /// proposed.
     #[error("payload not replicated: {0}")]
-    Unreplicated(String),
+    Unreplicated(#[from] crate::blob::ReplicateError),
     /// The node is shutting down or its Raft stopped.
     #[error("the node is shutting down")]
     Shutdown,

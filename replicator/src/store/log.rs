@@ -17,20 +17,51 @@ pub(super) enum WriteOp {
     /// Remove `[from, +oo)`.
     Truncate {
         from: u64,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), WriteError>>,
     },
     /// Remove `(-oo, upto]` and record the purge point.
     Purge {
         upto: u64,
         purged: Vec<u8>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), WriteError>>,
     },
     /// A key of the raft meta table (the vote), durably.
     Meta {
         key: &'static str,
         bytes: Vec<u8>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), WriteError>>,
     },
+}
+
+/// Why the log writer could not make a write durable. Every write of a
+/// failed batch gets it, and so does every later one: the writer stops
+/// writing after its first failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum WriteError {
+    /// The writer thread is gone.
+    #[error("the log writer stopped")]
+    Stopped,
+    /// A segment file operation failed.
+    #[error("log {what}: {source}")]
+    Segments {
+        what: &'static str,
+        source: Arc<std::io::Error>,
+    },
+    /// A durable write of the raft meta table failed.
+    #[error("raft meta: {0}")]
+    Meta(Arc<redb::Error>),
+    /// An earlier batch failed.
+    #[error("the log store failed earlier: {0}")]
+    Earlier(Box<WriteError>),
+}
+
+impl WriteError {
+    fn segments(what: &'static str) -> impl FnOnce(std::io::Error) -> WriteError {
+        move |e| WriteError::Segments {
+            what,
+            source: Arc::new(e),
+        }
+    }
 }
 
 /// The log and the vote.
@@ -138,13 +169,13 @@ impl LogStore {
     /// Queues an operation and waits until the writer made it durable.
     async fn submit(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> WriteOp,
-    ) -> Result<(), String> {
+        make: impl FnOnce(oneshot::Sender<Result<(), WriteError>>) -> WriteOp,
+    ) -> Result<(), WriteError> {
         let (tx, rx) = oneshot::channel();
         self.writer
             .send(make(tx))
-            .map_err(|_| "the log writer stopped".to_string())?;
-        rx.await.map_err(|_| "the log writer stopped".to_string())?
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// `append`: entries readable at once, queued for the writer.
@@ -387,7 +418,7 @@ impl Writer {
         } = self;
         // After one failed write nothing more is written: a later batch
         // landing after a lost one would leave a hole in the log on disk.
-        let mut failed: Option<String> = None;
+        let mut failed: Option<WriteError> = None;
         while let Ok(first) = rx.recv() {
             Self::batch(db, log, pending, &mut failed, first, &rx);
             let (base, moved) = &self.moved;
@@ -399,7 +430,7 @@ impl Writer {
         db: &Database,
         log: &Segments,
         pending: &Mutex<BTreeMap<u64, Entry>>,
-        failed: &mut Option<String>,
+        failed: &mut Option<WriteError>,
         first: WriteOp,
         rx: &std::sync::mpsc::Receiver<WriteOp>,
     ) {
@@ -411,7 +442,7 @@ impl Writer {
             }
         }
         let result = match &failed {
-            Some(e) => Err(format!("the log store failed earlier: {e}")),
+            Some(e) => Err(WriteError::Earlier(Box::new(e.clone()))),
             None => write_batch(db, log, &batch),
         };
         if let Err(e) = &result {
@@ -453,9 +484,13 @@ impl Writer {
 /// Writes one batch in order: appends go to the segment files and are
 /// synced together, before any other operation and at the end; votes and
 /// purge points are durable redb commits.
-pub(super) fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> Result<(), String> {
+pub(super) fn write_batch(
+    db: &Database,
+    log: &Segments,
+    batch: &[WriteOp],
+) -> Result<(), WriteError> {
     let mut unsynced = Vec::new();
-    let meta = |key: &str, bytes: &[u8]| -> Result<(), String> {
+    let meta = |key: &str, bytes: &[u8]| -> Result<(), WriteError> {
         let run = || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
@@ -463,10 +498,10 @@ pub(super) fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> R
             txn.commit()?;
             Ok(())
         };
-        run().map_err(|e| e.to_string())
+        run().map_err(|e| WriteError::Meta(Arc::new(e)))
     };
-    let sync = |files: &mut Vec<Arc<std::fs::File>>| -> Result<(), String> {
-        Segments::sync(files).map_err(|e| format!("log sync: {e}"))?;
+    let sync = |files: &mut Vec<Arc<std::fs::File>>| -> Result<(), WriteError> {
+        Segments::sync(files).map_err(WriteError::segments("sync"))?;
         files.clear();
         Ok(())
     };
@@ -479,18 +514,18 @@ pub(super) fn write_batch(db: &Database, log: &Segments, batch: &[WriteOp]) -> R
                     .collect();
                 unsynced.extend(
                     log.append(&records)
-                        .map_err(|e| format!("log append: {e}"))?,
+                        .map_err(WriteError::segments("append"))?,
                 );
             }
             WriteOp::Truncate { from, .. } => {
                 sync(&mut unsynced)?;
                 log.truncate(*from)
-                    .map_err(|e| format!("log truncate: {e}"))?;
+                    .map_err(WriteError::segments("truncate"))?;
             }
             WriteOp::Purge { upto, purged, .. } => {
                 sync(&mut unsynced)?;
                 meta(KEY_LAST_PURGED, purged)?;
-                log.purge(*upto).map_err(|e| format!("log purge: {e}"))?;
+                log.purge(*upto).map_err(WriteError::segments("purge"))?;
             }
             WriteOp::Meta { key, bytes, .. } => {
                 sync(&mut unsynced)?;

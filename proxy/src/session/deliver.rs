@@ -240,7 +240,7 @@ pub(super) fn as_one_sync(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 /// `* SEARCH` numbers in the client's numbering (backend numbers the view
-/// does not know are left out).
+/// does not know, and messages gone elsewhere, are left out).
 fn search_to_client(line: &[u8], view: &View) -> Option<Vec<u8>> {
     let body = line.strip_prefix(b"* ")?;
     if body.len() < 6 || !body[..6].eq_ignore_ascii_case(b"SEARCH") {
@@ -251,7 +251,9 @@ fn search_to_client(line: &[u8], view: &View) -> Option<Vec<u8>> {
     for word in text.split(' ').filter(|w| !w.is_empty()) {
         match word.parse::<u32>() {
             Ok(b) => {
-                if let Some(c) = view.to_client(b) {
+                // A message gone elsewhere whose STORE was answered as if
+                // it worked: the backend searched its old flags.
+                if let Some(c) = view.to_client(b).filter(|&c| view.kept_flags(c).is_none()) {
                     out.extend_from_slice(format!(" {c}").as_bytes());
                 }
             }
@@ -346,7 +348,10 @@ impl Session {
                     None => line,
                 }
             }
-            _ if policy.numbers && !self.view.aligned() && !literal => {
+            _ if policy.numbers
+                && (!self.view.aligned() || self.view.keeps_flags())
+                && !literal =>
+            {
                 match search_to_client(line, &self.view) {
                     Some(l) => l.into(),
                     None => line.into(),
@@ -537,5 +542,16 @@ mod tests {
             Some(b"* SEARCH\r\n".to_vec())
         );
         assert_eq!(search_to_client(b"* ESEARCH (TAG \"a\")\r\n", &v), None);
+    }
+
+    #[test]
+    fn a_search_leaves_out_a_message_gone_elsewhere() {
+        let mut v = View::default();
+        v.on_exists(3);
+        v.keep_flags(1, b"(\\Deleted)");
+        assert_eq!(
+            search_to_client(b"* SEARCH 1 3\r\n", &v),
+            Some(b"* SEARCH 3\r\n".to_vec())
+        );
     }
 }

@@ -135,20 +135,39 @@ impl Session {
         });
         let mut lines = held;
         lines.extend(others);
-        let lines = if lines.iter().any(|l| is_expunge(l)) {
-            super::deliver::as_one_sync(lines)
-        } else {
-            without_superseded_fetches(lines, false)
+        let number = |line: &Vec<u8>| {
+            ours(line)
+                .or_else(|| Response::parse(line).ok()?.fetch_seq())
+                .unwrap_or(0)
         };
-        for line in lines {
+        if lines.iter().any(|l| is_expunge(l)) {
+            // EXPUNGEs renumber: the answers are read once they went out.
+            for line in super::deliver::as_one_sync(lines) {
+                self.relay_untagged(client, line).await?;
+            }
+            for line in own {
+                let n = number(&line);
+                let line = self.store_answer(line, n, gone, change);
+                self.told_store_answer(&line, n);
+            }
+            return Ok(());
+        }
+        let answers: Vec<(u32, Vec<u8>)> = own
+            .into_iter()
+            .map(|line| {
+                let n = number(&line);
+                (n, self.store_answer(line, n, gone, change))
+            })
+            .collect();
+        // Another session's change to one of the STORE's messages, reported
+        // before the STORE applied, is told with the flags after it (as
+        // Dovecot tells it): not a stale report.
+        for line in without_superseded_fetches(lines, false) {
+            let line = fresher(line, &answers);
             self.relay_untagged(client, line).await?;
         }
         // After what went out: it is news, not a repeat of these.
-        for line in own {
-            let n = ours(&line)
-                .or_else(|| Response::parse(&line).ok()?.fetch_seq())
-                .unwrap_or(0);
-            let line = self.store_answer(line, n, gone, change);
+        for (n, line) in answers {
             self.told_store_answer(&line, n);
         }
         Ok(())
@@ -189,6 +208,21 @@ impl Session {
         {
             self.view.told_flags(c, &flags);
         }
+    }
+}
+
+/// `line`, unless it is a flag report of a message the STORE answered
+/// (`answers`, by backend number): then that answer, which is newer.
+fn fresher(line: Vec<u8>, answers: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    if super::deliver::flag_report(&line).is_none() {
+        return line;
+    }
+    let Some(n) = Response::parse(&line).ok().and_then(|r| r.fetch_seq()) else {
+        return line;
+    };
+    match answers.iter().find(|(m, _)| *m == n) {
+        Some((_, answer)) => answer.clone(),
+        None => line,
     }
 }
 
@@ -310,7 +344,7 @@ impl Named {
 
 #[cfg(test)]
 mod tests {
-    use super::{in_answer_order, without_superseded_fetches, Named};
+    use super::{fresher, in_answer_order, without_superseded_fetches, Named};
     use tandem_parser::seqset::Ranges;
 
     fn without_superseded_fetches_by_uid(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -336,6 +370,17 @@ mod tests {
 
     fn lines(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|l| format!("{l}\r\n").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_report_older_than_the_stores_answer_is_replaced_by_it() {
+        let answers = vec![(35, b"* 35 FETCH (FLAGS (\\Flagged))\r\n".to_vec())];
+        let stale = b"* 35 FETCH (FLAGS (\\Flagged $s2))\r\n".to_vec();
+        assert_eq!(fresher(stale, &answers), answers[0].1);
+        let other = b"* 36 FETCH (FLAGS (\\Flagged $s2))\r\n".to_vec();
+        assert_eq!(fresher(other.clone(), &answers), other);
+        let exists = b"* 40 EXISTS\r\n".to_vec();
+        assert_eq!(fresher(exists.clone(), &answers), exists);
     }
 
     #[test]

@@ -228,6 +228,11 @@ impl View {
 
     /// The flags client message `c` was answered to have though it is
     /// gone elsewhere.
+    /// Whether some message gone elsewhere keeps the flags its STORE told.
+    pub(crate) fn keeps_flags(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
     pub(crate) fn kept_flags(&self, c: u32) -> Option<&[u8]> {
         if self.kept.is_empty() {
             return None;

@@ -78,7 +78,6 @@ fn through_one_node_no_rule_is_broken() {
 }
 
 #[test]
-#[ignore = "a SEARCH can still name a message expunged on another node that this node's applier has not removed yet (issue 20 note); run with --ignored"]
 fn across_three_nodes_no_rule_is_broken() {
     let _serial = tandem_tests::one_cluster_at_a_time();
     let summary = run(&options(Mode::ThreeNodes, 20, 20_261_209, 2));

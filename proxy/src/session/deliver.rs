@@ -294,7 +294,7 @@ impl Session {
             if !literal {
                 self.replicate_seen(line).await;
             }
-            if !literal && super::needs_parsing(line) {
+            if !literal && super::relay::needs_parsing(line) {
                 self.on_response(line);
                 out.extend_from_slice(&self.filter_single(line));
             } else {
@@ -364,7 +364,7 @@ impl Session {
         } else {
             line
         };
-        if !literal && super::needs_parsing(&rewritten) {
+        if !literal && super::relay::needs_parsing(&rewritten) {
             // CAPABILITY, whatever else the line holds.
             out.extend_from_slice(&self.filter_single(&rewritten));
         } else {

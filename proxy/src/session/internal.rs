@@ -293,7 +293,7 @@ impl Session {
         if let Some((tag, label)) = &self.answering {
             if reply::tag(line.as_bytes()) == Some(tag.as_slice()) {
                 let status = Reply::parse(line.as_bytes()).map(|r| r.status());
-                let result = status.map_or("bad", super::status_label);
+                let result = status.map_or("bad", super::relay::status_label);
                 crate::metrics::count_command(label, result);
                 self.answering = None;
             }

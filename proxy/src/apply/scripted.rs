@@ -55,43 +55,28 @@ impl Scripted {
     }
 }
 
-/// Splits a scripted reply into untagged responses (a literal `{n}` keeps
-/// its line going) and the tagged line.
+/// Splits a scripted reply into untagged responses (framed by the
+/// parser's `ResponseFramer`, literals inline) and the tagged line.
 fn reply_of(text: &str) -> Reply {
-    let bytes = text.as_bytes();
+    use tandem_parser::frame::{Limits, ResponseFramer, ResponseProgress};
+    let bytes = format!("{text}\r\n").into_bytes();
+    let mut framer = ResponseFramer::new(Limits::responses());
     let mut untagged = Vec::new();
     let mut at = 0;
-    while bytes[at..].starts_with(b"* ") {
-        let mut end = at;
-        loop {
-            let nl = end
-                + bytes[end..]
-                    .windows(2)
-                    .position(|w| w == b"\r\n")
-                    .expect("CRLF");
-            let line = &bytes[end..nl];
-            match literal_len(line) {
-                Some(n) => end = nl + 2 + n,
-                None => {
-                    end = nl + 2;
-                    break;
-                }
-            }
+    loop {
+        let Ok(ResponseProgress::Complete { len }) = framer.next(&bytes[at..]) else {
+            panic!("a scripted reply that does not frame: {text:?}");
+        };
+        let response = &bytes[at..at + len];
+        at += len;
+        if !response.starts_with(b"* ") {
+            let mut tagged = b"t ".to_vec();
+            tagged.extend_from_slice(response);
+            let tagged = TaggedReply::parse(&tagged).expect("tagged line");
+            return Reply::new(untagged, tagged);
         }
-        untagged.push(bytes[at..end].to_vec());
-        at = end;
+        untagged.push(response.to_vec());
     }
-    let tagged = format!("t {}\r\n", &text[at..]);
-    Reply::new(
-        untagged,
-        TaggedReply::parse(tagged.as_bytes()).expect("tagged line"),
-    )
-}
-
-fn literal_len(line: &[u8]) -> Option<usize> {
-    let open = line.strip_suffix(b"}")?;
-    let at = open.iter().rposition(|&b| b == b'{')?;
-    std::str::from_utf8(&open[at + 1..]).ok()?.parse().ok()
 }
 
 impl BackendSession for Scripted {

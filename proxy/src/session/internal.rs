@@ -176,15 +176,7 @@ impl Session {
         let mut q = b"FETCH ".to_vec();
         q.extend_from_slice(&numbers);
         q.extend_from_slice(b" (UID)");
-        let (ok, text, untagged) = self.internal(backend, &q, Keep::All).await?;
-        // What else the backend reported meanwhile (flag changes, new
-        // mail) reaches the client with the answer, in order, so that a
-        // STORE's answer has one FETCH per message.
-        let (answer, other): (Vec<_>, Vec<_>) = untagged
-            .into_iter()
-            .partition(|l| Response::parse(l).is_ok_and(|r| r.fetch_uid().is_some()));
-        self.held.extend(other);
-
+        let (ok, text, answer) = self.fetch_with_uids(backend, &q).await?;
         if !ok {
             tracing::debug!(reply = %text, "message numbers not resolved");
             return Ok(Err(SetError::Bad("invalid message numbers")));
@@ -220,6 +212,23 @@ impl Session {
             .map(|s| s.0)
             .unwrap_or(map);
         Ok(Ok(map_ranges(&local, &map.to_canon)))
+    }
+
+    /// Runs one of the session's own FETCHes that asks for UIDs: its
+    /// answer is the lines that carry one. What else the backend reported
+    /// meanwhile (flag changes, new mail) is held for the client, in
+    /// order, so that a STORE's answer has one FETCH per message.
+    pub(super) async fn fetch_with_uids(
+        &mut self,
+        backend: &mut Stream,
+        query: &[u8],
+    ) -> Result<(bool, String, Vec<Vec<u8>>), End> {
+        let (ok, text, untagged) = self.internal(backend, query, Keep::All).await?;
+        let (answer, other): (Vec<_>, Vec<_>) = untagged
+            .into_iter()
+            .partition(|l| Response::parse(l).is_ok_and(|r| r.fetch_uid().is_some()));
+        self.held.extend(other);
+        Ok((ok, text, answer))
     }
 
     /// Waits (at most a second) until every UID of `local` in the selected

@@ -15,7 +15,6 @@ use tandem_parser::seqset::Ranges;
 use tandem_parser::uidmap::UidMap;
 use tandem_state::{FlagMode, Op, Outcome};
 
-use super::internal::Keep;
 use super::{End, Session};
 use crate::replication::MutateError;
 use crate::tls::Stream;
@@ -99,11 +98,7 @@ impl Session {
             q.extend_from_slice(&numbers);
         }
         q.extend_from_slice(b" (UID FLAGS)");
-        let (ok, _, untagged) = self.internal(backend, &q, Keep::All).await?;
-        let (answer, other): (Vec<_>, Vec<_>) = untagged
-            .into_iter()
-            .partition(|l| Response::parse(l).is_ok_and(|r| r.fetch_uid().is_some()));
-        self.held.extend(other);
+        let (ok, _, answer) = self.fetch_with_uids(backend, &q).await?;
         if !ok {
             return Ok(None);
         }

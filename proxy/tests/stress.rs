@@ -21,6 +21,8 @@ fn options(mode: Mode, seconds: u64, seed: u64, users: usize) -> Options {
         users,
         record: false,
         binary: Some(env!("CARGO_BIN_EXE_tandem").into()),
+        against: Vec::new(),
+        pin: false,
     }
 }
 

@@ -289,6 +289,7 @@ impl Worker {
                 literal8: literal8.get(k).copied().unwrap_or(false),
             })
             .collect();
+        let before = self.additions.get(user, name);
         self.additions.bump(user, name);
         let r = self
             .send(user, |tag| encode::append(tag, name.as_bytes(), &items))
@@ -296,6 +297,7 @@ impl Worker {
         if r.status != Status::Ok {
             return Err(ApplyError::refused(r.status, r.text));
         }
+        self.synced_by_append(user, name, before, &r);
         let Some((_, local)) = appenduid(&r) else {
             return Err(ApplyError::Refused(
                 "the backend gave no APPENDUID (UIDPLUS is required)".to_string(),

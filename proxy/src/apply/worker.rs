@@ -1,11 +1,11 @@
 //! A user's worker: applies that user's outbox items in order over the
-//! user's backend sessions (a run of single-mailbox items over parallel
-//! lanes), retries while the backend is unreachable or says a passing NO,
+//! user's backend sessions, one per mailbox ([`Lanes`]; a run of
+//! single-mailbox items over them in parallel), retries while the backend is unreachable or says a passing NO,
 //! and records each item with its map changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::Durability;
 use tandem_parser::encode::{self, MailboxVerb};
@@ -21,8 +21,36 @@ use super::seam::{BackendSession, Connect};
 use super::{ApplyError, Change, StoreError};
 use crate::backend::{Reply, Status};
 
-/// Most parallel backend sessions (one per mailbox) a user's worker keeps.
-const MAX_LANES: usize = 8;
+/// Most backend sessions of one user ([`Lanes`]): a worker holds no other.
+const MAX_LANES: usize = 4;
+
+/// A lane unused for this long closes its backend session.
+const LANE_IDLE: Duration = Duration::from_secs(10);
+
+/// Which backend session of a user's worker applies an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// The lane of this mailbox, beside the other mailboxes' lanes.
+    Lane(&'a str),
+    /// The lane of this mailbox, while no other lane runs: a COPY or MOVE
+    /// (on its source's lane), or an item in doubt after a restart (lanes
+    /// of different mailboxes may have finished out of order before the
+    /// crash, so each is looked for alone).
+    LaneAlone(&'a str),
+    /// A lane of its own, alone; the other lanes select again afterwards
+    /// (mailbox operations may rename or replace what they have selected).
+    Alone,
+}
+
+/// Where `work` is applied; `in_doubt` for an item at or below the horizon.
+fn route(work: &Work, in_doubt: bool) -> Route<'_> {
+    match (work, single_mailbox(work)) {
+        (_, Some(mailbox)) if in_doubt => Route::LaneAlone(mailbox),
+        (_, Some(mailbox)) => Route::Lane(mailbox),
+        (Work::Copy { from, .. }, None) => Route::LaneAlone(from),
+        _ => Route::Alone,
+    }
+}
 
 /// Whether applying `work` removes messages or mailboxes that the in-doubt
 /// check of an earlier item would look for (see the module's doc).
@@ -177,6 +205,72 @@ pub(super) struct Worker {
     pub(super) additions: Arc<Additions>,
 }
 
+/// A user's lanes: one backend session per mailbox, each keeping its
+/// mailbox selected; at most [`MAX_LANES`] (the least recently used goes
+/// first), each closed after [`LANE_IDLE`] unused. `W` is the worker that
+/// owns each session (plain values in tests).
+struct Lanes<W = Worker>(HashMap<String, (W, Instant)>);
+
+impl<W> Default for Lanes<W> {
+    fn default() -> Self {
+        Lanes(HashMap::new())
+    }
+}
+
+impl<W> Lanes<W> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The lane of `mailbox`, made when missing.
+    fn get(&mut self, mailbox: &str, make: impl FnOnce() -> W) -> &mut W {
+        if !self.0.contains_key(mailbox) {
+            self.put(mailbox.to_string(), make());
+        }
+        let (lane, used) = self.0.get_mut(mailbox).expect("put above");
+        *used = Instant::now();
+        lane
+    }
+
+    /// Takes the lane of `mailbox` out (to run beside the others), or
+    /// makes one.
+    fn take(&mut self, mailbox: &str, make: impl FnOnce() -> W) -> W {
+        self.0.remove(mailbox).map_or_else(make, |(lane, _)| lane)
+    }
+
+    /// Puts a lane back, closing the least recently used past the limit.
+    fn put(&mut self, mailbox: String, lane: W) {
+        while self.0.len() >= MAX_LANES {
+            let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(m, _)| m.clone())
+            else {
+                break;
+            };
+            self.0.remove(&oldest);
+        }
+        self.0.insert(mailbox, (lane, Instant::now()));
+    }
+
+    /// Closes the lanes unused for `idle` ([`LANE_IDLE`]).
+    fn close_idle(&mut self, idle: Duration) {
+        self.0.retain(|_, (_, used)| used.elapsed() < idle);
+    }
+}
+
+impl Lanes<Worker> {
+    /// Makes every lane select its mailbox again before its next item.
+    fn unselect(&mut self) {
+        for (lane, _) in self.0.values_mut() {
+            for c in lane.conns.values_mut() {
+                c.selected = None;
+            }
+        }
+    }
+}
+
 impl Worker {
     pub(super) fn fork(&self) -> Worker {
         Worker {
@@ -194,16 +288,32 @@ impl Worker {
         }
     }
 
-    /// Applies the user's items as they come. A run of items that each
-    /// touch one mailbox (APPEND, STORE, EXPUNGE) is spread over one backend
-    /// session per mailbox, in parallel, each mailbox's items in order;
-    /// anything else (COPY, MOVE, mailbox operations) waits for the run
+    /// Applies the user's items as they come, each on the backend session
+    /// [`route`] says: one session per mailbox (a *lane*) keeps that
+    /// mailbox selected, so that a user working in several mailboxes costs
+    /// no SELECT per item. A run of items that each touch one mailbox
+    /// (APPEND, STORE, EXPUNGE) is spread over their lanes, in parallel,
+    /// each mailbox's items in order; anything else waits for the run
     /// before it and runs alone.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(u64, Work)>) {
-        let mut lanes: HashMap<String, Worker> = HashMap::new();
+        let mut lanes = Lanes::default();
+        let mut idle_since = Instant::now();
         loop {
-            let Ok(Some(first)) = tokio::time::timeout(WORKER_IDLE, rx.recv()).await else {
-                return;
+            // Lanes unused for LANE_IDLE close; the worker, with none left,
+            // exits after WORKER_IDLE without work.
+            let wait = if lanes.is_empty() {
+                WORKER_IDLE.saturating_sub(idle_since.elapsed())
+            } else {
+                LANE_IDLE
+            };
+            let first = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return,
+                Err(_) if lanes.is_empty() => return,
+                Err(_) => {
+                    lanes.close_idle(LANE_IDLE);
+                    continue;
+                }
             };
             let mut batch = std::collections::VecDeque::from([first]);
             while batch.len() < 256 {
@@ -217,20 +327,11 @@ impl Worker {
             while !batch.is_empty() {
                 let run = batch
                     .iter()
-                    .take_while(|(seq, w)| *seq > self.horizon && single_mailbox(w).is_some())
+                    .take_while(|(seq, w)| matches!(route(w, *seq <= self.horizon), Route::Lane(_)))
                     .count();
-                if run < 2 {
+                if run == 0 {
                     if let Some((seq, work)) = batch.pop_front() {
-                        if single_mailbox(&work).is_none() {
-                            // Mailboxes may be renamed or replaced: the lanes
-                            // select again before their next STORE or EXPUNGE.
-                            for lane in lanes.values_mut() {
-                                for c in lane.conns.values_mut() {
-                                    c.selected = None;
-                                }
-                            }
-                        }
-                        self.apply_one(seq, &work).await;
+                        self.alone(seq, &work, &mut lanes).await;
                     }
                     continue;
                 }
@@ -242,9 +343,17 @@ impl Worker {
                         None => groups.push((mailbox, vec![(seq, work)])),
                     }
                 }
+                if let [(mailbox, items)] = groups.as_slice() {
+                    // One mailbox: no task to spawn.
+                    let lane = lanes.get(mailbox, || self.fork());
+                    for (seq, work) in items {
+                        lane.apply_one(*seq, work).await;
+                    }
+                    continue;
+                }
                 let mut running = tokio::task::JoinSet::new();
                 for (mailbox, items) in groups {
-                    let mut lane = lanes.remove(&mailbox).unwrap_or_else(|| self.fork());
+                    let mut lane = lanes.take(&mailbox, || self.fork());
                     running.spawn(async move {
                         for (seq, work) in items {
                             lane.apply_one(seq, &work).await;
@@ -254,12 +363,30 @@ impl Worker {
                 }
                 while let Some(done) = running.join_next().await {
                     if let Ok((mailbox, lane)) = done {
-                        lanes.insert(mailbox, lane);
+                        lanes.put(mailbox, lane);
                     }
                 }
-                if lanes.len() > MAX_LANES {
-                    lanes.clear();
-                }
+            }
+            idle_since = Instant::now();
+        }
+    }
+
+    /// Applies an item that runs alone ([`Route::LaneAlone`] or
+    /// [`Route::Alone`]).
+    async fn alone(&mut self, seq: u64, work: &Work, lanes: &mut Lanes) {
+        match route(work, seq <= self.horizon) {
+            Route::Lane(mailbox) | Route::LaneAlone(mailbox) => {
+                lanes
+                    .get(mailbox, || self.fork())
+                    .apply_one(seq, work)
+                    .await;
+            }
+            Route::Alone => {
+                // Mailboxes may be renamed or replaced: the lanes select
+                // again before their next item. Mailbox operations have a
+                // lane of their own (no mailbox is named "").
+                lanes.unselect();
+                lanes.get("", || self.fork()).apply_one(seq, work).await;
             }
         }
     }
@@ -446,6 +573,29 @@ impl Worker {
         Ok(())
     }
 
+    /// After an APPEND of this session into `mailbox`: when it has the
+    /// mailbox selected and was in sync before (`before`, the
+    /// [`Additions`] count then), an EXISTS in the answer says the
+    /// backend synchronized the session's view with the new message in it
+    /// (Dovecot does after an APPEND into the selected mailbox), so the
+    /// next item needs no NOOP first.
+    pub(super) fn synced_by_append(&mut self, user: &str, mailbox: &str, before: u64, r: &Reply) {
+        let exists = r.untagged.iter().any(|l| {
+            Response::parse(l)
+                .is_ok_and(|r| matches!(r.body, tandem_parser::response::ResponseBody::Exists(_)))
+        });
+        let now = self.additions.get(user, mailbox);
+        if let Some(c) = self.conns.get_mut(user) {
+            if exists
+                && now == before + 1
+                && c.synced == before
+                && c.selected.as_deref() == Some(mailbox)
+            {
+                c.synced = now;
+            }
+        }
+    }
+
     pub(super) async fn local_uidvalidity(
         &mut self,
         user: &str,
@@ -488,7 +638,7 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::{destroys_evidence, is_soft, single_mailbox};
+    use super::{destroys_evidence, is_soft, route, single_mailbox, Lanes, Route, MAX_LANES};
     use tandem_state::{Replaces, Work};
 
     #[test]
@@ -605,5 +755,76 @@ mod tests {
             assert_eq!(destroys_evidence(&work, 1), barrier, "{work:?}");
             assert_eq!(single_mailbox(&work), lane, "{work:?}");
         }
+    }
+
+    #[test]
+    fn each_mailbox_keeps_its_session_and_mailbox_operations_run_alone() {
+        let store = Work::Store {
+            user: "alice".into(),
+            mailbox: "A".into(),
+            uidvalidity: 1,
+            uids: vec![(1, 1)],
+            mode: tandem_state::FlagMode::Add,
+            flags: vec!["\\Seen".into()],
+        };
+        assert_eq!(route(&store, false), Route::Lane("A"));
+        assert_eq!(route(&append(None), false), Route::Lane("INBOX"));
+        // In doubt after a restart: looked for alone, on the same session.
+        assert_eq!(route(&store, true), Route::LaneAlone("A"));
+        for remove in [false, true] {
+            let copy = Work::Copy {
+                user: "alice".into(),
+                from: "A".into(),
+                from_uidvalidity: 1,
+                to: "B".into(),
+                to_uidvalidity: 2,
+                pairs: vec![(1, 1)],
+                remove,
+            };
+            assert_eq!(route(&copy, false), Route::LaneAlone("A"));
+            assert_eq!(route(&copy, true), Route::LaneAlone("A"));
+        }
+        let rename = Work::Rename {
+            user: "alice".into(),
+            from: "A".into(),
+            to: "B".into(),
+            inbox: None,
+        };
+        let delete = Work::Delete {
+            user: "alice".into(),
+            name: "A".into(),
+            uidvalidity: 1,
+        };
+        assert_eq!(route(&rename, false), Route::Alone);
+        assert_eq!(route(&delete, false), Route::Alone);
+    }
+
+    #[test]
+    fn lanes_are_bounded_and_the_least_recently_used_closes_first() {
+        let mut lanes: Lanes<u32> = Lanes::default();
+        let mut made = 0;
+        for (k, mailbox) in ["INBOX", "A", "B", "C"].iter().enumerate() {
+            *lanes.get(mailbox, || {
+                made += 1;
+                k as u32
+            }) += 0;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!((made, lanes.0.len()), (4, MAX_LANES));
+        // INBOX used again: A is now the least recently used.
+        assert_eq!(*lanes.get("INBOX", || 99), 0);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        lanes.get("D", || 4);
+        assert!(!lanes.0.contains_key("A"));
+        assert!(lanes.0.contains_key("INBOX") && lanes.0.contains_key("D"));
+        // Taken out to run beside the others, then put back.
+        let b = lanes.take("B", || 99);
+        assert_eq!(b, 2);
+        lanes.put("B".into(), b);
+        assert_eq!(lanes.0.len(), MAX_LANES);
+        lanes.close_idle(std::time::Duration::from_secs(3600));
+        assert_eq!(lanes.0.len(), MAX_LANES);
+        lanes.close_idle(std::time::Duration::ZERO);
+        assert!(lanes.is_empty());
     }
 }

@@ -2,10 +2,13 @@
 //! sessions, every response checked against what its session was told.
 //!
 //! `stress [--seconds N] [--seed S] [--sessions N] [--users 1|2]
-//! [--mode direct|one-node|three-nodes]... [--transcripts DIR]` (several
+//! [--mode direct|one-node|leader|follower|three-nodes|single]... [--transcripts DIR]` (several
 //! `--mode`s run one after the other; default: direct then one-node;
 //! `--transcripts` writes every session's commands and responses to
-//! `DIR/<mode>-<user>-<n>.txt`); exits 1 when the model found a violation
+//! `DIR/<mode>-<user>-<n>.txt`; `--against HOST:PORT`, repeated, runs
+//! against servers already running, whose users alice and bob have the
+//! test password; `--pin 1` gives the sessions' node and the sessions CPU
+//! 0 and the other nodes CPU 1, each node on a core of its own); exits 1 when the model found a violation
 //! in any mode.
 #![forbid(unsafe_code)]
 
@@ -36,14 +39,27 @@ fn main() -> ExitCode {
             ("--sessions", Some(n)) => opts.sessions = n as usize,
             ("--users", Some(n @ 1..=2)) => opts.users = n as usize,
             ("--examples", Some(n)) => examples = n as usize,
+            ("--pin", Some(n)) => opts.pin = n != 0,
             ("--transcripts", _) => {
                 opts.record = true;
                 transcripts = Some(value.into());
             }
+            ("--against", _) => match value.parse() {
+                Ok(addr) => {
+                    opts.against.push(addr);
+                    if !modes.contains(&Mode::Against) {
+                        modes.push(Mode::Against);
+                    }
+                }
+                Err(_) => {
+                    eprintln!("stress: --against takes HOST:PORT, not {value:?}");
+                    return ExitCode::from(2);
+                }
+            },
             ("--mode", _) => match Mode::parse(&value) {
                 Some(m) => modes.push(m),
                 None => {
-                    eprintln!("stress: --mode is direct, one-node or three-nodes, not {value:?}");
+                    eprintln!("stress: --mode is direct, one-node, leader, follower, three-nodes or single, not {value:?}");
                     return ExitCode::from(2);
                 }
             },
@@ -72,6 +88,7 @@ fn main() -> ExitCode {
             ..opts.clone()
         });
         println!("{}", summary.report(examples));
+        println!("{}", summary.time_table());
         if let Some(dir) = &transcripts {
             if let Err(e) = write_transcripts(dir, &summary) {
                 eprintln!("stress: cannot write transcripts to {}: {e}", dir.display());

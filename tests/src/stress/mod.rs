@@ -38,10 +38,22 @@ pub const MAILBOXES: [&str; 3] = ["INBOX", "Box1", "Box2"];
 pub enum Mode {
     /// One Dovecot, no tandem: the control.
     Direct,
-    /// A three-node tandem cluster, every session through node 1.
+    /// A three-node tandem cluster, every session through node 1 (the
+    /// leader or not, as the election went).
     OneNode,
+    /// A three-node tandem cluster, every session through the leader.
+    Leader,
+    /// A three-node tandem cluster, every session through a follower
+    /// (each mutation forwarded to the leader).
+    Follower,
     /// A three-node tandem cluster, sessions spread over its nodes.
     ThreeNodes,
+    /// A cluster of one node: the proxy's own cost, with no other node's
+    /// backend on the same cores.
+    Single,
+    /// Servers already running (`stress --against`), sessions spread over
+    /// them: for looking at a cluster while it is stressed.
+    Against,
 }
 
 impl Mode {
@@ -50,15 +62,26 @@ impl Mode {
         match self {
             Mode::Direct => "direct",
             Mode::OneNode => "one-node",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Single => "single",
             Mode::ThreeNodes => "three-nodes",
+            Mode::Against => "against",
         }
     }
 
     /// The mode named `name`.
     pub fn parse(name: &str) -> Option<Mode> {
-        [Mode::Direct, Mode::OneNode, Mode::ThreeNodes]
-            .into_iter()
-            .find(|m| m.name() == name)
+        [
+            Mode::Direct,
+            Mode::OneNode,
+            Mode::Leader,
+            Mode::Follower,
+            Mode::ThreeNodes,
+            Mode::Single,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
     }
 }
 
@@ -79,6 +102,12 @@ pub struct Options {
     pub record: bool,
     /// The `tandem` binary (default: the harness's search).
     pub binary: Option<PathBuf>,
+    /// The servers of [`Mode::Against`].
+    pub against: Vec<SocketAddr>,
+    /// Give the sessions' node (its tandem and its backend, or the direct
+    /// Dovecot) and this process CPU 0, and the other nodes CPU 1: each
+    /// node on cores of its own, as on a real cluster (Linux only).
+    pub pin: bool,
 }
 
 impl Default for Options {
@@ -91,6 +120,8 @@ impl Default for Options {
             users: 1,
             record: false,
             binary: None,
+            against: Vec::new(),
+            pin: false,
         }
     }
 }
@@ -114,6 +145,14 @@ pub struct Summary {
     pub connect_failures: u64,
     /// Tagged answers by status.
     pub answers: BTreeMap<String, u64>,
+    /// Time from command to tagged answer by command kind (all
+    /// sessions): count and total.
+    pub time: BTreeMap<&'static str, (u64, Duration)>,
+    /// The nodes the sessions went through, and their roles at the start.
+    pub through: String,
+    /// The first node's duration histograms at the end (tandem modes):
+    /// name, count, mean in seconds.
+    pub node_times: Vec<(String, u64, f64)>,
     /// Every violation, with its session's last lines.
     pub violations: Vec<Violation>,
     /// Each session's name and events, when recorded.
@@ -138,8 +177,13 @@ impl Summary {
     /// The one-line result.
     pub fn line(&self) -> String {
         format!(
-            "stress {}: seed {}, {} sessions, {:.1} s, {} ops ({:.0} ops/s), {} logins, answers {:?}, {} violations {:?}",
+            "stress {}{}: seed {}, {} sessions, {:.1} s, {} ops ({:.0} ops/s), {} logins, answers {:?}, {} violations {:?}",
             self.mode,
+            if self.through.is_empty() {
+                String::new()
+            } else {
+                format!(" through {}", self.through)
+            },
             self.seed,
             self.sessions,
             self.elapsed.as_secs_f64(),
@@ -150,6 +194,26 @@ impl Summary {
             self.violations.len(),
             self.kinds()
         )
+    }
+
+    /// Where the sessions' time went: per command kind, how many, the mean
+    /// time to the tagged answer, and the share of all command time.
+    pub fn time_table(&self) -> String {
+        let total: Duration = self.time.values().map(|(_, t)| *t).sum();
+        let mut rows: Vec<_> = self.time.iter().collect();
+        rows.sort_by_key(|(_, (_, t))| std::cmp::Reverse(*t));
+        let mut out = format!("stress {}: time by command", self.mode);
+        for (kind, (n, t)) in rows {
+            out.push_str(&format!(
+                "\n  {kind:<12} {n:>7} x {:>7.2} ms = {:>4.1}%",
+                t.as_secs_f64() * 1000.0 / (*n).max(1) as f64,
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-9)
+            ));
+        }
+        for (name, n, mean) in &self.node_times {
+            out.push_str(&format!("\n  node 1: {name} {n} x {:.2} ms", mean * 1000.0));
+        }
+        out
     }
 
     /// The line, then up to `per_kind` examples of each kind of violation.
@@ -200,21 +264,61 @@ pub fn run(opts: &Options) -> Summary {
     match opts.mode {
         Mode::Direct => {
             let dovecot = Dovecot::start();
+            if opts.pin {
+                pin::tree(std::process::id(), 0);
+                dovecot.pid().into_iter().for_each(|p| pin::tree(p, 0));
+            }
             run_against(&[dovecot.imap_addr()], opts)
         }
-        Mode::OneNode | Mode::ThreeNodes => {
-            let mut builder = TandemCluster::builder().nodes(3);
+        Mode::Against => run_against(&opts.against, opts),
+        Mode::OneNode | Mode::Leader | Mode::Follower | Mode::ThreeNodes | Mode::Single => {
+            let nodes = if opts.mode == Mode::Single { 1 } else { 3 };
+            let mut builder = TandemCluster::builder().nodes(nodes);
             if let Some(b) = &opts.binary {
                 builder = builder.binary(b);
             }
             let cluster = builder.start();
-            let ids = if opts.mode == Mode::OneNode {
-                vec![cluster.ids()[0]]
-            } else {
-                cluster.ids()
+            let leader = wait_leader(&cluster);
+            let all = cluster.ids();
+            let ids = match opts.mode {
+                Mode::OneNode => vec![all[0]],
+                Mode::Leader => vec![leader.unwrap_or(all[0])],
+                Mode::Follower => all
+                    .iter()
+                    .copied()
+                    .filter(|&i| Some(i) != leader)
+                    .take(1)
+                    .collect(),
+                _ => all,
             };
             let addrs: Vec<SocketAddr> = ids.iter().map(|&id| cluster.imap_addr(id)).collect();
-            let summary = run_against(&addrs, opts);
+            if opts.pin {
+                pin::tree(std::process::id(), 0);
+                for id in cluster.ids() {
+                    let cpu = usize::from(!ids.contains(&id) || (ids.len() > 1 && id != ids[0]));
+                    let pids = [cluster.pid(id), cluster.backend(id).pid()];
+                    pids.into_iter().flatten().for_each(|p| pin::tree(p, cpu));
+                }
+            }
+            let mut summary = run_against(&addrs, opts);
+            summary.node_times = node_times(cluster.metrics_addr(ids[0]));
+            let role = |id| {
+                if Some(id) == leader {
+                    "leader"
+                } else {
+                    "follower"
+                }
+            };
+            summary.through = ids
+                .iter()
+                .map(|&id| format!("node {id} ({})", role(id)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if cluster.leader() != leader {
+                summary
+                    .through
+                    .push_str(&format!("; the leader changed to {:?}", cluster.leader()));
+            }
             if !summary.violations.is_empty() {
                 for &id in &ids {
                     let log = cluster.log(id);
@@ -284,6 +388,11 @@ pub fn run_against(addrs: &[SocketAddr], opts: &Options) -> Summary {
         for (k, v) in out.answers {
             *summary.answers.entry(k).or_default() += v;
         }
+        for (k, (n, t)) in out.time {
+            let e = summary.time.entry(k).or_default();
+            e.0 += n;
+            e.1 += t;
+        }
         summary.violations.extend(out.violations);
         if let Some(events) = out.events {
             summary.transcripts.push((name, events));
@@ -293,6 +402,85 @@ pub fn run_against(addrs: &[SocketAddr], opts: &Options) -> Summary {
     let reg = reg.lock().unwrap_or_else(|e| e.into_inner());
     summary.violations.extend(reg.finish());
     summary
+}
+
+/// CPU affinity for [`Options::pin`], with `taskset` (util-linux).
+mod pin {
+    /// Puts process `pid`, every thread of it and every process below it
+    /// on CPU `cpu`.
+    pub fn tree(pid: u32, cpu: usize) {
+        let mut todo = vec![pid];
+        while let Some(p) = todo.pop() {
+            let _ = std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", &cpu.to_string(), &p.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            todo.extend(children(p));
+        }
+    }
+
+    /// The processes whose parent is `pid`.
+    fn children(pid: u32) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                        == Some(pid)
+                })
+            })
+            .collect()
+    }
+}
+
+/// The leader, once `/status` names one (up to 10 s).
+fn wait_leader(cluster: &TandemCluster) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = cluster.leader();
+        if leader.is_some() || Instant::now() > deadline {
+            return leader;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `*_duration_seconds` histograms of a node's `/metrics`: name,
+/// count and mean (empty when the node does not answer).
+fn node_times(addr: SocketAddr) -> Vec<(String, u64, f64)> {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return Vec::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err()
+        || s.read_to_string(&mut text).is_err()
+    {
+        return Vec::new();
+    }
+    let value = |suffix: &str| -> BTreeMap<String, f64> {
+        text.lines()
+            .filter_map(|l| {
+                let (name, v) = l.rsplit_once(' ')?;
+                let base = name.split('{').next()?.strip_suffix(suffix)?;
+                base.ends_with("_duration_seconds")
+                    .then(|| Some((base.to_string(), v.parse().ok()?)))?
+            })
+            .collect()
+    };
+    let sums = value("_sum");
+    value("_count")
+        .into_iter()
+        .map(|(name, n)| {
+            let sum = sums.get(&name).copied().unwrap_or(0.0);
+            (name, n as u64, sum / n.max(1.0))
+        })
+        .collect()
 }
 
 /// Creates Box1 and Box2 and selects INBOX (tandem registers it) as

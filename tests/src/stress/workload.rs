@@ -33,6 +33,9 @@ pub struct Outcome {
     pub events: Option<Vec<Event>>,
     /// Connections that could not be made.
     pub connect_failures: u64,
+    /// Time from sending each command to its tagged answer, by
+    /// [`Cmd::kind`]: count and total.
+    pub time: std::collections::BTreeMap<&'static str, (u64, Duration)>,
 }
 
 /// A connection: writes commands, reads one response (line and literals)
@@ -212,6 +215,8 @@ impl Worker {
         }
         self.tag += 1;
         let tag = format!("S{}", self.tag);
+        let kind = cmd.kind();
+        let sent = std::time::Instant::now();
         let line = format!("{tag} {}\r\n", cmd.text(USER_PASSWORD));
         let literal = match &cmd {
             Cmd::Append { .. } => Some(self.pending_message.take().unwrap_or_default()),
@@ -235,7 +240,7 @@ impl Worker {
                 match resp {
                     Resp::Continue => break,
                     Resp::Tagged { tag: t, status, .. } if t == tag => {
-                        self.out.ops += 1;
+                        self.answered(kind, sent);
                         return Ok(status);
                     }
                     _ => {}
@@ -256,7 +261,7 @@ impl Worker {
             self.feed(Event::Received(r));
             if let Resp::Tagged { tag: t, status, .. } = resp {
                 if t == tag {
-                    self.out.ops += 1;
+                    self.answered(kind, sent);
                     return Ok(status);
                 }
             }
@@ -265,6 +270,14 @@ impl Worker {
 }
 
 impl Worker {
+    /// Counts a command answered, and the time it took.
+    fn answered(&mut self, kind: &'static str, sent: std::time::Instant) {
+        self.out.ops += 1;
+        let t = self.out.time.entry(kind).or_default();
+        t.0 += 1;
+        t.1 += sent.elapsed();
+    }
+
     /// The next command or two (EXPUNGE comes after a STORE of \Deleted),
     /// aimed with what the model knows.
     fn choose(&mut self) -> Vec<Cmd> {

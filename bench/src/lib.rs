@@ -378,6 +378,77 @@ pub fn visibility(
     Ok(out)
 }
 
+/// How long after an APPEND and after a flag change were acknowledged on
+/// `write` a session on `read`, in IDLE on the same mailbox, was told of
+/// them (`* n EXISTS`, `* n FETCH (FLAGS ...)`), `samples` times each: what
+/// a client of another node waits for, Dovecot's own IDLE notification
+/// delay included (the same two sessions on one Dovecot show that alone).
+pub fn idle_notification(
+    write: SocketAddr,
+    read: SocketAddr,
+    samples: usize,
+    user: &str,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    const MAILBOX: &str = "idle";
+    let e = |e: std::io::Error| e.to_string();
+    let mut w = ImapClient::login(write, user, USER_PASSWORD);
+    let _ = w.command(&format!("CREATE {MAILBOX}"));
+    let mut r = ImapClient::login(read, user, USER_PASSWORD);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut exists = loop {
+        let x = r.command(&format!("SELECT {MAILBOX}")).map_err(e)?;
+        if x.status == Status::Ok {
+            break x.exists().unwrap_or(0);
+        }
+        if Instant::now() > deadline {
+            return Err("the idle mailbox never reached the reader's node".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    w.command(&format!("SELECT {MAILBOX}")).map_err(e)?;
+    r.set_read_timeout(Duration::from_secs(30)).map_err(e)?;
+    let (mut appends, mut flags) = (Vec::new(), Vec::new());
+    for k in 0..samples {
+        r.write(format!("i{k} IDLE\r\n").as_bytes()).map_err(e)?;
+        wait_line(&mut r, |l| l.starts_with('+'))?;
+        let body = format!("From: bench@example.org\r\nSubject: idle {k}\r\n\r\nidle\r\n");
+        let a = w.append(MAILBOX, body.as_bytes()).map_err(e)?;
+        if a.status != Status::Ok {
+            return Err(format!("APPEND: {}", a.text));
+        }
+        let acked = Instant::now();
+        exists += 1;
+        let want = format!("* {exists} EXISTS");
+        wait_line(&mut r, |l| l == want)?;
+        appends.push(acked.elapsed());
+        let s = w
+            .command(&format!("STORE {exists} +FLAGS.SILENT (\\Flagged)"))
+            .map_err(e)?;
+        if s.status != Status::Ok {
+            return Err(format!("STORE: {}", s.text));
+        }
+        let acked = Instant::now();
+        let want = format!("* {exists} FETCH");
+        wait_line(&mut r, |l| l.starts_with(&want) && l.contains("\\Flagged"))?;
+        flags.push(acked.elapsed());
+        r.write(b"DONE\r\n").map_err(e)?;
+        wait_line(&mut r, |l| l.starts_with(&format!("i{k} ")))?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((appends, flags))
+}
+
+/// Reads responses until one (its first line) satisfies `want`.
+fn wait_line(c: &mut ImapClient, want: impl Fn(&str) -> bool) -> Result<(), String> {
+    loop {
+        let r = c.read_response().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&r);
+        if want(text.lines().next().unwrap_or("").trim_end()) {
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,8 @@ use std::time::Instant;
 use tandem_parser::response::Response;
 
 use crate::backend::{self, BackendConn, Status};
-use crate::config::{Config, Role};
+use crate::config::{BackendConfig, Config, Role};
+use crate::secret::Secret;
 
 /// Capabilities tandem cannot work without: UIDPLUS to learn backend UIDs,
 /// LITERAL+ for the applier's `{n+}` literals, MOVE for `UID MOVE`.
@@ -158,11 +159,43 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
     );
     report.pass("greeting", conn.greeting.clone());
 
+    if !admin(&mut conn, backend, &password, user, &mut report).await {
+        return report;
+    }
+    if !capabilities(&mut conn, &mut report).await {
+        conn.logout().await;
+        return report;
+    }
+    let Some(personal_prefix) = namespace(&mut conn, &mut report).await else {
+        return report;
+    };
+    inbox(&mut conn, user, &mut report).await;
+    if write && report.passed() {
+        match storage_probe(&mut conn, &personal_prefix).await {
+            Ok(()) => report.pass(
+                "storage",
+                "a probe message (8-bit headers, a bare CR) came back byte for byte",
+            ),
+            Err(e) => report.fail("storage", e),
+        }
+    }
+    conn.logout().await;
+    report
+}
+
+/// The admin acts as `user`; `false` when it cannot.
+async fn admin(
+    conn: &mut BackendConn,
+    backend: &BackendConfig,
+    password: &Secret<String>,
+    user: &str,
+    report: &mut Report,
+) -> bool {
     let method = match backend.admin_method {
         crate::config::AdminMethod::Authzid => "AUTHENTICATE PLAIN with authzid",
         crate::config::AdminMethod::MasterLogin => "master-user LOGIN",
     };
-    match conn.login_as(backend, &password, user).await {
+    match conn.login_as(backend, password, user).await {
         Ok(reply) if reply.status == Status::Ok => report.pass(
             "admin",
             format!(
@@ -179,14 +212,18 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                     backend.admin_user, reply.status, reply.text
                 ),
             );
-            return report;
+            return false;
         }
         Err(e) => {
             report.fail("admin", e.to_string());
-            return report;
+            return false;
         }
     }
+    true
+}
 
+/// The capabilities the applier needs; `false` when one is missing.
+async fn capabilities(conn: &mut BackendConn, report: &mut Report) -> bool {
     match conn.command(b"CAPABILITY").await {
         Ok(reply) if reply.status == Status::Ok => {
             let caps = backend::capabilities(&reply);
@@ -211,8 +248,7 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                         caps.join(" ")
                     ),
                 );
-                conn.logout().await;
-                return report;
+                return false;
             }
         }
         Ok(reply) => {
@@ -220,26 +256,29 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                 "capability",
                 format!("CAPABILITY failed: {:?} {}", reply.status, reply.text),
             );
-            return report;
+            return false;
         }
         Err(e) => {
             report.fail("capability", e.to_string());
-            return report;
+            return false;
         }
     }
+    true
+}
 
-    let personal_prefix: String;
+/// The personal namespace's prefix; `None` when there is none.
+async fn namespace(conn: &mut BackendConn, report: &mut Report) -> Option<String> {
     match conn.command(b"NAMESPACE").await {
         Ok(reply) if reply.status == Status::Ok => match personal_namespace(&reply.untagged) {
             Some((prefix, sep)) => {
-                personal_prefix = prefix.clone();
                 report.pass(
                     "namespace",
                     format!(
                         "personal prefix {prefix:?}, separator {sep:?} (every node of a \
                              cluster must show the same)"
                     ),
-                )
+                );
+                Some(prefix)
             }
             None => {
                 let lines: Vec<_> = reply
@@ -251,7 +290,7 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                     "namespace",
                     format!("NAMESPACE gave no personal namespace: {lines:?}"),
                 );
-                return report;
+                None
             }
         },
         Ok(reply) => {
@@ -259,14 +298,17 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
                 "namespace",
                 format!("NAMESPACE failed: {:?} {}", reply.status, reply.text),
             );
-            return report;
+            None
         }
         Err(e) => {
             report.fail("namespace", e.to_string());
-            return report;
+            None
         }
     }
+}
 
+/// The user's INBOX opens.
+async fn inbox(conn: &mut BackendConn, user: &str, report: &mut Report) {
     match conn.command(b"EXAMINE INBOX").await {
         Ok(reply) if reply.status == Status::Ok => {
             let exists = reply
@@ -285,17 +327,6 @@ pub async fn run(config: &Config, user: &str, write: bool) -> Report {
         ),
         Err(e) => report.fail("mailbox", e.to_string()),
     }
-    if write && report.passed() {
-        match storage_probe(&mut conn, &personal_prefix).await {
-            Ok(()) => report.pass(
-                "storage",
-                "a probe message (8-bit headers, a bare CR) came back byte for byte",
-            ),
-            Err(e) => report.fail("storage", e),
-        }
-    }
-    conn.logout().await;
-    report
 }
 
 /// The personal namespace's prefix and separator (`NIL` when there is

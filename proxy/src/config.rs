@@ -433,6 +433,42 @@ impl Default for HealthConfig {
     }
 }
 
+impl Limits {
+    /// Each limit within its range.
+    fn validate(&self, p: &mut Vec<String>) {
+        let l = self;
+        if l.max_connections == 0 {
+            p.push("limits.max_connections must be at least 1".to_string());
+        }
+        if l.max_connections_per_ip == 0 || l.max_connections_per_ip > l.max_connections {
+            p.push(format!(
+                "limits.max_connections_per_ip must be between 1 and limits.max_connections ({})",
+                l.max_connections
+            ));
+        }
+        if l.max_literal_bytes < 1024 {
+            p.push("limits.max_literal_bytes must be at least 1024".to_string());
+        }
+        if l.max_line_bytes < 1024 {
+            p.push(
+                "limits.max_line_bytes must be at least 1024 (RFC 7162 asks for 8192)".to_string(),
+            );
+        }
+        if l.login_timeout_secs == 0 {
+            p.push("limits.login_timeout_secs must be at least 1".to_string());
+        }
+        if Duration::from_secs(l.idle_timeout_secs) < MIN_AUTOLOGOUT {
+            p.push(format!(
+                "limits.idle_timeout_secs must be at least {} (RFC 9051 section 5.4)",
+                MIN_AUTOLOGOUT.as_secs()
+            ));
+        }
+        if l.idle_command_timeout_secs == 0 {
+            p.push("limits.idle_command_timeout_secs must be at least 1".to_string());
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -485,6 +521,16 @@ impl Config {
             p.push("node.data_dir must not be empty".to_string());
         }
 
+        self.validate_roles(&mut p);
+        self.validate_peers(&mut p);
+        self.validate_listeners(&mut p);
+        self.limits.validate(&mut p);
+        p
+    }
+
+    /// What the node's role asks for: a backend and a client listener on a
+    /// mail node, neither on a witness; TLS and the cluster section.
+    fn validate_roles(&self, p: &mut Vec<String>) {
         match (self.node.role, &self.backend) {
             (Role::Mail, None) => {
                 p.push("a node with role \"mail\" needs a [backend] section".to_string())
@@ -499,7 +545,7 @@ impl Config {
             p.push("a mail node needs listen.imap or listen.imaps".to_string());
         }
         if let Some(b) = &self.backend {
-            b.validate(&mut p);
+            b.validate(p);
         }
         match &self.tls {
             None if self.listen.imaps.is_some() => {
@@ -535,9 +581,12 @@ impl Config {
                  a node without [[peer]]s is a cluster of one"
                     .to_string(),
             ),
-            Some(c) => c.validate(&mut p),
+            Some(c) => c.validate(p),
         }
+    }
 
+    /// Peer ids and addresses: positive, unique, not this node's.
+    fn validate_peers(&self, p: &mut Vec<String>) {
         let mut ids = BTreeSet::new();
         ids.insert(self.node.id);
         let mut addresses: Vec<&str> = Vec::new();
@@ -565,7 +614,10 @@ impl Config {
             }
             addresses.push(&peer.address);
         }
+    }
 
+    /// No two listeners on one address.
+    fn validate_listeners(&self, p: &mut Vec<String>) {
         let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
         for (name, addr) in [
             ("listen.imap", self.listen.imap),
@@ -579,38 +631,6 @@ impl Config {
                 bound.push((name, addr));
             }
         }
-
-        let l = &self.limits;
-        if l.max_connections == 0 {
-            p.push("limits.max_connections must be at least 1".to_string());
-        }
-        if l.max_connections_per_ip == 0 || l.max_connections_per_ip > l.max_connections {
-            p.push(format!(
-                "limits.max_connections_per_ip must be between 1 and limits.max_connections ({})",
-                l.max_connections
-            ));
-        }
-        if l.max_literal_bytes < 1024 {
-            p.push("limits.max_literal_bytes must be at least 1024".to_string());
-        }
-        if l.max_line_bytes < 1024 {
-            p.push(
-                "limits.max_line_bytes must be at least 1024 (RFC 7162 asks for 8192)".to_string(),
-            );
-        }
-        if l.login_timeout_secs == 0 {
-            p.push("limits.login_timeout_secs must be at least 1".to_string());
-        }
-        if Duration::from_secs(l.idle_timeout_secs) < MIN_AUTOLOGOUT {
-            p.push(format!(
-                "limits.idle_timeout_secs must be at least {} (RFC 9051 section 5.4)",
-                MIN_AUTOLOGOUT.as_secs()
-            ));
-        }
-        if l.idle_command_timeout_secs == 0 {
-            p.push("limits.idle_command_timeout_secs must be at least 1".to_string());
-        }
-        p
     }
 
     /// The backend section; `None` on a witness.

@@ -155,39 +155,7 @@ impl Demo {
         if kind == BackendKind::Cyrus {
             cyrus::check_installed()?;
         }
-        // Check every port first, so a busy one is named, not discovered
-        // through a backend's log.
-        let mut lmtp_off = Vec::new();
-        for n in 1..=nodes {
-            let p = NodePorts::of(n, base);
-            for (port, what) in [
-                (p.imap, "tandem IMAP"),
-                (p.imaps, "tandem IMAPS"),
-                (p.metrics, "metrics"),
-                (p.backend, "backend IMAP"),
-                (p.lmtp, "backend LMTP"),
-            ] {
-                if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-                    if what == "backend LMTP" {
-                        eprintln!(
-                            "tandem demo: port {port} ({what} of node {n}) is taken by another \
-                             program; node {n} runs without LMTP"
-                        );
-                        lmtp_off.push(n);
-                    } else {
-                        return Err(io::Error::other(format!(
-                            "port {port} ({what} of node {n}) is taken by another program"
-                        )));
-                    }
-                }
-            }
-            if std::net::UdpSocket::bind(("127.0.0.1", p.peer)).is_err() {
-                return Err(io::Error::other(format!(
-                    "UDP port {} (replication of node {n}) is taken by another program",
-                    p.peer
-                )));
-            }
-        }
+        let lmtp_off = check_ports(nodes, base)?;
         fs::create_dir_all(dir)?;
         let (cert, key) = write_demo_tls(dir)?;
         // The cluster CA and node certificates for the replicated log, in
@@ -231,35 +199,14 @@ impl Demo {
             let lmtp = if lmtp_off.contains(&n) { 0 } else { ports.lmtp };
             demo.start_backend(kind, n, &ports, lmtp, fresh, &node_dir)?;
 
-            let peers: String = (1..=nodes)
-                .filter(|m| *m != n)
-                .map(|m| {
-                    format!(
-                        "[[peer]]\nid = {m}\naddress = \"127.0.0.1:{}\"\n",
-                        NodePorts::of(m, base).peer
-                    )
-                })
-                .collect();
-            let config = format!(
-                "# tandem demo node {n}\n[node]\nid = {n}\ndata_dir = \"{data}\"\n\n\
-                 [listen]\nimap = \"127.0.0.1:{imap}\"\nimaps = \"127.0.0.1:{imaps}\"\n\
-                 metrics = \"127.0.0.1:{metrics}\"\npeer = \"127.0.0.1:{peer}\"\n\n\
-                 [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
-                 [cluster]\nca = \"{cluster_ca}\"\ncert = \"{cluster_cert}\"\n\
-                 key = \"{cluster_key}\"\n\n\
-                 [backend]\nkind = \"{kind}\"\naddress = \"127.0.0.1:{backend}\"\n\
-                 admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
-                data = data_dir.display(),
-                cluster_ca = cluster_dir.join("ca.pem").display(),
-                cluster_cert = cluster_dir.join(format!("node-{n}.pem")).display(),
-                cluster_key = cluster_dir.join(format!("node-{n}.key")).display(),
-                imap = ports.imap,
-                imaps = ports.imaps,
-                cert = cert.display(),
-                key = key.display(),
-                metrics = ports.metrics,
-                peer = ports.peer,
-                backend = ports.backend,
+            let config = node_config(
+                n,
+                nodes,
+                base,
+                kind,
+                &data_dir,
+                &cluster_dir,
+                (cert.as_path(), key.as_path()),
             );
             let config_path = node_dir.join("tandem.toml");
             fs::write(&config_path, config)?;
@@ -412,5 +359,124 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Checks every port of the demo's nodes first, so that a busy one is
+/// named, not discovered through a backend's log; the nodes whose LMTP
+/// port is taken (they run without LMTP).
+fn check_ports(nodes: u16, base: u16) -> io::Result<Vec<u16>> {
+    let mut lmtp_off = Vec::new();
+    for n in 1..=nodes {
+        let p = NodePorts::of(n, base);
+        for (port, what) in [
+            (p.imap, "tandem IMAP"),
+            (p.imaps, "tandem IMAPS"),
+            (p.metrics, "metrics"),
+            (p.backend, "backend IMAP"),
+            (p.lmtp, "backend LMTP"),
+        ] {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                if what == "backend LMTP" {
+                    eprintln!(
+                        "tandem demo: port {port} ({what} of node {n}) is taken by another \
+                         program; node {n} runs without LMTP"
+                    );
+                    lmtp_off.push(n);
+                } else {
+                    return Err(io::Error::other(format!(
+                        "port {port} ({what} of node {n}) is taken by another program"
+                    )));
+                }
+            }
+        }
+        if std::net::UdpSocket::bind(("127.0.0.1", p.peer)).is_err() {
+            return Err(io::Error::other(format!(
+                "UDP port {} (replication of node {n}) is taken by another program",
+                p.peer
+            )));
+        }
+    }
+    Ok(lmtp_off)
+}
+
+/// The `tandem.toml` of demo node `n`.
+fn node_config(
+    n: u16,
+    nodes: u16,
+    base: u16,
+    kind: BackendKind,
+    data_dir: &Path,
+    cluster_dir: &Path,
+    (cert, key): (&Path, &Path),
+) -> String {
+    let ports = NodePorts::of(n, base);
+    let peers: String = (1..=nodes)
+        .filter(|m| *m != n)
+        .map(|m| {
+            format!(
+                "[[peer]]\nid = {m}\naddress = \"127.0.0.1:{}\"\n",
+                NodePorts::of(m, base).peer
+            )
+        })
+        .collect();
+    format!(
+        "# tandem demo node {n}\n[node]\nid = {n}\ndata_dir = \"{data}\"\n\n\
+         [listen]\nimap = \"127.0.0.1:{imap}\"\nimaps = \"127.0.0.1:{imaps}\"\n\
+         metrics = \"127.0.0.1:{metrics}\"\npeer = \"127.0.0.1:{peer}\"\n\n\
+         [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+         [cluster]\nca = \"{cluster_ca}\"\ncert = \"{cluster_cert}\"\n\
+         key = \"{cluster_key}\"\n\n\
+         [backend]\nkind = \"{kind}\"\naddress = \"127.0.0.1:{backend}\"\n\
+         admin_user = \"{ADMIN_USER}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\n{peers}",
+        data = data_dir.display(),
+        cluster_ca = cluster_dir.join("ca.pem").display(),
+        cluster_cert = cluster_dir.join(format!("node-{n}.pem")).display(),
+        cluster_key = cluster_dir.join(format!("node-{n}.key")).display(),
+        imap = ports.imap,
+        imaps = ports.imaps,
+        cert = cert.display(),
+        key = key.display(),
+        metrics = ports.metrics,
+        peer = ports.peer,
+        backend = ports.backend,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demo_nodes_config_is_valid_and_names_the_other_nodes_as_peers() {
+        let text = node_config(
+            2,
+            3,
+            1000,
+            BackendKind::Dovecot,
+            Path::new("/tmp/demo/node2/data"),
+            Path::new("/tmp/demo/cluster"),
+            (
+                Path::new("/tmp/demo/cert.pem"),
+                Path::new("/tmp/demo/key.pem"),
+            ),
+        );
+        let config = crate::config::Config::from_toml(&text, Path::new("node2.toml"))
+            .unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_eq!(config.node.id, 2);
+        let peers: Vec<(u64, &str)> = config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.address.as_str()))
+            .collect();
+        let address = |m| format!("127.0.0.1:{}", NodePorts::of(m, 1000).peer);
+        assert_eq!(
+            peers,
+            vec![(1, address(1).as_str()), (3, address(3).as_str())]
+        );
+        assert_eq!(
+            config.listen.imap,
+            Some(([127, 0, 0, 1], NodePorts::of(2, 1000).imap).into())
+        );
     }
 }

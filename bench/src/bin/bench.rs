@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tandem_bench::report::{self, Row};
 use tandem_bench::{self as bench, Sample, Target, Workload};
 use tandem_tests::dovecot_proxy::DovecotProxy;
@@ -380,6 +380,42 @@ fn targets(
     out
 }
 
+/// How soon a write is seen elsewhere: readable on the other nodes
+/// (dsync's replica, tandem's other nodes), and told to a session in IDLE
+/// (two sessions on direct Dovecot; tandem, across nodes).
+fn delays(setups: &Setups, all: &[Target]) -> (Value, Value, Value, Value) {
+    eprintln!("bench: how soon a write is readable elsewhere");
+    let primary = setups.dsync.primary().imap_addr();
+    let replica = setups.dsync.replica().imap_addr();
+    let three: Vec<SocketAddr> = setups
+        .three
+        .mail_ids()
+        .iter()
+        .map(|&i| setups.three.imap_addr(i))
+        .collect();
+    let lag = |write, read: &[SocketAddr]| match bench::visibility(write, read, 20, "bob") {
+        Ok(v) => json!({
+            "delay": report::stats_json(&v.iter().map(|s| s.0).collect::<Vec<_>>()),
+            "readable_at_first_look": v.iter().filter(|s| s.1).count(),
+            "samples": v.len(),
+        }),
+        Err(e) => json!({ "error": e }),
+    };
+    let dsync_lag = lag(primary, &[replica]);
+    let tandem_lag = lag(three[0], &three[1..]);
+    eprintln!("bench: how soon a session in IDLE on another node is told");
+    let idle = |write, read| match bench::idle_notification(write, read, 20, "bob") {
+        Ok((appends, flags)) => json!({
+            "new_message": report::stats_json(&appends),
+            "flag_change": report::stats_json(&flags),
+        }),
+        Err(e) => json!({ "error": e }),
+    };
+    let idle_direct = idle(all[0].addr, all[0].addr);
+    let idle_tandem = idle(three[0], three[1]);
+    (dsync_lag, tandem_lag, idle_direct, idle_tandem)
+}
+
 fn main() -> ExitCode {
     let o = match options() {
         Ok(o) => o,
@@ -400,25 +436,7 @@ fn main() -> ExitCode {
     }
     setups.lossy.net().degrade_all(LOSS, DELAY, Duration::ZERO);
 
-    eprintln!("bench: how soon a write is readable elsewhere");
-    let primary = setups.dsync.primary().imap_addr();
-    let replica = setups.dsync.replica().imap_addr();
-    let three: Vec<SocketAddr> = setups
-        .three
-        .mail_ids()
-        .iter()
-        .map(|&i| setups.three.imap_addr(i))
-        .collect();
-    let lag = |write, read: &[SocketAddr]| match bench::visibility(write, read, 20, "bob") {
-        Ok(v) => json!({
-            "delay": report::stats_json(&v.iter().map(|s| s.0).collect::<Vec<_>>()),
-            "readable_at_first_look": v.iter().filter(|s| s.1).count(),
-            "samples": v.len(),
-        }),
-        Err(e) => json!({ "error": e }),
-    };
-    let dsync_lag = lag(primary, &[replica]);
-    let tandem_lag = lag(three[0], &three[1..]);
+    let (dsync_lag, tandem_lag, idle_direct, idle_tandem) = delays(&setups, &all);
     let sync_mode = DsyncPair::sync_mode_failure().unwrap_or_else(|e| e);
 
     let mut rows: Vec<Row> = Vec::new();
@@ -480,6 +498,9 @@ fn main() -> ExitCode {
     println!("  dsync (async): {dsync_lag}");
     println!("  tandem 3 nodes: {tandem_lag}");
     println!("dsync synchronous mode (replication_sync_timeout = 2): {sync_mode}");
+    println!("A session in IDLE told of an APPEND and a STORE by another session:");
+    println!("  both on direct Dovecot: {idle_direct}");
+    println!("  tandem, written on node 1, idling on node 2: {idle_tandem}");
     println!("\nTargets:");
     for (met, text) in &goals {
         println!("  [{}] {text}", if *met { "met" } else { "NOT met" });
@@ -503,6 +524,7 @@ fn main() -> ExitCode {
         "rows": report::rows_json(&rows),
         "replication_lag": { "dsync": dsync_lag, "tandem_3_nodes": tandem_lag },
         "dsync_sync_mode": sync_mode,
+        "idle_notification": { "direct_dovecot": idle_direct, "tandem_3_nodes": idle_tandem },
         "failover_seconds": failovers.iter().map(|(n, t)| json!({
             "configuration": n,
             "trials": t.iter().map(|r| match r {

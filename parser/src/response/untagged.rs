@@ -158,78 +158,87 @@ pub(super) fn untagged(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
             l.sp()?;
             ResponseBody::Flags(l.atom_list()?.0)
         }
-        b"SEARCH" => {
-            let mut numbers = Vec::new();
-            let mut modseq = None;
-            while l.eat(b' ') {
-                // Some servers end an empty or full result with a space.
-                if l.at_end() {
-                    break;
-                }
-                if l.at(b'(') {
-                    let start = l.pos;
-                    l.pos += 1;
-                    if !l.keyword(b"MODSEQ") {
-                        return Err(l.err("MODSEQ"));
-                    }
-                    l.sp()?;
-                    l.number64()?;
-                    l.expect(b')', ")")?;
-                    modseq = Some(Span { start, end: l.pos });
-                    break;
-                }
-                numbers.push(nz(l)?);
-            }
-            ResponseBody::Search { numbers, modseq }
-        }
+        b"SEARCH" => search(l)?,
         b"ESEARCH" => esearch(l)?,
-        b"STATUS" => {
-            l.sp()?;
-            let mailbox = l.mailbox()?;
-            l.sp()?;
-            l.expect(b'(', "(")?;
-            let mut items = Vec::new();
-            if !l.eat(b')') {
-                loop {
-                    let name = l.atom()?;
-                    l.sp()?;
-                    if let Some(item) = status_item(l, name)? {
-                        items.push(item);
-                    }
-                    if l.eat(b')') {
-                        break;
-                    }
-                    l.sp()?;
-                }
-            }
-            // Some servers put a space before the CRLF here.
-            l.eat(b' ');
-            ResponseBody::MailboxStatus { mailbox, items }
-        }
-        b"VANISHED" => {
-            l.sp()?;
-            let earlier = if l.at(b'(') {
-                l.pos += 1;
-                if !l.keyword(b"EARLIER") {
-                    return Err(l.err("EARLIER"));
-                }
-                l.expect(b')', ")")?;
-                l.sp()?;
-                true
-            } else {
-                false
-            };
-            let (uids, span) = uid_set(l)?;
-            ResponseBody::Vanished {
-                earlier,
-                uids,
-                span,
-            }
-        }
+        b"STATUS" => mailbox_status(l)?,
+        b"VANISHED" => vanished(l)?,
         _ => {
             l.pos = l.buf.len() - 2;
             ResponseBody::Other { name }
         }
+    })
+}
+
+/// `SEARCH` results after the name: numbers, and RFC 7162's `(MODSEQ n)`.
+fn search(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
+    let mut numbers = Vec::new();
+    let mut modseq = None;
+    while l.eat(b' ') {
+        // Some servers end an empty or full result with a space.
+        if l.at_end() {
+            break;
+        }
+        if l.at(b'(') {
+            let start = l.pos;
+            l.pos += 1;
+            if !l.keyword(b"MODSEQ") {
+                return Err(l.err("MODSEQ"));
+            }
+            l.sp()?;
+            l.number64()?;
+            l.expect(b')', ")")?;
+            modseq = Some(Span { start, end: l.pos });
+            break;
+        }
+        numbers.push(nz(l)?);
+    }
+    Ok(ResponseBody::Search { numbers, modseq })
+}
+
+/// `STATUS mailbox (items)` after the name.
+fn mailbox_status(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
+    l.sp()?;
+    let mailbox = l.mailbox()?;
+    l.sp()?;
+    l.expect(b'(', "(")?;
+    let mut items = Vec::new();
+    if !l.eat(b')') {
+        loop {
+            let name = l.atom()?;
+            l.sp()?;
+            if let Some(item) = status_item(l, name)? {
+                items.push(item);
+            }
+            if l.eat(b')') {
+                break;
+            }
+            l.sp()?;
+        }
+    }
+    // Some servers put a space before the CRLF here.
+    l.eat(b' ');
+    Ok(ResponseBody::MailboxStatus { mailbox, items })
+}
+
+/// RFC 7162's `VANISHED [(EARLIER)] uids` after the name.
+fn vanished(l: &mut Lexer<'_>) -> Result<ResponseBody, ParseError> {
+    l.sp()?;
+    let earlier = if l.at(b'(') {
+        l.pos += 1;
+        if !l.keyword(b"EARLIER") {
+            return Err(l.err("EARLIER"));
+        }
+        l.expect(b')', ")")?;
+        l.sp()?;
+        true
+    } else {
+        false
+    };
+    let (uids, span) = uid_set(l)?;
+    Ok(ResponseBody::Vanished {
+        earlier,
+        uids,
+        span,
     })
 }
 

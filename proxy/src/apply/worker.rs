@@ -37,8 +37,8 @@ enum Route<'a> {
     /// of different mailboxes may have finished out of order before the
     /// crash, so each is looked for alone).
     LaneAlone(&'a str),
-    /// A lane of its own, alone; the other lanes select again afterwards
-    /// (mailbox operations may rename or replace what they have selected).
+    /// A lane of its own, alone (mailbox operations; a DELETE or RENAME
+    /// closes the other lanes first).
     Alone,
 }
 
@@ -50,6 +50,23 @@ fn route(work: &Work, in_doubt: bool) -> Route<'_> {
         (Work::Copy { from, .. }, None) => Route::LaneAlone(from),
         _ => Route::Alone,
     }
+}
+
+/// How many items at the front of `batch` run over their lanes in
+/// parallel: [`Route::Lane`] items of at most [`MAX_LANES`] mailboxes.
+fn lane_run(batch: &std::collections::VecDeque<(u64, Work)>, horizon: u64) -> usize {
+    let mut mailboxes: Vec<&str> = Vec::new();
+    batch
+        .iter()
+        .take_while(|(seq, w)| match route(w, *seq <= horizon) {
+            Route::Lane(m) if mailboxes.contains(&m) => true,
+            Route::Lane(m) if mailboxes.len() < MAX_LANES => {
+                mailboxes.push(m);
+                true
+            }
+            _ => false,
+        })
+        .count()
 }
 
 /// Whether applying `work` removes messages or mailboxes that the in-doubt
@@ -254,20 +271,14 @@ impl<W> Lanes<W> {
         self.0.insert(mailbox, (lane, Instant::now()));
     }
 
+    /// Closes every lane but the one of `keep`.
+    fn close_all_but(&mut self, keep: &str) {
+        self.0.retain(|mailbox, _| mailbox == keep);
+    }
+
     /// Closes the lanes unused for `idle` ([`LANE_IDLE`]).
     fn close_idle(&mut self, idle: Duration) {
         self.0.retain(|_, (_, used)| used.elapsed() < idle);
-    }
-}
-
-impl Lanes<Worker> {
-    /// Makes every lane select its mailbox again before its next item.
-    fn unselect(&mut self) {
-        for (lane, _) in self.0.values_mut() {
-            for c in lane.conns.values_mut() {
-                c.selected = None;
-            }
-        }
     }
 }
 
@@ -298,6 +309,7 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(u64, Work)>) {
         let mut lanes = Lanes::default();
         let mut idle_since = Instant::now();
+        let mut user = String::new();
         loop {
             // Lanes unused for LANE_IDLE close; the worker, with none left,
             // exits after WORKER_IDLE without work.
@@ -309,12 +321,13 @@ impl Worker {
             let first = match tokio::time::timeout(wait, rx.recv()).await {
                 Ok(Some(first)) => first,
                 Ok(None) => return,
-                Err(_) if lanes.is_empty() => return,
+                Err(_) if lanes.is_empty() => return self.exit(&user, rx, lanes).await,
                 Err(_) => {
                     lanes.close_idle(LANE_IDLE);
                     continue;
                 }
             };
+            user = first.1.user().to_string();
             let mut batch = std::collections::VecDeque::from([first]);
             while batch.len() < 256 {
                 match rx.try_recv() {
@@ -322,52 +335,76 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let lock = self.locks.of(batch[0].1.user());
+            let lock = self.locks.of(&user);
             let _guard = lock.lock().await;
-            while !batch.is_empty() {
-                let run = batch
-                    .iter()
-                    .take_while(|(seq, w)| matches!(route(w, *seq <= self.horizon), Route::Lane(_)))
-                    .count();
-                if run == 0 {
-                    if let Some((seq, work)) = batch.pop_front() {
-                        self.alone(seq, &work, &mut lanes).await;
-                    }
-                    continue;
+            self.apply_batch(batch, &mut lanes).await;
+            lanes.close_idle(LANE_IDLE);
+            idle_since = Instant::now();
+        }
+    }
+
+    /// Leaves after WORKER_IDLE without work. The dispatcher may have sent
+    /// an item since the wait ended: the channel closes (its next send
+    /// fails and starts a new worker), and what it holds is applied first,
+    /// under the user's lock, which the new worker waits for.
+    async fn exit(&mut self, user: &str, mut rx: mpsc::Receiver<(u64, Work)>, mut lanes: Lanes) {
+        let lock = self.locks.of(user);
+        let _guard = lock.lock().await;
+        rx.close();
+        let mut batch = std::collections::VecDeque::new();
+        while let Ok(item) = rx.try_recv() {
+            batch.push_back(item);
+        }
+        self.apply_batch(batch, &mut lanes).await;
+    }
+
+    /// Applies a batch of the user's items in order, each where [`route`]
+    /// says: a run of items of at most [`MAX_LANES`] mailboxes over their
+    /// lanes in parallel, anything else alone.
+    async fn apply_batch(
+        &mut self,
+        mut batch: std::collections::VecDeque<(u64, Work)>,
+        lanes: &mut Lanes,
+    ) {
+        while !batch.is_empty() {
+            let run = lane_run(&batch, self.horizon);
+            if run == 0 {
+                if let Some((seq, work)) = batch.pop_front() {
+                    self.alone(seq, &work, lanes).await;
                 }
-                let mut groups: Vec<(String, Vec<(u64, Work)>)> = Vec::new();
-                for (seq, work) in batch.drain(..run) {
-                    let mailbox = single_mailbox(&work).unwrap_or_default().to_string();
-                    match groups.iter_mut().find(|g| g.0 == mailbox) {
-                        Some(g) => g.1.push((seq, work)),
-                        None => groups.push((mailbox, vec![(seq, work)])),
-                    }
-                }
-                if let [(mailbox, items)] = groups.as_slice() {
-                    // One mailbox: no task to spawn.
-                    let lane = lanes.get(mailbox, || self.fork());
-                    for (seq, work) in items {
-                        lane.apply_one(*seq, work).await;
-                    }
-                    continue;
-                }
-                let mut running = tokio::task::JoinSet::new();
-                for (mailbox, items) in groups {
-                    let mut lane = lanes.take(&mailbox, || self.fork());
-                    running.spawn(async move {
-                        for (seq, work) in items {
-                            lane.apply_one(seq, &work).await;
-                        }
-                        (mailbox, lane)
-                    });
-                }
-                while let Some(done) = running.join_next().await {
-                    if let Ok((mailbox, lane)) = done {
-                        lanes.put(mailbox, lane);
-                    }
+                continue;
+            }
+            let mut groups: Vec<(String, Vec<(u64, Work)>)> = Vec::new();
+            for (seq, work) in batch.drain(..run) {
+                let mailbox = single_mailbox(&work).unwrap_or_default().to_string();
+                match groups.iter_mut().find(|g| g.0 == mailbox) {
+                    Some(g) => g.1.push((seq, work)),
+                    None => groups.push((mailbox, vec![(seq, work)])),
                 }
             }
-            idle_since = Instant::now();
+            if let [(mailbox, items)] = groups.as_slice() {
+                // One mailbox: no task to spawn.
+                let lane = lanes.get(mailbox, || self.fork());
+                for (seq, work) in items {
+                    lane.apply_one(*seq, work).await;
+                }
+                continue;
+            }
+            let mut running = tokio::task::JoinSet::new();
+            for (mailbox, items) in groups {
+                let mut lane = lanes.take(&mailbox, || self.fork());
+                running.spawn(async move {
+                    for (seq, work) in items {
+                        lane.apply_one(seq, &work).await;
+                    }
+                    (mailbox, lane)
+                });
+            }
+            while let Some(done) = running.join_next().await {
+                if let Ok((mailbox, lane)) = done {
+                    lanes.put(mailbox, lane);
+                }
+            }
         }
     }
 
@@ -382,10 +419,13 @@ impl Worker {
                     .await;
             }
             Route::Alone => {
-                // Mailboxes may be renamed or replaced: the lanes select
-                // again before their next item. Mailbox operations have a
-                // lane of their own (no mailbox is named "").
-                lanes.unselect();
+                // A backend session whose selected mailbox is deleted or
+                // renamed under it may be disconnected at its next
+                // command: the other lanes close first. Mailbox operations
+                // have a lane of their own (no mailbox is named "").
+                if matches!(work, Work::Delete { .. } | Work::Rename { .. }) {
+                    lanes.close_all_but("");
+                }
                 lanes.get("", || self.fork()).apply_one(seq, work).await;
             }
         }
@@ -638,7 +678,9 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::{destroys_evidence, is_soft, route, single_mailbox, Lanes, Route, MAX_LANES};
+    use super::{
+        destroys_evidence, is_soft, lane_run, route, single_mailbox, Lanes, Route, MAX_LANES,
+    };
     use tandem_state::{Replaces, Work};
 
     #[test]
@@ -826,5 +868,50 @@ mod tests {
         assert_eq!(lanes.0.len(), MAX_LANES);
         lanes.close_idle(std::time::Duration::ZERO);
         assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn a_parallel_run_spans_at_most_max_lanes_mailboxes_and_stops_at_a_copy() {
+        let store = |seq: u64, mailbox: &str| {
+            (
+                seq,
+                Work::Store {
+                    user: "alice".into(),
+                    mailbox: mailbox.into(),
+                    uidvalidity: 1,
+                    uids: vec![(1, 1)],
+                    mode: tandem_state::FlagMode::Add,
+                    flags: vec![],
+                },
+            )
+        };
+        let boxes = ["A", "B", "A", "C", "D", "B", "E", "A"];
+        let batch: std::collections::VecDeque<_> = boxes
+            .iter()
+            .enumerate()
+            .map(|(k, m)| store(10 + k as u64, m))
+            .collect();
+        // A, B, C, D: the fifth mailbox (E) ends the run.
+        assert_eq!(MAX_LANES, 4);
+        assert_eq!(lane_run(&batch, 0), 6);
+        // Items in doubt (at or below the horizon) run alone.
+        assert_eq!(lane_run(&batch, 10), 0);
+        let mut with_copy = batch.clone();
+        with_copy.insert(
+            2,
+            (
+                99,
+                Work::Copy {
+                    user: "alice".into(),
+                    from: "A".into(),
+                    from_uidvalidity: 1,
+                    to: "B".into(),
+                    to_uidvalidity: 2,
+                    pairs: vec![(1, 1)],
+                    remove: false,
+                },
+            ),
+        );
+        assert_eq!(lane_run(&with_copy, 0), 2);
     }
 }

@@ -282,50 +282,10 @@ impl<S: StateMachine> Node<S> {
         })?;
         let db = store::open_database(&config.data_dir.join("raft.redb"))?;
 
-        let mut server = config.tls.quinn_server()?;
-        server.transport_config(transport::quic_transport());
-        let mut client = config.tls.quinn_client()?;
-        client.transport_config(transport::quic_transport());
-        let mut endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        endpoint.set_default_client_config(client);
+        let endpoint = endpoint(&config)?;
+        let peers = peer_clients(&config, &endpoint);
 
-        let peers: BTreeMap<NodeId, Arc<PeerClient>> = config
-            .members
-            .iter()
-            .filter(|(id, _)| **id != config.id)
-            .map(|(id, addr)| {
-                let client = PeerClient::new(
-                    *id,
-                    addr.clone(),
-                    endpoint.clone(),
-                    config.transport.clone(),
-                );
-                (*id, Arc::new(client))
-            })
-            .collect();
-        let peers = Arc::new(peers);
-
-        let raft_config = openraft::Config {
-            cluster_name: "tandem".to_string(),
-            heartbeat_interval: config.heartbeat.as_millis() as u64,
-            election_timeout_min: config.election_timeout.0.as_millis() as u64,
-            election_timeout_max: config.election_timeout.1.as_millis() as u64,
-            install_snapshot_timeout: 10_000,
-            max_payload_entries: 16,
-            snapshot_policy: SnapshotPolicy::Never,
-            // openraft purges up to (snapshot - this) after every snapshot;
-            // the compaction task decides what to purge (it keeps what the
-            // slowest voter still needs), so openraft never purges by itself.
-            max_in_snapshot_log_to_keep: u64::MAX,
-            purge_batch_size: 1,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| NodeError::Config(e.to_string()))?;
+        let raft_config = raft_config(&config)?;
 
         let blobs = Arc::new(
             Blob::open(
@@ -354,15 +314,9 @@ impl<S: StateMachine> Node<S> {
         let network = Network {
             peers: peers.clone(),
         };
-        let raft = openraft::Raft::new(
-            config.id,
-            Arc::new(raft_config),
-            network,
-            log_store,
-            sm_store,
-        )
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = openraft::Raft::new(config.id, raft_config, network, log_store, sm_store)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let members: Arc<Vec<NodeId>> = Arc::new(config.members.keys().copied().collect());
         let leader_raft = raft.clone();
@@ -385,17 +339,7 @@ impl<S: StateMachine> Node<S> {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         if !initialized && config.bootstrap {
-            let voters: BTreeMap<NodeId, BasicNode> = config
-                .members
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                .collect();
-            // Every node initializes with the same members; a node that
-            // already received the membership from another refuses, which
-            // is fine.
-            if let Err(e) = raft.initialize(voters).await {
-                tracing::debug!(error = %e, "initialize skipped");
-            }
+            bootstrap(&raft, &config).await;
         }
 
         let submitter = Arc::new(Submitter {
@@ -599,5 +543,79 @@ impl<S: StateMachine> Node<S> {
             t.abort();
         }
         self.endpoint.wait_idle().await;
+    }
+}
+
+/// The node's QUIC endpoint: it listens for peers and dials them, mutual
+/// TLS both ways.
+fn endpoint(config: &NodeConfig) -> Result<quinn::Endpoint, NodeError> {
+    let mut server = config.tls.quinn_server()?;
+    server.transport_config(transport::quic_transport());
+    let mut client = config.tls.quinn_client()?;
+    client.transport_config(transport::quic_transport());
+    let mut endpoint =
+        quinn::Endpoint::server(server, config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// A client for every other member, over `endpoint`.
+fn peer_clients(
+    config: &NodeConfig,
+    endpoint: &quinn::Endpoint,
+) -> Arc<BTreeMap<NodeId, Arc<PeerClient>>> {
+    let peers: BTreeMap<NodeId, Arc<PeerClient>> = config
+        .members
+        .iter()
+        .filter(|(id, _)| **id != config.id)
+        .map(|(id, addr)| {
+            let client = PeerClient::new(
+                *id,
+                addr.clone(),
+                endpoint.clone(),
+                config.transport.clone(),
+            );
+            (*id, Arc::new(client))
+        })
+        .collect();
+    Arc::new(peers)
+}
+
+/// openraft's configuration from the node's.
+fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, NodeError> {
+    let raft_config = openraft::Config {
+        cluster_name: "tandem".to_string(),
+        heartbeat_interval: config.heartbeat.as_millis() as u64,
+        election_timeout_min: config.election_timeout.0.as_millis() as u64,
+        election_timeout_max: config.election_timeout.1.as_millis() as u64,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 16,
+        snapshot_policy: SnapshotPolicy::Never,
+        // openraft purges up to (snapshot - this) after every snapshot;
+        // the compaction task decides what to purge (it keeps what the
+        // slowest voter still needs), so openraft never purges by itself.
+        max_in_snapshot_log_to_keep: u64::MAX,
+        purge_batch_size: 1,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Config(e.to_string()))?;
+    Ok(Arc::new(raft_config))
+}
+
+/// The very first start of a new cluster: every node initializes with the
+/// same members; a node that already received the membership from another
+/// refuses, which is fine.
+async fn bootstrap(raft: &Raft, config: &NodeConfig) {
+    let voters: BTreeMap<NodeId, BasicNode> = config
+        .members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
+    if let Err(e) = raft.initialize(voters).await {
+        tracing::debug!(error = %e, "initialize skipped");
     }
 }

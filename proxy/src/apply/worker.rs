@@ -683,6 +683,31 @@ mod tests {
     };
     use tandem_state::{Replaces, Work};
 
+    /// alice's COPY (or MOVE) of one message from A to B.
+    fn copy_a_to_b(remove: bool) -> Work {
+        Work::Copy {
+            user: "alice".into(),
+            from: "A".into(),
+            from_uidvalidity: 1,
+            to: "B".into(),
+            to_uidvalidity: 2,
+            pairs: vec![(1, 1)],
+            remove,
+        }
+    }
+
+    /// alice's STORE of \\Seen on one message of `mailbox`.
+    fn store_in(mailbox: &str) -> Work {
+        Work::Store {
+            user: "alice".into(),
+            mailbox: mailbox.into(),
+            uidvalidity: 1,
+            uids: vec![(1, 1)],
+            mode: tandem_state::FlagMode::Add,
+            flags: vec!["\\Seen".into()],
+        }
+    }
+
     #[test]
     fn a_no_without_code_is_soft_unless_cyrus_never_takes_the_message() {
         assert!(is_soft("Server shutting down"));
@@ -717,15 +742,7 @@ mod tests {
     #[test]
     fn items_that_remove_messages_or_mailboxes_get_a_barrier_first() {
         let user = || "alice".to_string();
-        let copy = |remove| Work::Copy {
-            user: user(),
-            from: "A".into(),
-            from_uidvalidity: 1,
-            to: "B".into(),
-            to_uidvalidity: 2,
-            pairs: vec![(1, 1)],
-            remove,
-        };
+        let copy = copy_a_to_b;
         let cases: Vec<(Work, bool, Option<&str>)> = vec![
             (append(None), false, Some("INBOX")),
             // An adoption expunges its originals on their node only.
@@ -743,18 +760,7 @@ mod tests {
                 true,
                 Some("A"),
             ),
-            (
-                Work::Store {
-                    user: user(),
-                    mailbox: "A".into(),
-                    uidvalidity: 1,
-                    uids: vec![(1, 1)],
-                    mode: tandem_state::FlagMode::Add,
-                    flags: vec!["\\Seen".into()],
-                },
-                false,
-                Some("A"),
-            ),
+            (store_in("A"), false, Some("A")),
             (
                 Work::Delete {
                     user: user(),
@@ -801,28 +807,13 @@ mod tests {
 
     #[test]
     fn each_mailbox_keeps_its_session_and_mailbox_operations_run_alone() {
-        let store = Work::Store {
-            user: "alice".into(),
-            mailbox: "A".into(),
-            uidvalidity: 1,
-            uids: vec![(1, 1)],
-            mode: tandem_state::FlagMode::Add,
-            flags: vec!["\\Seen".into()],
-        };
+        let store = store_in("A");
         assert_eq!(route(&store, false), Route::Lane("A"));
         assert_eq!(route(&append(None), false), Route::Lane("INBOX"));
         // In doubt after a restart: looked for alone, on the same session.
         assert_eq!(route(&store, true), Route::LaneAlone("A"));
         for remove in [false, true] {
-            let copy = Work::Copy {
-                user: "alice".into(),
-                from: "A".into(),
-                from_uidvalidity: 1,
-                to: "B".into(),
-                to_uidvalidity: 2,
-                pairs: vec![(1, 1)],
-                remove,
-            };
+            let copy = copy_a_to_b(remove);
             assert_eq!(route(&copy, false), Route::LaneAlone("A"));
             assert_eq!(route(&copy, true), Route::LaneAlone("A"));
         }
@@ -872,19 +863,7 @@ mod tests {
 
     #[test]
     fn a_parallel_run_spans_at_most_max_lanes_mailboxes_and_stops_at_a_copy() {
-        let store = |seq: u64, mailbox: &str| {
-            (
-                seq,
-                Work::Store {
-                    user: "alice".into(),
-                    mailbox: mailbox.into(),
-                    uidvalidity: 1,
-                    uids: vec![(1, 1)],
-                    mode: tandem_state::FlagMode::Add,
-                    flags: vec![],
-                },
-            )
-        };
+        let store = |seq: u64, mailbox: &str| (seq, store_in(mailbox));
         let boxes = ["A", "B", "A", "C", "D", "B", "E", "A"];
         let batch: std::collections::VecDeque<_> = boxes
             .iter()
@@ -897,21 +876,7 @@ mod tests {
         // Items in doubt (at or below the horizon) run alone.
         assert_eq!(lane_run(&batch, 10), 0);
         let mut with_copy = batch.clone();
-        with_copy.insert(
-            2,
-            (
-                99,
-                Work::Copy {
-                    user: "alice".into(),
-                    from: "A".into(),
-                    from_uidvalidity: 1,
-                    to: "B".into(),
-                    to_uidvalidity: 2,
-                    pairs: vec![(1, 1)],
-                    remove: false,
-                },
-            ),
-        );
+        with_copy.insert(2, (99, copy_a_to_b(false)));
         assert_eq!(lane_run(&with_copy, 0), 2);
     }
 }

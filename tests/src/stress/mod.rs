@@ -295,7 +295,7 @@ pub fn run(opts: &Options) -> Summary {
             if opts.pin {
                 pin::tree(std::process::id(), 0);
                 for id in cluster.ids() {
-                    let cpu = usize::from(!ids.contains(&id) || (ids.len() > 1 && id != ids[0]));
+                    let cpu = usize::from(id != ids[0]);
                     let pids = [cluster.pid(id), cluster.backend(id).pid()];
                     pids.into_iter().flatten().for_each(|p| pin::tree(p, cpu));
                 }

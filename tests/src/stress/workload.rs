@@ -34,7 +34,7 @@ pub struct Outcome {
     /// Connections that could not be made.
     pub connect_failures: u64,
     /// Time from sending each command to its tagged answer, by
-    /// [`Cmd::kind`]: count and total.
+    /// [`Cmd::verb`]: count and total.
     pub time: std::collections::BTreeMap<&'static str, (u64, Duration)>,
 }
 
@@ -215,7 +215,7 @@ impl Worker {
         }
         self.tag += 1;
         let tag = format!("S{}", self.tag);
-        let kind = cmd.kind();
+        let kind = cmd.verb();
         let sent = std::time::Instant::now();
         let line = format!("{tag} {}\r\n", cmd.text(USER_PASSWORD));
         let literal = match &cmd {
